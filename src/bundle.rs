@@ -1,0 +1,255 @@
+//! The model bundle: `models/<name>/manifest.json` + `spatial.onnx` (+ the
+//! temporal nets later). The manifest says everything the runtime needs to feed
+//! the model and read its output, and where the model came from.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{Cost, InputSize, SpaceName, Subnet};
+use crate::coco::{FLIP_PAIRS, KEYPOINT_NAMES, SKELETON};
+
+/// Bumped whenever a manifest written by this version could not be read by an older one.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST: &str = "manifest.json";
+pub const SPATIAL_ONNX: &str = "spatial.onnx";
+
+/// ImageNet mean/std on 0–255 RGB (mmpose's data preprocessor).
+pub const IMAGENET_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
+pub const IMAGENET_STD: [f32; 3] = [58.395, 57.12, 57.375];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorOrder {
+    Rgb,
+    Bgr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    F32,
+    I32,
+}
+
+/// How to turn an RGB crop into the model's input tensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    pub height: u32,
+    pub width: u32,
+    pub layout: Layout,
+    pub dtype: InputType,
+    pub color: ColorOrder,
+    /// Subtracted from 0–255 pixel values, per channel in `color` order.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+/// What the model outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// N×17×(H/stride)×(W/stride) heatmaps.
+    Heatmap,
+    /// SimCC x/y classification vectors.
+    Simcc,
+    /// N×1×17×3 (y, x, score) normalised to the input (MoveNet).
+    Keypoints,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub name: String,
+    pub kind: OutputKind,
+    /// Input pixels per heatmap pixel (heatmap outputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<u32>,
+}
+
+/// Where the weights came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// `vipnas <version>`.
+    pub created_by: String,
+    /// UTC, RFC 3339.
+    pub created_at: String,
+    /// `random (seed N)`, or the checkpoint / upstream model it came from.
+    pub weights: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+}
+
+/// The whole manifest (DESIGN.md §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub name: String,
+    /// Absent for models not made by vipnas (e.g. MoveNet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<SpaceName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<Subnet>,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    pub keypoints: Vec<String>,
+    pub skeleton: Vec<[u8; 2]>,
+    pub flip_pairs: Vec<[u8; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flops: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<u64>,
+    /// The spatial (key-frame) network file, relative to the bundle.
+    pub spatial: String,
+    /// Temporal nets (T-ViPNets), once trained; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporal: Option<serde_json::Value>,
+    /// Predicted latency (ms) per board name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_ms: BTreeMap<String, f64>,
+    pub provenance: Provenance,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<serde_json::Value>,
+}
+
+impl Manifest {
+    /// The manifest of one of our heatmap subnets.
+    pub fn for_subnet(
+        name: &str,
+        subnet: &Subnet,
+        input: InputSize,
+        cost: Cost,
+        weights: String,
+    ) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            name: name.into(),
+            space: Some(subnet.space),
+            subnet: Some(subnet.clone()),
+            input: InputSpec {
+                name: "input".into(),
+                height: input.height,
+                width: input.width,
+                layout: Layout::Nchw,
+                dtype: InputType::F32,
+                color: ColorOrder::Rgb,
+                mean: IMAGENET_MEAN,
+                std: IMAGENET_STD,
+            },
+            output: OutputSpec {
+                name: "heatmaps".into(),
+                kind: OutputKind::Heatmap,
+                stride: Some(4),
+            },
+            keypoints: KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect(),
+            skeleton: SKELETON.iter().map(|&(a, b)| [a, b]).collect(),
+            flip_pairs: FLIP_PAIRS.iter().map(|&(a, b)| [a, b]).collect(),
+            flops: Some(cost.flops),
+            params: Some(cost.params),
+            spatial: SPATIAL_ONNX.into(),
+            temporal: None,
+            latency_ms: BTreeMap::new(),
+            provenance: Provenance {
+                created_by: format!("vipnas {}", env!("CARGO_PKG_VERSION")),
+                created_at: crate::timestamp::utc_now_rfc3339(),
+                weights,
+                license: None,
+            },
+            evaluation: None,
+        }
+    }
+
+    /// Reads and checks `DIR/manifest.json`; errors name the file and field.
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: invalid manifest: {e}", path.display()))?;
+        m.check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(m)
+    }
+
+    /// Internal consistency (format version, keypoint count, subnet validity).
+    pub fn check(&self) -> Result<()> {
+        if self.format_version != FORMAT_VERSION {
+            bail!(
+                "format_version {} is not supported (this vipnas reads {FORMAT_VERSION})",
+                self.format_version
+            );
+        }
+        if self.keypoints.len() != KEYPOINT_NAMES.len() {
+            bail!(
+                "keypoints: {} names, expected {}",
+                self.keypoints.len(),
+                KEYPOINT_NAMES.len()
+            );
+        }
+        if self.input.height == 0 || self.input.width == 0 {
+            bail!("input: height and width must be positive");
+        }
+        if self.input.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
+            bail!("input.std: every value must be positive and finite");
+        }
+        if let Some(subnet) = &self.subnet {
+            subnet
+                .check_structure()
+                .map_err(|e| anyhow::anyhow!("subnet: {e}"))?;
+            if Some(subnet.space) != self.space {
+                bail!(
+                    "space: `{:?}` does not match subnet.space `{}`",
+                    self.space,
+                    subnet.space
+                );
+            }
+        }
+        for [a, b] in self.skeleton.iter().chain(&self.flip_pairs) {
+            if *a as usize >= self.keypoints.len() || *b as usize >= self.keypoints.len() {
+                bail!("skeleton/flip_pairs: index out of range ({a}, {b})");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `files` (name → bytes) and the manifest into `dir`, each through a
+/// temporary file renamed into place, so an interrupted export never leaves a
+/// half-written file under a final name.
+pub fn write_bundle(dir: &Path, manifest: &Manifest, files: &[(&str, Vec<u8>)]) -> Result<PathBuf> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    for (name, bytes) in files {
+        write_atomic(&dir.join(name), bytes)?;
+    }
+    let json = serde_json::to_vec_pretty(manifest)?;
+    write_atomic(&dir.join(MANIFEST), &json)?;
+    Ok(dir.join(MANIFEST))
+}
+
+/// Write-then-rename in the same directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}

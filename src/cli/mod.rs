@@ -1,0 +1,52 @@
+//! The `vipnas` command line: argument parsing and dispatch only; each command
+//! lives in its own file and calls into the library.
+
+mod export;
+mod space;
+mod subnet_args;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Real-time video pose estimation on edge boards (ViPNAS).
+#[derive(Parser, Debug)]
+#[command(name = "vipnas", version, about, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  vipnas space --space mbv3 --sample max --stats\n  vipnas export --space mbv3 --sample random --seed 1 --out /tmp/bundle"
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Space(space::SpaceArgs),
+    Export(export::ExportArgs),
+}
+
+/// Parses arguments, runs the command, prints errors as one line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let result = match cli.command {
+        Command::Space(a) => space::run(a),
+        Command::Export(a) => export::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! How commands pick a subnet: from a JSON file, mmpose's published one, or
+//! sampled from a space.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+
+use vipnas::arch::published::published;
+use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SampleArg {
+    Max,
+    Min,
+    Random,
+}
+
+#[derive(Args, Debug)]
+pub struct SubnetArgs {
+    /// Search space: mbv3, resnet50 or hrnet-w32.
+    #[arg(long, value_parser = parse_space)]
+    pub space: Option<SpaceName>,
+    /// Read the subnet from a JSON file (as printed by `vipnas space`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["sample", "published"])]
+    pub subnet: Option<PathBuf>,
+    /// Sample the subnet from the space.
+    #[arg(long, value_enum)]
+    pub sample: Option<SampleArg>,
+    /// Seed for `--sample random`.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// mmpose's published ViPNAS subnet of the space (mbv3, resnet50).
+    #[arg(long, conflicts_with = "sample")]
+    pub published: bool,
+    /// Network input HEIGHTxWIDTH (multiples of 32).
+    #[arg(long, default_value = "256x192", value_parser = parse_input)]
+    pub input: InputSize,
+}
+
+fn parse_space(s: &str) -> Result<SpaceName, String> {
+    s.parse()
+}
+
+fn parse_input(s: &str) -> Result<InputSize, String> {
+    s.parse()
+}
+
+impl SubnetArgs {
+    /// The chosen subnet; sampling defaults to `max`. Off-table subnets are
+    /// accepted only when published (mmpose's MBV3 head is outside Table 1).
+    pub fn resolve(&self) -> Result<Subnet> {
+        if let Some(path) = &self.subnet {
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("cannot read subnet file {}", path.display()))?;
+            let subnet = Subnet::from_json(&text, &path.display().to_string())?;
+            if let Some(space) = self.space {
+                if space != subnet.space {
+                    bail!(
+                        "{}: space is `{}` but --space says `{space}`",
+                        path.display(),
+                        subnet.space
+                    );
+                }
+            }
+            return Ok(subnet);
+        }
+        let Some(space) = self.space else {
+            bail!("say which subnet: --space S with --sample/--published, or --subnet FILE");
+        };
+        if self.published {
+            return published(space).map(|p| p.subnet).with_context(|| {
+                format!("mmpose publishes no ViPNAS subnet for `{space}` (only mbv3 and resnet50)")
+            });
+        }
+        let how = match self.sample.unwrap_or(SampleArg::Max) {
+            SampleArg::Max => Sample::Max,
+            SampleArg::Min => Sample::Min,
+            SampleArg::Random => Sample::Random(self.seed),
+        };
+        Ok(Subnet::sample(&SearchSpace::get(space), how))
+    }
+}

@@ -1,0 +1,10 @@
+//! vipnas: real-time video pose estimation on edge boards.
+//!
+//! `arch` holds the search spaces, subnets and their graphs; `onnx` writes
+//! them as ONNX; `bundle` is the model-bundle format the runtime loads.
+
+pub mod arch;
+pub mod bundle;
+pub mod coco;
+pub mod onnx;
+pub mod timestamp;

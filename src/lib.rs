@@ -7,4 +7,5 @@ pub mod arch;
 pub mod bundle;
 pub mod coco;
 pub mod onnx;
+pub mod runtime;
 pub mod timestamp;

@@ -1,0 +1,83 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+pub mod reference;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vipnas::arch::rng::Rng;
+
+/// A deterministic CHW test image normalised like ImageNet input: smooth
+/// gradients and blobs plus a little noise (values mostly within ±2.5).
+pub fn test_image(c: usize, h: usize, w: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    let (cx, cy) = (rng.uniform() * w as f64, rng.uniform() * h as f64);
+    let mut v = Vec::with_capacity(c * h * w);
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                let (fx, fy) = (x as f64 / w as f64, y as f64 / h as f64);
+                let blob = (-((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2))
+                    / (0.05 * (h * w) as f64))
+                    .exp();
+                let base = (fx * 3.0 + ch as f64).sin() * 0.8 + (fy * 5.0).cos() * 0.6 + 1.5 * blob;
+                v.push((base + 0.2 * rng.normal()) as f32);
+            }
+        }
+    }
+    v
+}
+
+/// A fresh scratch directory under the target dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Whether the Python oracles (onnx, onnxruntime, numpy) can be used. With
+/// `VIPNAS_REQUIRE_ORACLES=1` (set by the test script) their absence fails the
+/// test; otherwise it is reported loudly and the oracle part is skipped.
+pub fn python_oracles(modules: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        let msg = format!("python3 with `{modules}` is not available: run scripts/setup.sh (pip install -r scripts/requirements-oracles.txt)");
+        if std::env::var("VIPNAS_REQUIRE_ORACLES").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        eprintln!("\n!!!!!!!! SKIPPING ORACLE CHECK: {msg} !!!!!!!!\n");
+    }
+    ok
+}
+
+/// Runs a Python oracle script from tests/oracle with arguments; panics with its output on failure.
+pub fn run_oracle(script: &str, args: &[&Path]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/oracle")
+        .join(script);
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} failed:\n{text}");
+    text
+}
+
+/// Writes f32 values as raw little-endian bytes.
+pub fn write_f32(path: &Path, data: &[f32]) {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, bytes).unwrap();
+}

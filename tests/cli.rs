@@ -3,13 +3,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use vipnas::bundle::Manifest;
-use vipnas::runtime::{Engine, TractEngine};
+use vipnas::runtime::TractEngine;
 
 fn vipnas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vipnas"))
+    common::vipnas_command()
         .args(args)
         .output()
         .expect("vipnas runs")
@@ -114,8 +114,8 @@ fn export_writes_a_bundle_the_engine_loads() {
             vipnas::arch::Sample::Random(1)
         )
     );
-    let engine = TractEngine::from_path(&out.join(&m.spatial), &[1, 3, 128, 96]).unwrap();
-    let (shape, out) = engine.run(&common::test_image(3, 128, 96, 3)).unwrap();
+    let mut engine = TractEngine::from_path(&out.join(&m.spatial), &[1, 3, 128, 96]).unwrap();
+    let (shape, out) = engine.run_f32(&common::test_image(3, 128, 96, 3)).unwrap();
     assert_eq!(shape, vec![1, 17, 32, 24]);
     assert!(out.iter().all(|v| v.is_finite()));
     assert!(!dir.join("bundle").join("spatial.partial").exists());

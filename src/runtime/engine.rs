@@ -1,55 +1,123 @@
 //! Inference engines behind one trait, so another backend can be added without
 //! touching the pipeline. `TractEngine` runs ONNX models with tract: the input
-//! shape is fixed at load time and the graph optimised for it.
+//! shape is fixed at load time and the graph decluttered and optimised for it,
+//! with an optional multithreaded executor.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
 
-/// Runs one input tensor through a model and returns its first output.
+use super::preprocess::InputTensor;
+
+/// Runs one input tensor through a model into a preallocated output.
 pub trait Engine {
     /// The fixed input shape (e.g. `[1, 3, 256, 192]`).
     fn input_shape(&self) -> &[usize];
-    /// Runs on row-major `input` (`input_shape` elements); returns the output
-    /// shape and values.
-    fn run(&self, input: &[f32]) -> Result<(Vec<usize>, Vec<f32>)>;
+    /// The output shape for that input.
+    fn output_shape(&self) -> &[usize];
+    /// Runs on `input` and copies the first output into `output`
+    /// (`output_shape` elements).
+    fn run(&mut self, input: &InputTensor, output: &mut [f32]) -> Result<()>;
 }
 
-/// A tract plan for a float32 model with one fixed-shape input.
+/// A tract plan for a model with one fixed-shape float32 or int32 input.
 pub struct TractEngine {
-    plan: std::sync::Arc<TypedRunnableModel>,
+    plan: Arc<TypedRunnableModel>,
     input_shape: Vec<usize>,
+    output_shape: Vec<usize>,
+}
+
+/// Element type of the model input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputDatum {
+    F32,
+    I32,
 }
 
 impl TractEngine {
     /// Loads an in-memory ONNX model (e.g. straight from the writer).
     pub fn from_proto(proto: &pb::ModelProto, input_shape: &[usize]) -> Result<TractEngine> {
+        Self::from_proto_with(proto, input_shape, InputDatum::F32, 1)
+    }
+
+    pub fn from_proto_with(
+        proto: &pb::ModelProto,
+        input_shape: &[usize],
+        datum: InputDatum,
+        threads: usize,
+    ) -> Result<TractEngine> {
         let model = tract_onnx::onnx()
             .model_for_proto_model(proto)
             .context("tract could not load the ONNX model")?;
-        Self::from_inference_model(model, input_shape)
+        Self::build(model, input_shape, datum, threads)
     }
 
     /// Loads an ONNX file; errors name the file.
     pub fn from_path(path: &Path, input_shape: &[usize]) -> Result<TractEngine> {
-        let model = tract_onnx::onnx()
-            .model_for_path(path)
-            .with_context(|| format!("{}: not a loadable ONNX model", path.display()))?;
-        Self::from_inference_model(model, input_shape).with_context(|| path.display().to_string())
+        Self::from_path_with(path, input_shape, InputDatum::F32, 1)
     }
 
-    fn from_inference_model(model: InferenceModel, input_shape: &[usize]) -> Result<TractEngine> {
-        let plan = model
-            .with_input_fact(0, f32::fact(input_shape).into())?
+    pub fn from_path_with(
+        path: &Path,
+        input_shape: &[usize],
+        datum: InputDatum,
+        threads: usize,
+    ) -> Result<TractEngine> {
+        if !path.is_file() {
+            bail!("{}: no such model file", path.display());
+        }
+        let model = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| anyhow::anyhow!("{}: not a loadable ONNX model: {e}", path.display()))?;
+        Self::build(model, input_shape, datum, threads).with_context(|| path.display().to_string())
+    }
+
+    fn build(
+        model: InferenceModel,
+        input_shape: &[usize],
+        datum: InputDatum,
+        threads: usize,
+    ) -> Result<TractEngine> {
+        let fact = match datum {
+            InputDatum::F32 => f32::fact(input_shape),
+            InputDatum::I32 => i32::fact(input_shape),
+        };
+        let typed = model
+            .with_input_fact(0, fact.into())?
             .into_optimized()
-            .context("tract could not optimise the model for this input shape")?
-            .into_runnable()?;
+            .context("tract could not optimise the model for this input shape")?;
+        let out_fact = typed.output_fact(0)?;
+        let output_shape: Vec<usize> = out_fact
+            .shape
+            .as_concrete()
+            .context("the model's output shape is not fixed by its input shape")?
+            .to_vec();
+        ensure!(
+            out_fact.datum_type == f32::datum_type(),
+            "the model's first output is {:?}, not f32",
+            out_fact.datum_type
+        );
+        let mut options = RunOptions::default();
+        if threads > 1 {
+            options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
+        }
+        let plan = typed.into_runnable_with_options(&options)?;
         Ok(TractEngine {
             plan,
             input_shape: input_shape.to_vec(),
+            output_shape,
         })
+    }
+
+    /// Convenience for tests and tools: float input in, (shape, values) out.
+    pub fn run_f32(&mut self, input: &[f32]) -> Result<(Vec<usize>, Vec<f32>)> {
+        let mut out = vec![0.0; self.output_shape.iter().product()];
+        self.run(&InputTensor::F32(input.to_vec()), &mut out)?;
+        Ok((self.output_shape.clone(), out))
     }
 }
 
@@ -58,17 +126,32 @@ impl Engine for TractEngine {
         &self.input_shape
     }
 
-    fn run(&self, input: &[f32]) -> Result<(Vec<usize>, Vec<f32>)> {
+    fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+
+    fn run(&mut self, input: &InputTensor, output: &mut [f32]) -> Result<()> {
         let expected: usize = self.input_shape.iter().product();
         ensure!(
             input.len() == expected,
             "input has {} values, the model takes {expected}",
             input.len()
         );
-        let tensor =
-            tract_ndarray::ArrayD::from_shape_vec(self.input_shape.clone(), input.to_vec())?;
-        let outputs = self.plan.run(tvec!(Tensor::from(tensor).into()))?;
+        ensure!(
+            output.len() == self.output_shape.iter().product::<usize>(),
+            "output buffer size mismatch"
+        );
+        // tract takes ownership of its inputs: this copy (and tract's own
+        // intermediate buffers) are the allocations left on the per-frame path.
+        let tensor = match input {
+            InputTensor::F32(v) => Tensor::from_shape(&self.input_shape, v)?,
+            InputTensor::I32(v) => Tensor::from_shape(&self.input_shape, v)?,
+        };
+        let outputs = self.plan.run(tvec!(tensor.into()))?;
         let view = outputs[0].to_plain_array_view::<f32>()?;
-        Ok((view.shape().to_vec(), view.iter().copied().collect()))
+        for (o, v) in output.iter_mut().zip(view.iter()) {
+            *o = *v;
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,21 @@
-//! The device runtime: capture → preprocess → infer → decode → track → render.
-//! So far: the inference engine.
+//! The device runtime: capture → preprocess → infer → decode → track → render
+//! → sinks, inside a frame budget.
 
+pub mod budget;
+pub mod decode;
 pub mod engine;
+pub mod frame;
+pub mod model;
+pub mod pose;
+pub mod preprocess;
+pub mod render;
+pub mod run;
+pub mod sink;
+pub mod source;
+pub mod track;
 
 pub use engine::{Engine, TractEngine};
+pub use frame::Frame;
+pub use model::PoseModel;
+pub use pose::Pose;
+pub use run::{run, Estimator, RunOptions, RunSummary};

@@ -38,11 +38,38 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Whether the tests run under qemu-user (cross/build.sh --test sets it): the
+/// heaviest cases shrink there.
+pub fn under_qemu() -> bool {
+    std::env::var("VIPNAS_UNDER_QEMU").as_deref() == Ok("1")
+}
+
+/// The Python with the oracles: `VIPNAS_PYTHON` (scripts/setup.sh's venv) or `python3`.
+pub fn python() -> String {
+    std::env::var("VIPNAS_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// A command running the `vipnas` binary under test. When the tests run under
+/// qemu-user (cross/build.sh --test), `VIPNAS_BIN_RUNNER` names the emulator
+/// command, since the kernel cannot start aarch64 binaries by itself here.
+pub fn vipnas_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_vipnas");
+    match std::env::var("VIPNAS_BIN_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut parts = runner.split_whitespace();
+            let mut cmd = Command::new(parts.next().unwrap());
+            cmd.args(parts).arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
+
 /// Whether the Python oracles (onnx, onnxruntime, numpy) can be used. With
 /// `VIPNAS_REQUIRE_ORACLES=1` (set by the test script) their absence fails the
 /// test; otherwise it is reported loudly and the oracle part is skipped.
 pub fn python_oracles(modules: &str) -> bool {
-    let ok = Command::new("python3")
+    let ok = Command::new(python())
         .args(["-c", &format!("import {modules}")])
         .output()
         .map(|o| o.status.success())
@@ -62,7 +89,7 @@ pub fn run_oracle(script: &str, args: &[&Path]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/oracle")
         .join(script);
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg(&path)
         .args(args)
         .output()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine: installs what it needs, runs
+# the host tests (Python oracles required), then builds the device binary for
+# aarch64 and runs its tests under qemu.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+
+scripts/setup.sh
+export VIPNAS_REQUIRE_ORACLES=1
+export VIPNAS_PYTHON="$PWD/.cache/venv/bin/python"
+
+echo "== format"
+cargo fmt --all -- --check
+
+echo "== host tests (x86_64, release)"
+cargo test --release --all-targets
+
+echo "== device build for aarch64, tests under qemu"
+cross/build.sh --test
+
+echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -1,0 +1,253 @@
+//! `PoseModel`: a model bundle (or a bare ONNX of a known kind) loaded into an
+//! engine, with its preallocated input/output buffers: ROI in, pose out.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::tensor_shape_proto::dimension;
+use tract_onnx::pb::type_proto;
+use tract_onnx::prelude::Framework;
+
+use super::decode::{decode_heatmaps, decode_keypoints, Refine};
+use super::engine::{Engine, InputDatum, TractEngine};
+use super::frame::Frame;
+use super::pose::Pose;
+use super::preprocess::{crop_into, Affine, InputTensor, Roi};
+use crate::bundle::{
+    ColorOrder, InputSpec, InputType, Layout, Manifest, OutputKind, OutputSpec, Provenance,
+    FORMAT_VERSION, IMAGENET_MEAN, IMAGENET_STD,
+};
+use crate::coco::{FLIP_PAIRS, KEYPOINTS, KEYPOINT_NAMES, SKELETON};
+
+/// A loaded pose model.
+pub struct PoseModel {
+    pub manifest: Manifest,
+    /// Where the ONNX came from.
+    pub onnx_path: PathBuf,
+    engine: Box<dyn Engine>,
+    input: InputTensor,
+    output: Vec<f32>,
+    scratch: Vec<f32>,
+    pub refine: Refine,
+}
+
+/// Declared input and output of an ONNX graph: (elem type, dims; -1 = symbolic).
+fn declared_io(model: &pb::ModelProto) -> Option<((i32, Vec<i64>), (i32, Vec<i64>))> {
+    let g = model.graph.as_ref()?;
+    let inits: std::collections::HashSet<&str> =
+        g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let describe = |v: &pb::ValueInfoProto| -> Option<(i32, Vec<i64>)> {
+        let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref()?.value.as_ref() else {
+            return None;
+        };
+        let dims = t
+            .shape
+            .as_ref()?
+            .dim
+            .iter()
+            .map(|d| match d.value {
+                Some(dimension::Value::DimValue(v)) => v,
+                _ => -1,
+            })
+            .collect();
+        Some((t.elem_type, dims))
+    };
+    let input = g.input.iter().find(|i| !inits.contains(i.name.as_str()))?;
+    Some((describe(input)?, describe(g.output.first()?)?))
+}
+
+/// A manifest for a bare ONNX file of a kind we recognise: MoveNet single-pose
+/// (int32 NHWC square input, 1×1×17×3 output) or a top-down heatmap model
+/// (float NCHW input, N×17×h×w output, ImageNet normalisation, RGB).
+pub fn infer_manifest(proto: &pb::ModelProto, path: &Path) -> Result<Manifest> {
+    let Some(((in_type, in_dims), (_, out_dims))) = declared_io(proto) else {
+        bail!("{}: the graph does not declare its input/output shapes; give a bundle with a manifest.json", path.display());
+    };
+    let g = proto.graph.as_ref().expect("checked");
+    let (in_name, out_name) = (g.input[0].name.clone(), g.output[0].name.clone());
+    let known = |d: i64| d > 0;
+    let (input, output) = match (in_type, in_dims.as_slice(), out_dims.as_slice()) {
+        (t, &[_, h, w, 3], &[_, 1, 17, 3]) if t == DataType::Int32 as i32 && known(h) && known(w) => (
+            InputSpec {
+                name: in_name,
+                height: h as u32,
+                width: w as u32,
+                layout: Layout::Nhwc,
+                dtype: InputType::I32,
+                color: ColorOrder::Rgb,
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            },
+            OutputSpec { name: out_name, kind: OutputKind::Keypoints, stride: None },
+        ),
+        (t, &[_, 3, h, w], &[_, 17, hh, _]) if t == DataType::Float as i32 && known(h) && known(w) && known(hh) => (
+            InputSpec {
+                name: in_name,
+                height: h as u32,
+                width: w as u32,
+                layout: Layout::Nchw,
+                dtype: InputType::F32,
+                color: ColorOrder::Rgb,
+                mean: IMAGENET_MEAN,
+                std: IMAGENET_STD,
+            },
+            OutputSpec { name: out_name, kind: OutputKind::Heatmap, stride: Some((h / hh) as u32) },
+        ),
+        _ => bail!(
+            "{}: unknown model kind (input type {in_type} dims {in_dims:?}, output dims {out_dims:?}); \
+             known: MoveNet (int32 [1,S,S,3] → [1,1,17,3]) and heatmap models (float [1,3,H,W] → [1,17,h,w]); \
+             otherwise give a bundle with a manifest.json",
+            path.display()
+        ),
+    };
+    Ok(Manifest {
+        format_version: FORMAT_VERSION,
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        space: None,
+        subnet: None,
+        input,
+        output,
+        keypoints: KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect(),
+        skeleton: SKELETON.iter().map(|&(a, b)| [a, b]).collect(),
+        flip_pairs: FLIP_PAIRS.iter().map(|&(a, b)| [a, b]).collect(),
+        flops: None,
+        params: None,
+        spatial: path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        temporal: None,
+        latency_ms: Default::default(),
+        provenance: Provenance {
+            created_by: "inferred from the ONNX graph".into(),
+            created_at: String::new(),
+            weights: path.display().to_string(),
+            license: None,
+        },
+        evaluation: None,
+    })
+}
+
+impl PoseModel {
+    /// Loads a bundle directory (manifest.json + ONNX) or a bare `.onnx` file.
+    pub fn load(path: &Path, threads: usize) -> Result<PoseModel> {
+        let (manifest, onnx_path, manifest_path) = if path.is_dir() {
+            let m = Manifest::load(path)?;
+            let onnx = path.join(&m.spatial);
+            (m, onnx, Some(path.join(crate::bundle::MANIFEST)))
+        } else if path.is_file() {
+            let proto = read_proto(path)?;
+            (infer_manifest(&proto, path)?, path.to_path_buf(), None)
+        } else {
+            bail!("{}: no such model bundle or ONNX file", path.display());
+        };
+        let spec = &manifest.input;
+        let (h, w) = (spec.height as usize, spec.width as usize);
+        let shape = match spec.layout {
+            Layout::Nchw => vec![1, 3, h, w],
+            Layout::Nhwc => vec![1, h, w, 3],
+        };
+        let datum = match spec.dtype {
+            InputType::F32 => InputDatum::F32,
+            InputType::I32 => InputDatum::I32,
+        };
+        let source = manifest_path
+            .as_deref()
+            .unwrap_or(&onnx_path)
+            .display()
+            .to_string();
+        let engine =
+            TractEngine::from_path_with(&onnx_path, &shape, datum, threads).with_context(|| {
+                format!(
+                    "{source}: the model does not accept input {shape:?} ({:?})",
+                    spec.dtype
+                )
+            })?;
+        let out = engine.output_shape().to_vec();
+        let expected: Vec<usize> = match (manifest.output.kind, manifest.output.stride) {
+            (OutputKind::Keypoints, _) => vec![1, 1, KEYPOINTS, 3],
+            (OutputKind::Heatmap, Some(s)) if s > 0 => {
+                vec![1, KEYPOINTS, h / s as usize, w / s as usize]
+            }
+            (OutputKind::Heatmap, _) => {
+                bail!("{source}: output.stride must be a positive number for heatmap outputs")
+            }
+            (OutputKind::Simcc, _) => {
+                bail!("{source}: output.kind `simcc` is not supported by this runtime yet")
+            }
+        };
+        if out != expected {
+            bail!(
+                "{source}: output.kind {:?} with input {}x{} expects output {expected:?}, the model gives {out:?}",
+                manifest.output.kind,
+                spec.height,
+                spec.width
+            );
+        }
+        let plane = out.iter().skip(2).product::<usize>();
+        Ok(PoseModel {
+            input: InputTensor::for_spec(spec),
+            output: vec![0.0; out.iter().product()],
+            scratch: vec![0.0; plane.max(9)],
+            engine: Box::new(engine),
+            manifest,
+            onnx_path,
+            refine: Refine::default(),
+        })
+    }
+
+    /// Input width / height.
+    pub fn aspect(&self) -> f32 {
+        self.manifest.input.width as f32 / self.manifest.input.height as f32
+    }
+
+    /// Runs the model on `roi` of `frame`; writes keypoints in image coordinates.
+    pub fn estimate(&mut self, frame: &Frame, roi: &Roi, pose: &mut Pose) -> Result<()> {
+        let spec = &self.manifest.input;
+        let affine = Affine::crop_to_image(roi, spec.width, spec.height);
+        crop_into(frame, &affine, spec, &mut self.input);
+        self.engine.run(&self.input, &mut self.output)?;
+        let mut kps = [[0.0f32; 3]; KEYPOINTS];
+        match self.manifest.output.kind {
+            OutputKind::Keypoints => {
+                decode_keypoints(&self.output, (spec.width, spec.height), &mut kps)
+            }
+            _ => {
+                let shape = self.engine.output_shape();
+                let (hh, hw) = (shape[2], shape[3]);
+                let stride = (
+                    spec.width as f32 / hw as f32,
+                    spec.height as f32 / hh as f32,
+                );
+                decode_heatmaps(
+                    &self.output,
+                    (hh, hw),
+                    stride,
+                    self.refine,
+                    &mut self.scratch,
+                    &mut kps,
+                );
+            }
+        }
+        for (dst, k) in pose.keypoints.iter_mut().zip(kps) {
+            let (x, y) = affine.apply(k[0], k[1]);
+            *dst = [x, y, k[2]];
+        }
+        pose.bbox = roi.to_box();
+        Ok(())
+    }
+}
+
+fn read_proto(path: &Path) -> Result<pb::ModelProto> {
+    tract_onnx::onnx().proto_model_for_path(path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not an ONNX model (corrupt or truncated?): {e}",
+            path.display()
+        )
+    })
+}

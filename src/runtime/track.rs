@@ -1,0 +1,202 @@
+//! Tracking a single person: the next frame's ROI comes from this frame's
+//! confident keypoints (MoveNet / BlazePose-style crop tracking); when the pose
+//! gets unreliable the tracker re-initialises on the whole frame. A One-Euro
+//! filter (Casiez et al. 2012) smooths keypoints for display.
+
+use super::pose::Pose;
+use super::preprocess::Roi;
+use crate::coco::KEYPOINTS;
+
+/// One-Euro filter parameters: cutoff in Hz, `beta` in 1/pixel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OneEuroConfig {
+    pub min_cutoff: f32,
+    pub beta: f32,
+    pub d_cutoff: f32,
+}
+
+impl Default for OneEuroConfig {
+    /// Steady at rest (1 Hz), follows fast limbs (beta 0.05 px⁻¹).
+    fn default() -> Self {
+        OneEuroConfig {
+            min_cutoff: 1.0,
+            beta: 0.05,
+            d_cutoff: 1.0,
+        }
+    }
+}
+
+/// A One-Euro filter for one scalar.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OneEuro {
+    prev: Option<(f32, f32)>, // (value, derivative), filtered
+}
+
+fn alpha(cutoff: f32, dt: f32) -> f32 {
+    let tau = 1.0 / (2.0 * std::f32::consts::PI * cutoff);
+    1.0 / (1.0 + tau / dt)
+}
+
+impl OneEuro {
+    pub fn filter(&mut self, x: f32, dt: f32, cfg: &OneEuroConfig) -> f32 {
+        let Some((px, pdx)) = self.prev else {
+            self.prev = Some((x, 0.0));
+            return x;
+        };
+        let dt = dt.max(1e-4);
+        let dx = (x - px) / dt;
+        let dx_hat = pdx + alpha(cfg.d_cutoff, dt) * (dx - pdx);
+        let cutoff = cfg.min_cutoff + cfg.beta * dx_hat.abs();
+        let x_hat = px + alpha(cutoff, dt) * (x - px);
+        self.prev = Some((x_hat, dx_hat));
+        x_hat
+    }
+
+    pub fn reset(&mut self) {
+        self.prev = None;
+    }
+}
+
+/// Tracker settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrackConfig {
+    /// The next ROI is the confident keypoints' box times this (keypoints
+    /// miss the head top and the feet, so more than mmpose's 1.25 for GT boxes).
+    pub padding: f32,
+    /// Keypoints at or above this score define the next ROI.
+    pub min_keypoint_score: f32,
+    /// Fewer confident keypoints than this, or a mean score below
+    /// `reinit_below`, and the next frame starts again from the whole frame.
+    pub min_keypoints: usize,
+    pub reinit_below: f32,
+    /// Smooth output keypoints (display); `None` for evaluation.
+    pub smoothing: Option<OneEuroConfig>,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        TrackConfig {
+            padding: 1.4,
+            min_keypoint_score: 0.3,
+            min_keypoints: 4,
+            reinit_below: 0.2,
+            smoothing: None,
+        }
+    }
+}
+
+/// Follows one person from frame to frame.
+pub struct Tracker {
+    pub cfg: TrackConfig,
+    roi: Option<Roi>,
+    filters: [[OneEuro; 2]; KEYPOINTS],
+    /// Times the tracker lost the person and restarted from the whole frame.
+    pub reinits: u64,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackConfig) -> Tracker {
+        Tracker {
+            cfg,
+            roi: None,
+            filters: [[OneEuro::default(); 2]; KEYPOINTS],
+            reinits: 0,
+        }
+    }
+
+    /// The ROI for the next frame and whether it is a fresh start (whole frame).
+    pub fn next_roi(&self, width: u32, height: u32, aspect: f32) -> (Roi, bool) {
+        match self.roi {
+            Some(r) => (r, false),
+            None => (Roi::full_frame(width, height, aspect), true),
+        }
+    }
+
+    /// Takes the pose estimated in this frame: decides the next ROI, then
+    /// smooths the keypoints in place if smoothing is on (`dt` in seconds).
+    pub fn update(&mut self, pose: &mut Pose, aspect: f32, dt: f32) {
+        let c = &self.cfg;
+        let (mut x0, mut y0, mut x1, mut y1, mut n) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN, 0);
+        for k in pose
+            .keypoints
+            .iter()
+            .filter(|k| k[2] >= c.min_keypoint_score)
+        {
+            x0 = x0.min(k[0]);
+            y0 = y0.min(k[1]);
+            x1 = x1.max(k[0]);
+            y1 = y1.max(k[1]);
+            n += 1;
+        }
+        let lost = n < c.min_keypoints || pose.mean_score() < c.reinit_below;
+        if lost {
+            if self.roi.is_some() {
+                self.reinits += 1;
+            }
+            self.roi = None;
+            self.filters.iter_mut().flatten().for_each(OneEuro::reset);
+        } else {
+            self.roi = Some(Roi::from_box(x0, y0, x1 - x0, y1 - y0, aspect, c.padding));
+        }
+        if let (Some(cfg), false) = (c.smoothing, lost) {
+            for (k, f) in pose.keypoints.iter_mut().zip(self.filters.iter_mut()) {
+                k[0] = f[0].filter(k[0], dt, &cfg);
+                k[1] = f[1].filter(k[1], dt, &cfg);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pose_at(x: f32, y: f32, score: f32) -> Pose {
+        let mut p = Pose::default();
+        for (i, k) in p.keypoints.iter_mut().enumerate() {
+            *k = [x + (i % 3) as f32 * 10.0, y + i as f32 * 10.0, score];
+        }
+        p
+    }
+
+    #[test]
+    fn roi_follows_keypoints_and_reinitialises_when_lost() {
+        let mut t = Tracker::new(TrackConfig::default());
+        let (roi, fresh) = t.next_roi(640, 480, 0.75);
+        assert!(fresh && roi.h >= 480.0 && roi.w >= 640.0);
+        let mut p = pose_at(100.0, 50.0, 0.9);
+        t.update(&mut p, 0.75, 1.0 / 30.0);
+        let (roi, fresh) = t.next_roi(640, 480, 0.75);
+        assert!(!fresh);
+        assert_eq!((roi.cx, roi.cy), (110.0, 130.0));
+        assert!((roi.h - 160.0 * 1.4).abs() < 1e-3 && (roi.w / roi.h - 0.75).abs() < 1e-4);
+        let mut weak = pose_at(100.0, 50.0, 0.1);
+        t.update(&mut weak, 0.75, 1.0 / 30.0);
+        assert!(t.next_roi(640, 480, 0.75).1);
+        assert_eq!(t.reinits, 1);
+    }
+
+    #[test]
+    fn one_euro_smooths_jitter_and_follows_motion() {
+        let cfg = OneEuroConfig::default();
+        let mut f = OneEuro::default();
+        let jitter: Vec<f32> = (0..60)
+            .map(|i| 100.0 + if i % 2 == 0 { 2.0 } else { -2.0 })
+            .collect();
+        let out: Vec<f32> = jitter
+            .iter()
+            .map(|&x| f.filter(x, 1.0 / 30.0, &cfg))
+            .collect();
+        let spread = out[30..].iter().fold(0f32, |m, v| m.max((v - 100.0).abs()));
+        assert!(spread < 1.0, "jitter ±2 px smoothed to ±{spread}");
+        let mut f = OneEuro::default();
+        let mut last = 0.0;
+        for i in 0..60 {
+            last = f.filter(i as f32 * 10.0, 1.0 / 30.0, &cfg);
+        }
+        assert!(
+            (590.0 - last) < 20.0,
+            "fast motion followed with little lag: {last}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! lives in its own file and calls into the library.
 
 mod export;
+mod run;
 mod space;
 mod subnet_args;
 
@@ -27,6 +28,7 @@ pub struct Cli {
 enum Command {
     Space(space::SpaceArgs),
     Export(export::ExportArgs),
+    Run(run::RunArgs),
 }
 
 /// Parses arguments, runs the command, prints errors as one line.
@@ -41,6 +43,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Space(a) => space::run(a),
         Command::Export(a) => export::run(a),
+        Command::Run(a) => run::run_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -186,3 +186,76 @@ fn bad_input_gives_one_line_errors() {
         stderr(&o)
     );
 }
+
+#[test]
+fn run_on_synthetic_frames_writes_poses_and_the_summary_line() {
+    let out = common::scratch("cli_run_synthetic");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning");
+    let o = vipnas(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--source",
+        "synthetic:50",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("frames=50 fps=")
+            && last.contains(" in_budget=")
+            && last.contains(" p99_ms="),
+        "{text}"
+    );
+    let lines = std::fs::read_to_string(out.join("poses.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 50);
+    for l in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["keypoints"].as_array().unwrap().len(), 17);
+    }
+}
+
+#[test]
+fn run_reports_missing_sources_and_models_clearly() {
+    let out = common::scratch("cli_run_errors");
+    let o = vipnas(&[
+        "run",
+        "--source",
+        "v4l:/dev/video97",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, "/dev/video97: no such video device");
+    let o = vipnas(&[
+        "run",
+        "--source",
+        "y4m:/nonexistent/clip.y4m",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, "cannot open y4m file /nonexistent/clip.y4m");
+    let o = vipnas(&[
+        "run",
+        "--model",
+        "/nonexistent/model",
+        "--source",
+        "synthetic:1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, "/nonexistent/model: no such model bundle or ONNX file");
+    let o = vipnas(&[
+        "run",
+        "--source",
+        "rtsp://camera",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("expected v4l:/dev/videoN"),
+        "{}",
+        stderr(&o)
+    );
+}

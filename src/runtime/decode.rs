@@ -41,19 +41,19 @@ pub fn decode_heatmaps(
         }
         let (y, x) = (best / hw, best % hw);
         let (mut fx, mut fy) = (x as f32, y as f32);
-        match refine {
-            Refine::Quarter => {
-                if x > 0 && x + 1 < hw {
-                    fx += 0.25 * (hm[best + 1] - hm[best - 1]).signum();
-                }
-                if y > 0 && y + 1 < hh {
-                    fy += 0.25 * (hm[best + hw] - hm[best - hw]).signum();
-                }
+        let dark = match refine {
+            Refine::Dark => dark_offset(hm, (hh, hw), (x, y), &mut scratch[..plane]),
+            Refine::Quarter => None,
+        };
+        if let Some((dx, dy)) = dark {
+            fx += dx;
+            fy += dy;
+        } else {
+            if x > 0 && x + 1 < hw {
+                fx += 0.25 * (hm[best + 1] - hm[best - 1]).signum();
             }
-            Refine::Dark => {
-                let (dx, dy) = dark_offset(hm, (hh, hw), (x, y), &mut scratch[..plane]);
-                fx += dx;
-                fy += dy;
+            if y > 0 && y + 1 < hh {
+                fy += 0.25 * (hm[best + hw] - hm[best - hw]).signum();
             }
         }
         *kp = [(fx + 0.5) * stride.0, (fy + 0.5) * stride.1, score];
@@ -61,30 +61,30 @@ pub fn decode_heatmaps(
 }
 
 /// DARK: smooth with a Gaussian (σ = 2, the training σ), take logs, and step
-/// `-H⁻¹ ∇` at the maximum. Offsets are clamped to ±1 bin.
+/// `-H⁻¹ ∇` at the maximum. Offsets are clamped to ±1 bin. `None` near the
+/// border (the blur would be one-sided and bias the step) or on a flat maximum:
+/// the caller falls back to the quarter offset.
 fn dark_offset(
     hm: &[f32],
     (hh, hw): (usize, usize),
     (x, y): (usize, usize),
     scratch: &mut [f32],
-) -> (f32, f32) {
-    if x < 2 || y < 2 || x + 2 >= hw || y + 2 >= hh {
-        return (0.0, 0.0);
+) -> Option<(f32, f32)> {
+    const REACH: usize = 4; // 1 (derivatives) + 3 (blur radius)
+    if x < REACH || y < REACH || x + REACH >= hw || y + REACH >= hh {
+        return None;
     }
-    // Only a 5×5 neighbourhood is needed for the derivatives at (x, y):
-    // blur it (kernel radius 3, clipped at the borders) into scratch.
+    // Only the 3×3 neighbourhood of (x, y) is needed for the derivatives:
+    // blur it (kernel radius 3) into scratch.
     let max = hm[y * hw + x];
     let g = |d: i64| (-(d * d) as f32 / 8.0).exp();
     let at = |xx: i64, yy: i64| -> f32 {
         let (mut acc, mut wsum) = (0.0, 0.0);
         for dy in -3i64..=3 {
             for dx in -3i64..=3 {
-                let (px, py) = (xx + dx, yy + dy);
-                if px >= 0 && py >= 0 && (px as usize) < hw && (py as usize) < hh {
-                    let w = g(dx) * g(dy);
-                    acc += w * hm[py as usize * hw + px as usize];
-                    wsum += w;
-                }
+                let w = g(dx) * g(dy);
+                acc += w * hm[(yy + dy) as usize * hw + (xx + dx) as usize];
+                wsum += w;
             }
         }
         (acc / wsum).max(1e-10 * max.abs().max(1e-10))
@@ -102,11 +102,11 @@ fn dark_offset(
     let dxy = 0.25 * (l(1, 1) - l(1, -1) - l(-1, 1) + l(-1, -1));
     let det = dxx * dyy - dxy * dxy;
     if det.abs() < 1e-12 || !det.is_finite() {
-        return (0.0, 0.0);
+        return None;
     }
     let ox = -(dyy * gx - dxy * gy) / det;
     let oy = -(dxx * gy - dxy * gx) / det;
-    (ox.clamp(-1.0, 1.0), oy.clamp(-1.0, 1.0))
+    Some((ox.clamp(-1.0, 1.0), oy.clamp(-1.0, 1.0)))
 }
 
 /// Decodes a 1×1×17×3 (y, x, score) output normalised to an `in_w × in_h` input.
@@ -139,6 +139,7 @@ mod tests {
     #[test]
     fn refinements_recover_sub_bin_centres() {
         let (hh, hw) = (64, 48);
+        // The last one is near the border, where DARK falls back to the quarter offset.
         let centres = [(20.3, 30.8), (10.6, 5.2), (40.0, 60.0)];
         let hm = gaussians(hh, hw, &centres);
         let mut scratch = vec![0.0; hh * hw];
@@ -147,6 +148,7 @@ mod tests {
             decode_heatmaps(&hm, (hh, hw), (4.0, 4.0), refine, &mut scratch, &mut out);
             for (k, &(cx, cy)) in centres.iter().enumerate() {
                 let (x, y) = (out[k][0] / 4.0 - 0.5, out[k][1] / 4.0 - 0.5);
+                let tol = if k == 2 { 0.26 } else { tol };
                 assert!(
                     (x - cx).abs() <= tol && (y - cy).abs() <= tol,
                     "{refine:?} k={k}: ({x},{y}) vs ({cx},{cy})"

@@ -3,10 +3,8 @@
 //! shape is fixed at load time and the graph decluttered and optimised for it,
 //! with an optional multithreaded executor.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use anyhow::{bail, ensure, Context, Result};
+use std::path::Path;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::RunOptions;
@@ -26,7 +24,8 @@ pub trait Engine {
 
 /// A tract plan for a model with one fixed-shape float32 or int32 input.
 pub struct TractEngine {
-    plan: Arc<TypedRunnableModel>,
+    /// Spawned once and reused: a fresh state per run costs allocations.
+    state: TypedSimpleState,
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
 }
@@ -105,9 +104,9 @@ impl TractEngine {
         if threads > 1 {
             options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
         }
-        let plan = typed.into_runnable_with_options(&options)?;
+        let state = typed.into_runnable_with_options(&options)?.spawn()?;
         Ok(TractEngine {
-            plan,
+            state,
             input_shape: input_shape.to_vec(),
             output_shape,
         })
@@ -147,7 +146,7 @@ impl Engine for TractEngine {
             InputTensor::F32(v) => Tensor::from_shape(&self.input_shape, v)?,
             InputTensor::I32(v) => Tensor::from_shape(&self.input_shape, v)?,
         };
-        let outputs = self.plan.run(tvec!(tensor.into()))?;
+        let outputs = self.state.run(tvec!(tensor.into()))?;
         let view = outputs[0].to_plain_array_view::<f32>()?;
         for (o, v) in output.iter_mut().zip(view.iter()) {
             *o = *v;

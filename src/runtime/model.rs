@@ -31,6 +31,8 @@ pub struct PoseModel {
     output: Vec<f32>,
     scratch: Vec<f32>,
     pub refine: Refine,
+    /// The crop → image map of the last `estimate`.
+    last_affine: Affine,
 }
 
 /// Declared input and output of an ONNX graph: (elem type, dims; -1 = symbolic).
@@ -146,13 +148,8 @@ impl PoseModel {
         } else {
             bail!("{}: no such model bundle or ONNX file", path.display());
         };
-        let spec = &manifest.input;
-        let (h, w) = (spec.height as usize, spec.width as usize);
-        let shape = match spec.layout {
-            Layout::Nchw => vec![1, 3, h, w],
-            Layout::Nhwc => vec![1, h, w, 3],
-        };
-        let datum = match spec.dtype {
+        let shape = input_shape(&manifest.input);
+        let datum = match manifest.input.dtype {
             InputType::F32 => InputDatum::F32,
             InputType::I32 => InputDatum::I32,
         };
@@ -165,9 +162,26 @@ impl PoseModel {
             TractEngine::from_path_with(&onnx_path, &shape, datum, threads).with_context(|| {
                 format!(
                     "{source}: the model does not accept input {shape:?} ({:?})",
-                    spec.dtype
+                    manifest.input.dtype
                 )
             })?;
+        let mut model =
+            Self::from_engine(manifest, Box::new(engine)).with_context(|| source.clone())?;
+        model.onnx_path = onnx_path;
+        Ok(model)
+    }
+
+    /// A model on any [`Engine`] whose input matches the manifest; checks that
+    /// the engine's output is what the manifest's output kind needs.
+    pub fn from_engine(manifest: Manifest, engine: Box<dyn Engine>) -> Result<PoseModel> {
+        let spec = &manifest.input;
+        let (h, w) = (spec.height as usize, spec.width as usize);
+        anyhow::ensure!(
+            engine.input_shape() == input_shape(spec).as_slice(),
+            "the engine takes input {:?}, the manifest says {:?}",
+            engine.input_shape(),
+            input_shape(spec)
+        );
         let out = engine.output_shape().to_vec();
         let expected: Vec<usize> = match (manifest.output.kind, manifest.output.stride) {
             (OutputKind::Keypoints, _) => vec![1, 1, KEYPOINTS, 3],
@@ -175,15 +189,15 @@ impl PoseModel {
                 vec![1, KEYPOINTS, h / s as usize, w / s as usize]
             }
             (OutputKind::Heatmap, _) => {
-                bail!("{source}: output.stride must be a positive number for heatmap outputs")
+                bail!("output.stride must be a positive number for heatmap outputs")
             }
             (OutputKind::Simcc, _) => {
-                bail!("{source}: output.kind `simcc` is not supported by this runtime yet")
+                bail!("output.kind `simcc` is not supported by this runtime yet")
             }
         };
         if out != expected {
             bail!(
-                "{source}: output.kind {:?} with input {}x{} expects output {expected:?}, the model gives {out:?}",
+                "output.kind {:?} with input {}x{} expects output {expected:?}, the model gives {out:?}",
                 manifest.output.kind,
                 spec.height,
                 spec.width
@@ -194,10 +208,11 @@ impl PoseModel {
             input: InputTensor::for_spec(spec),
             output: vec![0.0; out.iter().product()],
             scratch: vec![0.0; plane.max(9)],
-            engine: Box::new(engine),
+            engine,
             manifest,
-            onnx_path,
+            onnx_path: PathBuf::new(),
             refine: Refine::default(),
+            last_affine: Affine([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
         })
     }
 
@@ -239,7 +254,28 @@ impl PoseModel {
             *dst = [x, y, k[2]];
         }
         pose.bbox = roi.to_box();
+        self.last_affine = affine;
         Ok(())
+    }
+
+    /// The input tensor and crop → image map of the last `estimate` (for
+    /// checking our numerics against other engines on identical inputs).
+    pub fn last_input(&self) -> (&InputTensor, Affine) {
+        (&self.input, self.last_affine)
+    }
+
+    /// The raw output of the last `estimate`.
+    pub fn last_output(&self) -> &[f32] {
+        &self.output
+    }
+}
+
+/// The NCHW / NHWC input shape of a spec (batch 1).
+pub fn input_shape(spec: &InputSpec) -> Vec<usize> {
+    let (h, w) = (spec.height as usize, spec.width as usize);
+    match spec.layout {
+        Layout::Nchw => vec![1, 3, h, w],
+        Layout::Nhwc => vec![1, h, w, 3],
     }
 }
 

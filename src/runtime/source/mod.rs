@@ -19,7 +19,7 @@ use anyhow::{bail, Result};
 pub use convert::{jpeg_to_rgb, planar_to_rgb, ycbcr_to_rgb, yuyv_to_rgb, Range};
 pub use dir::DirSource;
 pub use synthetic::SyntheticSource;
-pub use y4m::Y4mSource;
+pub use y4m::{Chroma, Y4mHeader, Y4mSource};
 
 use super::frame::Frame;
 

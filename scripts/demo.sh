@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: builds vipnas (release) and runs it on the
+# bundled clip with the bundled model, writing poses and overlays to out/demo/.
+# Extra arguments go to `vipnas run` (e.g. --source v4l:/dev/video0 --frames 300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --run
+cargo build --release --quiet
+exec target/release/vipnas run --overlay --out out/demo "$@"

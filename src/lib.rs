@@ -4,8 +4,11 @@
 //! them as ONNX; `bundle` is the model-bundle format the runtime loads.
 
 pub mod arch;
+pub mod board;
 pub mod bundle;
 pub mod coco;
+#[cfg(feature = "host")]
+pub mod host;
 pub mod onnx;
 pub mod runtime;
 pub mod timestamp;

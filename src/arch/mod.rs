@@ -1,6 +1,7 @@
 //! Architecture vocabulary shared by device and host: the search spaces of
 //! Tables 1–3, `Subnet` choices, their layer graphs, costs and weights.
 
+pub mod blocks;
 pub mod cost;
 pub mod lower;
 pub mod net;

@@ -1,7 +1,10 @@
 //! The `vipnas` command line: argument parsing and dispatch only; each command
 //! lives in its own file and calls into the library.
 
+#[cfg(feature = "host")]
+mod bench;
 mod export;
+mod profile;
 mod run;
 mod space;
 mod subnet_args;
@@ -29,6 +32,10 @@ enum Command {
     Space(space::SpaceArgs),
     Export(export::ExportArgs),
     Run(run::RunArgs),
+    Profile(profile::ProfileArgs),
+    Predict(profile::PredictArgs),
+    #[cfg(feature = "host")]
+    Bench(bench::BenchArgs),
 }
 
 /// Parses arguments, runs the command, prints errors as one line.
@@ -44,6 +51,10 @@ pub fn main() -> ExitCode {
         Command::Space(a) => space::run(a),
         Command::Export(a) => export::run(a),
         Command::Run(a) => run::run_cmd(a),
+        Command::Profile(a) => profile::run_profile(a),
+        Command::Predict(a) => profile::run_predict(a),
+        #[cfg(feature = "host")]
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -154,3 +154,57 @@ impl Engine for TractEngine {
         Ok(())
     }
 }
+
+/// Time spent in one kind of tract op over a profiled run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpTime {
+    /// tract's op name after optimisation (e.g. `Conv`, `OptMatMul`, `Add`).
+    pub op: String,
+    /// Mean milliseconds per inference.
+    pub ms: f64,
+    /// Nodes of this kind in the plan.
+    pub nodes: usize,
+}
+
+impl TractEngine {
+    /// Runs `runs` inferences timing every node, and returns time per op kind,
+    /// largest first. Profiling adds a clock read per node.
+    pub fn profile(&mut self, input: &InputTensor, runs: usize) -> Result<Vec<OpTime>> {
+        use std::collections::HashMap;
+        use std::time::Instant;
+        use tract_onnx::tract_core::internal::{EvalContext, OpState};
+        use tract_onnx::tract_core::plan::eval;
+
+        let mut times: HashMap<String, (f64, std::collections::HashSet<usize>)> = HashMap::new();
+        for _ in 0..runs.max(1) {
+            let tensor = match input {
+                InputTensor::F32(v) => Tensor::from_shape(&self.input_shape, v)?,
+                InputTensor::I32(v) => Tensor::from_shape(&self.input_shape, v)?,
+            };
+            self.state.run_plan_with_eval(
+                tvec!(tensor.into()),
+                |ctx: &EvalContext,
+                 st: Option<&mut (dyn OpState + 'static)>,
+                 node: &TypedNode,
+                 inputs| {
+                    let t = Instant::now();
+                    let r = eval(ctx, st, node, inputs);
+                    let e = times.entry(node.op().name().to_string()).or_default();
+                    e.0 += t.elapsed().as_secs_f64() * 1e3;
+                    e.1.insert(node.id);
+                    r
+                },
+            )?;
+        }
+        let mut v: Vec<OpTime> = times
+            .into_iter()
+            .map(|(op, (ms, nodes))| OpTime {
+                op,
+                ms: ms / runs.max(1) as f64,
+                nodes: nodes.len(),
+            })
+            .collect();
+        v.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(v)
+    }
+}

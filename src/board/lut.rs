@@ -1,0 +1,284 @@
+//! Latency look-up tables (`boards/<name>.lut.json`): the measured latency of
+//! every block signature a space can produce on one board, and the prediction
+//! of a whole network's latency from them (OFA / FBNet style), with a fitted
+//! linear correction for what per-block sums miss.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{InputSize, Network, SpaceName};
+
+/// The tract version this build runs (pinned in Cargo.toml; a test checks Cargo.lock).
+pub const TRACT_VERSION: &str = "0.23.9";
+/// Bumped when signatures or entries change meaning.
+pub const LUT_FORMAT: u32 = 1;
+
+/// One block signature's measured latency.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LutEntry {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    /// Timed runs behind the percentiles.
+    pub count: usize,
+}
+
+/// `measured ≈ scale · Σ blocks + offset_ms`, fitted on whole subnets.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Correction {
+    pub scale: f64,
+    pub offset_ms: f64,
+    /// Subnets measured whole for the fit.
+    pub fitted_on: usize,
+}
+
+/// A latency table and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyTable {
+    pub format: u32,
+    pub board: String,
+    /// From /proc/cpuinfo on the machine that measured it.
+    pub cpu: String,
+    pub tract_version: String,
+    pub threads: usize,
+    /// UTC, RFC 3339.
+    pub date: String,
+    pub space: SpaceName,
+    pub input: InputSize,
+    /// False for estimates; `method` then says how they were made.
+    pub measured: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Warm-up and timed runs per entry.
+    pub warmup: usize,
+    pub runs: usize,
+    pub entries: BTreeMap<String, LutEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<Correction>,
+}
+
+/// A prediction and how it was made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// Σ of the blocks' p50.
+    pub sum_ms: f64,
+    /// With the table's correction (= `sum_ms` without one).
+    pub ms: f64,
+    pub blocks: usize,
+}
+
+impl LatencyTable {
+    pub fn load(path: &Path) -> Result<LatencyTable> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read latency table {}", path.display()))?;
+        let t: LatencyTable = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: corrupt latency table: {e}", path.display()))?;
+        if t.format != LUT_FORMAT {
+            bail!(
+                "{}: table format {} (this vipnas reads {LUT_FORMAT}): profile again",
+                path.display(),
+                t.format
+            );
+        }
+        Ok(t)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::bundle::write_atomic(path, &serde_json::to_vec_pretty(self)?)
+    }
+
+    /// Refuses tables that do not describe this run: another tract version,
+    /// thread count, space or input size would silently mispredict.
+    pub fn check_compatible(
+        &self,
+        path: &Path,
+        threads: usize,
+        space: SpaceName,
+        input: InputSize,
+    ) -> Result<()> {
+        let p = path.display();
+        if self.tract_version != TRACT_VERSION {
+            bail!("{p}: measured with tract {} but this vipnas runs tract {TRACT_VERSION}: profile again", self.tract_version);
+        }
+        if self.threads != threads {
+            bail!(
+                "{p}: measured at {} thread(s), the board runs {threads}: profile again",
+                self.threads
+            );
+        }
+        if self.space != space {
+            bail!(
+                "{p}: a {} table cannot predict a {space} subnet",
+                self.space
+            );
+        }
+        if self.input != input {
+            bail!(
+                "{p}: measured at input {}, the subnet runs at {input}",
+                self.input
+            );
+        }
+        Ok(())
+    }
+
+    /// Predicts a network's latency; every block must be in the table (the
+    /// error lists what is missing — never a silent zero).
+    pub fn predict(&self, net: &Network) -> Result<Prediction> {
+        let blocks = net.blocks();
+        let mut sum = 0.0;
+        let mut missing = Vec::new();
+        for b in &blocks {
+            match self.entries.get(&b.signature) {
+                Some(e) => sum += e.p50_ms,
+                None => missing.push(format!("{} [{}]", b.name, b.signature)),
+            }
+        }
+        if !missing.is_empty() {
+            let more = if missing.len() > 3 {
+                format!("; … and {} more", missing.len() - 3)
+            } else {
+                String::new()
+            };
+            bail!(
+                "the latency table lacks {} of {} blocks (profile again with this space and input): {}{more}",
+                missing.len(),
+                blocks.len(),
+                missing[..missing.len().min(3)].join("; ")
+            );
+        }
+        let ms = self.correction.map_or(sum, |c| c.scale * sum + c.offset_ms);
+        Ok(Prediction {
+            sum_ms: sum,
+            ms,
+            blocks: blocks.len(),
+        })
+    }
+}
+
+/// Least-squares `y ≈ a·x + b`.
+pub fn fit_linear(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len() as f64;
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    if sxx <= 0.0 {
+        return (1.0, my - mx);
+    }
+    let a = sxy / sxx;
+    (a, my - a * mx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{Sample, SearchSpace, Subnet};
+
+    fn table_for(net: &Network) -> LatencyTable {
+        let entries = net
+            .blocks()
+            .into_iter()
+            .map(|b| {
+                (
+                    b.signature,
+                    LutEntry {
+                        p50_ms: 1.0,
+                        p90_ms: 1.5,
+                        count: 5,
+                    },
+                )
+            })
+            .collect();
+        LatencyTable {
+            format: LUT_FORMAT,
+            board: "test".into(),
+            cpu: "cpu".into(),
+            tract_version: TRACT_VERSION.into(),
+            threads: 1,
+            date: "2026-11-25T00:00:00Z".into(),
+            space: SpaceName::Mbv3,
+            input: InputSize::DEFAULT,
+            measured: true,
+            method: None,
+            warmup: 1,
+            runs: 5,
+            entries,
+            correction: Some(Correction {
+                scale: 1.1,
+                offset_ms: 0.5,
+                fitted_on: 3,
+            }),
+        }
+    }
+
+    #[test]
+    fn prediction_sums_blocks_and_applies_the_correction() {
+        let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min)
+            .network(InputSize::DEFAULT)
+            .unwrap();
+        let t = table_for(&net);
+        let distinct = t.entries.len();
+        let p = t.predict(&net).unwrap();
+        assert_eq!(p.blocks, net.blocks().len());
+        assert!(distinct < p.blocks, "repeated blocks share an entry");
+        assert_eq!(p.sum_ms, p.blocks as f64);
+        assert!((p.ms - (1.1 * p.sum_ms + 0.5)).abs() < 1e-9);
+        let big = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Max)
+            .network(InputSize::DEFAULT)
+            .unwrap();
+        let e = t.predict(&big).unwrap_err().to_string();
+        assert!(
+            e.starts_with("the latency table lacks") && e.contains("stage2.block0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn incompatible_tables_are_refused() {
+        let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min)
+            .network(InputSize::DEFAULT)
+            .unwrap();
+        let mut t = table_for(&net);
+        let p = Path::new("boards/x.lut.json");
+        t.check_compatible(p, 1, SpaceName::Mbv3, InputSize::DEFAULT)
+            .unwrap();
+        assert!(t
+            .check_compatible(p, 4, SpaceName::Mbv3, InputSize::DEFAULT)
+            .unwrap_err()
+            .to_string()
+            .contains("1 thread(s)"));
+        assert!(t
+            .check_compatible(p, 1, SpaceName::Resnet50, InputSize::DEFAULT)
+            .is_err());
+        t.tract_version = "0.21.0".into();
+        assert!(t
+            .check_compatible(p, 1, SpaceName::Mbv3, InputSize::DEFAULT)
+            .unwrap_err()
+            .to_string()
+            .contains("tract 0.21.0"));
+    }
+
+    #[test]
+    fn tract_version_constant_matches_the_lockfile() {
+        let lock =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
+                .unwrap();
+        let at = lock.find("name = \"tract-onnx\"").unwrap();
+        assert!(lock[at..]
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(&format!("\"{TRACT_VERSION}\"")));
+    }
+
+    #[test]
+    fn linear_fit() {
+        let (a, b) = fit_linear(&[(1.0, 3.0), (2.0, 5.0), (3.0, 7.0)]);
+        assert!((a - 2.0).abs() < 1e-12 && (b - 1.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,145 @@
+//! Board profiles (`boards/<name>.toml`): the target, the CPU, how many threads
+//! to run, camera defaults, the frame budget and the latency table to use.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraDefaults {
+    pub device: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// Frames per second the board must sustain; the budget is 1000/fps ms.
+    pub fps: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardProfile {
+    pub name: String,
+    pub description: String,
+    pub target: String,
+    pub cpu: String,
+    pub cores: usize,
+    /// Inference threads.
+    pub threads: usize,
+    /// Relative to the profile's directory.
+    pub latency_table: String,
+    pub camera: CameraDefaults,
+    pub budget: BudgetSpec,
+    /// Where the profile was read from (not in the file).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// The boards directory: `$VIPNAS_BOARDS`, else `boards/` under the current directory.
+pub fn boards_dir() -> PathBuf {
+    std::env::var_os("VIPNAS_BOARDS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("boards"))
+}
+
+impl BoardProfile {
+    /// Loads `NAME` from the boards directory, or a `.toml` path.
+    pub fn load(name: &str) -> Result<BoardProfile> {
+        let path = if name.ends_with(".toml") {
+            PathBuf::from(name)
+        } else {
+            boards_dir().join(format!("{name}.toml"))
+        };
+        if !path.is_file() {
+            let known: Vec<String> = std::fs::read_dir(boards_dir())
+                .map(|d| {
+                    d.filter_map(|e| {
+                        e.ok()?
+                            .file_name()
+                            .to_str()?
+                            .strip_suffix(".toml")
+                            .map(str::to_string)
+                    })
+                    .collect()
+                })
+                .unwrap_or_default();
+            let mut known = known;
+            known.sort();
+            bail!(
+                "unknown board `{name}` (no {}; known: {})",
+                path.display(),
+                known.join(", ")
+            );
+        }
+        Self::from_file(&path)
+    }
+
+    pub fn from_file(path: &Path) -> Result<BoardProfile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut p: BoardProfile =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if p.threads == 0 || p.threads > p.cores.max(1) * 2 {
+            bail!(
+                "{}: threads = {} (cores = {})",
+                path.display(),
+                p.threads,
+                p.cores
+            );
+        }
+        if !(p.budget.fps > 0.0) {
+            bail!("{}: budget.fps must be positive", path.display());
+        }
+        p.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(p)
+    }
+
+    pub fn latency_table_path(&self) -> PathBuf {
+        self.dir.join(&self.latency_table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_profiles_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("boards");
+        for name in ["host", "rpi4", "rpi5", "jetson-nano", "jetson-orin-nano"] {
+            let p = BoardProfile::from_file(&dir.join(format!("{name}.toml"))).unwrap();
+            assert_eq!(p.name, name);
+            assert!(p.threads >= 1 && p.budget.fps > 0.0);
+        }
+        let cpus: Vec<String> = ["rpi4", "rpi5", "jetson-nano", "jetson-orin-nano"]
+            .iter()
+            .map(|n| {
+                BoardProfile::from_file(&dir.join(format!("{n}.toml")))
+                    .unwrap()
+                    .cpu
+            })
+            .collect();
+        assert_eq!(
+            cpus,
+            ["Cortex-A72", "Cortex-A76", "Cortex-A57", "Cortex-A78AE"]
+        );
+    }
+
+    #[test]
+    fn bad_profiles_name_file_and_field() {
+        let dir = std::env::temp_dir().join("vipnas-board-test");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.toml");
+        std::fs::write(&p, "name = \"x\"\ncores = \"four\"\n").unwrap();
+        let e = format!("{:#}", BoardProfile::from_file(&p).unwrap_err());
+        assert!(e.contains("bad.toml") && e.contains("cores"), "{e}");
+        let e = format!("{:#}", BoardProfile::load("no-such-board").unwrap_err());
+        assert!(e.contains("unknown board `no-such-board`"), "{e}");
+    }
+}

@@ -1,0 +1,374 @@
+//! `vipnas profile`: measures, on the machine it runs on, the latency of every
+//! block signature a space can produce, writing a [`LatencyTable`].
+//!
+//! Enumeration reuses the lowering (one source of truth for what blocks look
+//! like): for each stage, every combination of its choices — and every width
+//! the previous stage can hand it — is lowered inside an otherwise minimal
+//! subnet, and the stage's blocks are kept; likewise the stem and head. Each
+//! block is written as a one-block ONNX graph, run in tract after warm-up, and
+//! its p50/p90 recorded. Interrupted runs resume from the saved table. A few
+//! whole random subnets are then measured to fit the table's correction.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use super::lut::{fit_linear, Correction, LatencyTable, LutEntry, LUT_FORMAT, TRACT_VERSION};
+use super::profile::BoardProfile;
+use crate::arch::space::BlockSpace;
+use crate::arch::subnet::{BlockChoice, HeadChoice, StageChoice};
+use crate::arch::{InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, Weights};
+use crate::onnx::{write_network, WriteOptions};
+use crate::runtime::engine::{Engine, InputDatum, TractEngine};
+use crate::runtime::preprocess::InputTensor;
+
+/// How thoroughly to measure.
+#[derive(Clone, Debug)]
+pub struct ProfileOptions {
+    pub space: SpaceName,
+    pub input: InputSize,
+    pub threads: usize,
+    pub warmup: usize,
+    pub runs: usize,
+    /// Whole random subnets measured to fit the correction (0: none).
+    pub calibration: usize,
+    /// Only the blocks of a few subnets (max, min, two random): for tests.
+    pub quick: bool,
+}
+
+impl ProfileOptions {
+    pub fn new(space: SpaceName, input: InputSize, threads: usize, quick: bool) -> ProfileOptions {
+        if quick {
+            ProfileOptions {
+                space,
+                input,
+                threads,
+                warmup: 1,
+                runs: 3,
+                calibration: 2,
+                quick,
+            }
+        } else {
+            ProfileOptions {
+                space,
+                input,
+                threads,
+                warmup: 3,
+                runs: 15,
+                calibration: 12,
+                quick,
+            }
+        }
+    }
+}
+
+/// The subnets whose blocks a quick profile measures.
+const QUICK_SUBNETS: [Sample; 4] = [
+    Sample::Max,
+    Sample::Min,
+    Sample::Random(0),
+    Sample::Random(1),
+];
+
+/// Whole subnets measured to fit the correction: for a quick table, subnets
+/// it covers; otherwise random ones apart from any the benchmarks use.
+fn calibration_subnets(opts: &ProfileOptions) -> Vec<Sample> {
+    if opts.quick {
+        QUICK_SUBNETS[2..]
+            .iter()
+            .copied()
+            .take(opts.calibration)
+            .collect()
+    } else {
+        (0..opts.calibration as u64)
+            .map(|i| Sample::Random(10_000 + i))
+            .collect()
+    }
+}
+
+/// Every combination of one row's choices.
+fn row_choices(row: &BlockSpace) -> Vec<BlockChoice> {
+    let mut v = Vec::new();
+    for width in row.width.choices() {
+        for expansion in row.expansion.choices() {
+            for kernel in row.kernel.choices() {
+                for group in row.group.choices(row.grouped_channels(width, expansion)) {
+                    for attention in if row.attention_searchable {
+                        vec![false, true]
+                    } else {
+                        vec![false]
+                    } {
+                        v.push(BlockChoice {
+                            width,
+                            kernel,
+                            group,
+                            attention,
+                            expansion,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Sets a stage's width, keeping its other choices valid.
+fn set_width(row: &BlockSpace, stage: &mut StageChoice, width: u32) {
+    let b = &mut stage.branches[0];
+    b.width = width;
+    b.group = row.group.choices(row.grouped_channels(width, b.expansion))[0];
+}
+
+/// The distinct single-input blocks a space can produce at `input`, each with
+/// a network computing just that block.
+pub fn enumerate_blocks(
+    space: SpaceName,
+    input: InputSize,
+    quick: bool,
+) -> Result<BTreeMap<String, Network>> {
+    let s = SearchSpace::get(space);
+    if s.stages.iter().any(|st| st.branches.len() > 1) {
+        bail!("{space}: profiling multi-branch (HRNet) spaces is not supported yet: their fusion blocks have several inputs");
+    }
+    let mut found = BTreeMap::new();
+    let mut keep = |subnet: &Subnet, prefix: &str| -> Result<()> {
+        let net = subnet.network(input)?;
+        for b in net.blocks().iter().filter(|b| {
+            prefix.is_empty() || b.name == prefix || b.name.starts_with(&format!("{prefix}."))
+        }) {
+            if !found.contains_key(&b.signature) {
+                found.insert(
+                    b.signature.clone(),
+                    net.extract(b).expect("single-input block"),
+                );
+            }
+        }
+        Ok(())
+    };
+    if quick {
+        for how in QUICK_SUBNETS {
+            keep(&Subnet::sample(&s, how), "")?;
+        }
+        return Ok(found);
+    }
+    let base = Subnet::sample(&s, Sample::Min);
+    for w in s.stem.width.choices() {
+        let mut sub = base.clone();
+        sub.stem.width = w;
+        keep(&sub, "stem")?;
+    }
+    for (i, stage) in s.stages.iter().enumerate() {
+        let row = &stage.branches[0];
+        let prev_widths = if i == 0 {
+            s.stem.width.choices()
+        } else {
+            s.stages[i - 1].branches[0].width.choices()
+        };
+        let depth = stage.depth.max.min(2);
+        for pw in prev_widths {
+            for choice in row_choices(row) {
+                let mut sub = base.clone();
+                if i == 0 {
+                    sub.stem.width = pw;
+                } else {
+                    set_width(&s.stages[i - 1].branches[0], &mut sub.stages[i - 1], pw);
+                }
+                sub.stages[i] = StageChoice {
+                    depth,
+                    branches: vec![choice],
+                };
+                keep(&sub, &format!("stage{}", stage.index))?;
+            }
+        }
+    }
+    if let Some(head) = &s.head {
+        let last = s.stages.len() - 1;
+        let last_row = &s.stages[last].branches[0];
+        for lw in last_row.width.choices() {
+            for hw in head.width.choices() {
+                for g in head.group.choices(hw) {
+                    let mut sub = base.clone();
+                    set_width(last_row, &mut sub.stages[last], lw);
+                    sub.head = Some(HeadChoice {
+                        width: hw,
+                        group: g,
+                    });
+                    keep(&sub, "head")?;
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Times a network in tract: p50/p90 of `runs` after `warmup`.
+pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Result<LutEntry> {
+    let weights = Weights::random(net, 7);
+    let model = write_network(net, &weights, &WriteOptions::default())?;
+    let s = net.input;
+    let shape = [1, s.c as usize, s.h as usize, s.w as usize];
+    let mut engine = TractEngine::from_proto_with(&model, &shape, InputDatum::F32, threads)?;
+    let input = InputTensor::F32(
+        (0..shape.iter().product::<usize>())
+            .map(|i| ((i % 97) as f32 - 48.0) / 24.0)
+            .collect(),
+    );
+    let mut out = vec![0.0; engine.output_shape().iter().product()];
+    for _ in 0..warmup {
+        engine.run(&input, &mut out)?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        engine.run(&input, &mut out)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let q = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    Ok(LutEntry {
+        p50_ms: q(0.5),
+        p90_ms: q(0.9),
+        count: times.len(),
+    })
+}
+
+/// The CPU's name from /proc/cpuinfo (`model name`, or the board `Model` on ARM).
+pub fn cpu_string() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let cores = info.lines().filter(|l| l.starts_with("processor")).count();
+    let name = field("model name")
+        .or_else(|| field("Model"))
+        .or_else(|| field("CPU part").map(|p| format!("ARM CPU part {p}")));
+    format!(
+        "{} ({cores} cores)",
+        name.unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    )
+}
+
+/// Profiles `board` into `out`, resuming a compatible partial table there.
+/// `progress` is called after each entry with (done, total).
+pub fn profile(
+    board: &BoardProfile,
+    out: &Path,
+    opts: &ProfileOptions,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<LatencyTable> {
+    let mut table = if out.is_file() {
+        let t = LatencyTable::load(out)?;
+        let same =
+            t.board == board.name && t.measured && t.warmup == opts.warmup && t.runs == opts.runs;
+        t.check_compatible(out, opts.threads, opts.space, opts.input)?;
+        if !same {
+            bail!("{}: a different profile (board {}, runs {}) is there: remove it or choose another --out", out.display(), t.board, t.runs);
+        }
+        log::info!(
+            "{}: resuming with {} entries",
+            out.display(),
+            t.entries.len()
+        );
+        t
+    } else {
+        LatencyTable {
+            format: LUT_FORMAT,
+            board: board.name.clone(),
+            cpu: cpu_string(),
+            tract_version: TRACT_VERSION.into(),
+            threads: opts.threads,
+            date: crate::timestamp::utc_now_rfc3339(),
+            space: opts.space,
+            input: opts.input,
+            measured: true,
+            method: None,
+            warmup: opts.warmup,
+            runs: opts.runs,
+            entries: BTreeMap::new(),
+            correction: None,
+        }
+    };
+    let blocks = enumerate_blocks(opts.space, opts.input, opts.quick)?;
+    let total = blocks.len();
+    let mut last_save = Instant::now();
+    for (i, (sig, net)) in blocks.iter().enumerate() {
+        if !table.entries.contains_key(sig) {
+            let e = measure(net, opts.threads, opts.warmup, opts.runs)?;
+            table.entries.insert(sig.clone(), e);
+            if last_save.elapsed() > Duration::from_secs(5) {
+                table.save(out)?;
+                last_save = Instant::now();
+            }
+        }
+        progress(i + 1, total, sig);
+    }
+    table.save(out)?;
+    if opts.calibration > 0
+        && table
+            .correction
+            .is_none_or(|c| c.fitted_on < opts.calibration)
+    {
+        let space = SearchSpace::get(opts.space);
+        let mut points = Vec::new();
+        let subnets = calibration_subnets(opts);
+        for (i, &how) in subnets.iter().enumerate() {
+            let net = Subnet::sample(&space, how).network(opts.input)?;
+            let predicted = table.predict(&net)?.sum_ms;
+            let measured = measure(&net, opts.threads, opts.warmup, opts.runs)?.p50_ms;
+            points.push((predicted, measured));
+            progress(
+                total,
+                total,
+                &format!("calibration subnet {}/{}", i + 1, subnets.len()),
+            );
+        }
+        let (scale, offset_ms) = fit_linear(&points);
+        table.correction = Some(Correction {
+            scale,
+            offset_ms,
+            fitted_on: points.len(),
+        });
+        table.save(out)?;
+    }
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enumeration_covers_every_block_of_random_subnets() {
+        for space in [SpaceName::Mbv3, SpaceName::Resnet50] {
+            let input = InputSize::DEFAULT;
+            let all = enumerate_blocks(space, input, false).unwrap();
+            println!("{space}: {} distinct blocks at {input}", all.len());
+            let s = SearchSpace::get(space);
+            for seed in 0..200 {
+                let net = Subnet::sample(&s, Sample::Random(seed))
+                    .network(input)
+                    .unwrap();
+                for b in net.blocks() {
+                    assert!(
+                        all.contains_key(&b.signature),
+                        "{space} seed {seed}: {} [{}] not enumerated",
+                        b.name,
+                        b.signature
+                    );
+                }
+            }
+            for how in [Sample::Max, Sample::Min] {
+                let net = Subnet::sample(&s, how).network(input).unwrap();
+                assert!(net.blocks().iter().all(|b| all.contains_key(&b.signature)));
+            }
+        }
+        let e = enumerate_blocks(SpaceName::HrnetW32, InputSize::DEFAULT, false).unwrap_err();
+        assert!(e.to_string().contains("not supported yet"));
+    }
+}

@@ -129,13 +129,7 @@ pub struct Manifest {
 
 impl Manifest {
     /// The manifest of one of our heatmap subnets.
-    pub fn for_subnet(
-        name: &str,
-        subnet: &Subnet,
-        input: InputSize,
-        cost: Cost,
-        weights: String,
-    ) -> Manifest {
+    pub fn for_subnet(name: &str, subnet: &Subnet, input: InputSize, cost: Cost, weights: String) -> Manifest {
         Manifest {
             format_version: FORMAT_VERSION,
             name: name.into(),
@@ -151,11 +145,7 @@ impl Manifest {
                 mean: IMAGENET_MEAN,
                 std: IMAGENET_STD,
             },
-            output: OutputSpec {
-                name: "heatmaps".into(),
-                kind: OutputKind::Heatmap,
-                stride: Some(4),
-            },
+            output: OutputSpec { name: "heatmaps".into(), kind: OutputKind::Heatmap, stride: Some(4) },
             keypoints: KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect(),
             skeleton: SKELETON.iter().map(|&(a, b)| [a, b]).collect(),
             flip_pairs: FLIP_PAIRS.iter().map(|&(a, b)| [a, b]).collect(),
@@ -177,29 +167,20 @@ impl Manifest {
     /// Reads and checks `DIR/manifest.json`; errors name the file and field.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST);
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: invalid manifest: {e}", path.display()))?;
-        m.check()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let m: Manifest =
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid manifest: {e}", path.display()))?;
+        m.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(m)
     }
 
     /// Internal consistency (format version, keypoint count, subnet validity).
     pub fn check(&self) -> Result<()> {
         if self.format_version != FORMAT_VERSION {
-            bail!(
-                "format_version {} is not supported (this vipnas reads {FORMAT_VERSION})",
-                self.format_version
-            );
+            bail!("format_version {} is not supported (this vipnas reads {FORMAT_VERSION})", self.format_version);
         }
         if self.keypoints.len() != KEYPOINT_NAMES.len() {
-            bail!(
-                "keypoints: {} names, expected {}",
-                self.keypoints.len(),
-                KEYPOINT_NAMES.len()
-            );
+            bail!("keypoints: {} names, expected {}", self.keypoints.len(), KEYPOINT_NAMES.len());
         }
         if self.input.height == 0 || self.input.width == 0 {
             bail!("input: height and width must be positive");
@@ -208,15 +189,9 @@ impl Manifest {
             bail!("input.std: every value must be positive and finite");
         }
         if let Some(subnet) = &self.subnet {
-            subnet
-                .check_structure()
-                .map_err(|e| anyhow::anyhow!("subnet: {e}"))?;
+            subnet.check_structure().map_err(|e| anyhow::anyhow!("subnet: {e}"))?;
             if Some(subnet.space) != self.space {
-                bail!(
-                    "space: `{:?}` does not match subnet.space `{}`",
-                    self.space,
-                    subnet.space
-                );
+                bail!("space: `{:?}` does not match subnet.space `{}`", self.space, subnet.space);
             }
         }
         for [a, b] in self.skeleton.iter().chain(&self.flip_pairs) {
@@ -232,8 +207,7 @@ impl Manifest {
 /// temporary file renamed into place, so an interrupted export never leaves a
 /// half-written file under a final name.
 pub fn write_bundle(dir: &Path, manifest: &Manifest, files: &[(&str, Vec<u8>)]) -> Result<PathBuf> {
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
     for (name, bytes) in files {
         write_atomic(&dir.join(name), bytes)?;
     }

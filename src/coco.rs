@@ -49,21 +49,12 @@ pub const SKELETON: [(u8, u8); 19] = [
 ];
 
 /// Left/right keypoint pairs exchanged by a horizontal flip.
-pub const FLIP_PAIRS: [(u8, u8); 8] = [
-    (1, 2),
-    (3, 4),
-    (5, 6),
-    (7, 8),
-    (9, 10),
-    (11, 12),
-    (13, 14),
-    (15, 16),
-];
+pub const FLIP_PAIRS: [(u8, u8); 8] = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)];
 
 /// COCO's per-keypoint OKS sigmas (pycocotools `kpt_oks_sigmas`).
 pub const OKS_SIGMAS: [f64; KEYPOINTS] = [
-    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107,
-    0.087, 0.087, 0.089, 0.089,
+    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089,
+    0.089,
 ];
 
 #[cfg(test)]
@@ -76,8 +67,6 @@ mod tests {
             let (l, r) = (KEYPOINT_NAMES[l as usize], KEYPOINT_NAMES[r as usize]);
             assert_eq!(l.replace("left", "right"), r);
         }
-        assert!(SKELETON
-            .iter()
-            .all(|&(a, b)| (a as usize) < KEYPOINTS && (b as usize) < KEYPOINTS));
+        assert!(SKELETON.iter().all(|&(a, b)| (a as usize) < KEYPOINTS && (b as usize) < KEYPOINTS));
     }
 }

@@ -79,25 +79,14 @@ fn write_clip(path: &Path, n: u64) {
     for i in 0..n {
         src.draw(i, &mut f);
         bytes.extend_from_slice(b"FRAME\n");
-        let px: Vec<(f32, f32, f32)> = f
-            .rgb
-            .chunks(3)
-            .map(|p| (p[0] as f32, p[1] as f32, p[2] as f32))
-            .collect();
+        let px: Vec<(f32, f32, f32)> = f.rgb.chunks(3).map(|p| (p[0] as f32, p[1] as f32, p[2] as f32)).collect();
+        bytes.extend(px.iter().map(|(r, g, b)| (0.299 * r + 0.587 * g + 0.114 * b).round() as u8));
         bytes.extend(
-            px.iter()
-                .map(|(r, g, b)| (0.299 * r + 0.587 * g + 0.114 * b).round() as u8),
+            px.iter().map(|(r, g, b)| (128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b).round().clamp(0.0, 255.0) as u8),
         );
-        bytes.extend(px.iter().map(|(r, g, b)| {
-            (128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b)
-                .round()
-                .clamp(0.0, 255.0) as u8
-        }));
-        bytes.extend(px.iter().map(|(r, g, b)| {
-            (128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b)
-                .round()
-                .clamp(0.0, 255.0) as u8
-        }));
+        bytes.extend(
+            px.iter().map(|(r, g, b)| (128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b).round().clamp(0.0, 255.0) as u8),
+        );
     }
     std::fs::write(path, bytes).unwrap();
 }
@@ -109,18 +98,10 @@ fn steady_state_frames_allocate_only_inside_tract() {
     let (warm, measured) = (30u64, if common::under_qemu() { 100 } else { 150 });
     let clip = dir.join("walker.y4m");
     write_clip(&clip, warm + measured);
-    let track = TrackConfig {
-        smoothing: Some(OneEuroConfig::default()),
-        ..TrackConfig::default()
-    };
+    let track = TrackConfig { smoothing: Some(OneEuroConfig::default()), ..TrackConfig::default() };
     let manifest = vipnas::bundle::Manifest::load(&model_dir).unwrap();
-    let tract = TractEngine::from_path_with(
-        &model_dir.join("spatial.onnx"),
-        &[1, 192, 192, 3],
-        InputDatum::I32,
-        1,
-    )
-    .unwrap();
+    let tract =
+        TractEngine::from_path_with(&model_dir.join("spatial.onnx"), &[1, 192, 192, 3], InputDatum::I32, 1).unwrap();
     let model = PoseModel::from_engine(manifest, Box::new(Uncounted(tract))).unwrap();
     let mut est = Estimator::new(model, track);
     let opts = |n: u64| RunOptions {
@@ -146,10 +127,7 @@ fn steady_state_frames_allocate_only_inside_tract() {
 
     // Drawing the overlay (without PNG encoding, which allocates) is free too.
     let mut frame = Frame::new(320, 240);
-    let pose = vipnas::runtime::Pose {
-        keypoints: [[100.0, 100.0, 0.9]; 17],
-        bbox: [10.0, 10.0, 200.0, 200.0],
-    };
+    let pose = vipnas::runtime::Pose { keypoints: [[100.0, 100.0, 0.9]; 17], bbox: [10.0, 10.0, 200.0, 200.0] };
     let before = allocs();
     for _ in 0..10 {
         vipnas::runtime::render::draw_pose(&mut frame, &pose, 0.3);
@@ -157,13 +135,8 @@ fn steady_state_frames_allocate_only_inside_tract() {
     assert_eq!(allocs() - before, 0, "drawing allocates");
 
     // tract alone, same model, for the record.
-    let mut engine = TractEngine::from_path_with(
-        &model_dir.join("spatial.onnx"),
-        &[1, 192, 192, 3],
-        InputDatum::I32,
-        1,
-    )
-    .unwrap();
+    let mut engine =
+        TractEngine::from_path_with(&model_dir.join("spatial.onnx"), &[1, 192, 192, 3], InputDatum::I32, 1).unwrap();
     let input = InputTensor::I32(vec![100; 192 * 192 * 3]);
     let mut out = vec![0.0; 51];
     engine.run(&input, &mut out).unwrap();
@@ -172,23 +145,14 @@ fn steady_state_frames_allocate_only_inside_tract() {
         engine.run(&input, &mut out).unwrap();
     }
     let tract_per_run = (allocs() - before) as f64 / 20.0;
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
-        });
+    let rss = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+    });
     println!(
         "steady state over {measured} frames: {per_frame:.2} allocations per frame outside the engine; \
          tract allocates {tract_per_run:.1} times per inference; peak RSS {} kB",
         rss.unwrap_or_default()
     );
     assert!(tract_per_run > 0.0, "the counter counts");
-    assert_eq!(
-        long - short,
-        0,
-        "the per-frame path allocated {} times in {measured} frames",
-        long - short
-    );
+    assert_eq!(long - short, 0, "the per-frame path allocated {} times in {measured} frames", long - short);
 }

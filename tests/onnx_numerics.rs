@@ -15,10 +15,7 @@ fn cases() -> Vec<(String, Subnet)> {
     let mut v = Vec::new();
     if common::under_qemu() {
         for name in SpaceName::ALL {
-            v.push((
-                format!("{name}-random1"),
-                Subnet::sample(&SearchSpace::get(name), Sample::Random(1)),
-            ));
+            v.push((format!("{name}-random1"), Subnet::sample(&SearchSpace::get(name), Sample::Random(1))));
         }
         return v;
     }
@@ -27,10 +24,7 @@ fn cases() -> Vec<(String, Subnet)> {
         v.push((format!("{name}-max"), Subnet::sample(&space, Sample::Max)));
         v.push((format!("{name}-min"), Subnet::sample(&space, Sample::Min)));
         for seed in [1, 2] {
-            v.push((
-                format!("{name}-random{seed}"),
-                Subnet::sample(&space, Sample::Random(seed)),
-            ));
+            v.push((format!("{name}-random{seed}"), Subnet::sample(&space, Sample::Random(seed))));
         }
         if let Some(p) = published(name) {
             v.push((format!("{name}-mmpose"), p.subnet));
@@ -53,19 +47,10 @@ fn tract_runs_written_models_like_the_reference() {
         assert_eq!(shape, vec![1, 17, 16, 16], "{name}");
         let reference = common::reference::forward(&net, &weights, &x);
         let scale = reference.data.iter().fold(0f64, |m, v| m.max(v.abs()));
-        let diff = out
-            .iter()
-            .zip(&reference.data)
-            .fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
+        let diff = out.iter().zip(&reference.data).fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
         println!("{name}: max|tract-reference| = {diff:.2e}, max|out| = {scale:.3}");
-        assert!(
-            scale > 1e-2 && scale < 1e3,
-            "{name}: output scale {scale} (random init should keep it O(1))"
-        );
-        assert!(
-            diff <= 1e-4 * (1.0 + scale),
-            "{name}: tract differs from the reference by {diff}"
-        );
+        assert!(scale > 1e-2 && scale < 1e3, "{name}: output scale {scale} (random init should keep it O(1))");
+        assert!(diff <= 1e-4 * (1.0 + scale), "{name}: tract differs from the reference by {diff}");
     }
 }
 
@@ -73,11 +58,7 @@ fn tract_runs_written_models_like_the_reference() {
 #[test]
 fn onnx_checker_and_onnxruntime_agree_with_tract() {
     let dir = common::scratch("ort_compare");
-    let input = if common::under_qemu() {
-        InputSize::new(128, 96).unwrap()
-    } else {
-        InputSize::DEFAULT
-    };
+    let input = if common::under_qemu() { InputSize::new(128, 96).unwrap() } else { InputSize::DEFAULT };
     let mut listed = Vec::new();
     for (i, (name, subnet)) in cases().into_iter().enumerate() {
         let net = subnet.network(input).unwrap();

@@ -23,10 +23,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
             1 if !v.is_empty() => {
                 v.remove(at);
             }
-            2 => v.insert(
-                at.min(v.len()),
-                b"{}[]\":,0123456789-e.xW H F C"[rng.below(28)],
-            ),
+            2 => v.insert(at.min(v.len()), b"{}[]\":,0123456789-e.xW H F C"[rng.below(28)]),
             _ => {
                 let end = (at + rng.below(16)).min(v.len());
                 let piece = v[at.min(end)..end].to_vec();
@@ -118,24 +115,17 @@ fn subnet_json_mutations_never_panic_and_valid_ones_round_trip() {
             accepted += 1;
             let again = serde_json::to_string(&subnet).unwrap();
             assert_eq!(Subnet::from_json(&again, "again.json").unwrap(), subnet);
-            subnet
-                .network(vipnas::arch::InputSize::new(64, 64).unwrap())
-                .unwrap();
+            subnet.network(vipnas::arch::InputSize::new(64, 64).unwrap()).unwrap();
         }
     }
-    assert!(
-        accepted > 10,
-        "some mutations stay valid (whitespace, equal values): {accepted}"
-    );
+    assert!(accepted > 10, "some mutations stay valid (whitespace, equal values): {accepted}");
 }
 
 #[test]
 fn manifest_mutations_never_panic() {
     let dir = common::scratch("manifest_props");
-    let original = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning/manifest.json"),
-    )
-    .unwrap();
+    let original =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning/manifest.json")).unwrap();
     let mut rng = Rng::new(4);
     let (mut ok, mut err) = (0, 0);
     for _ in 0..2000 {

@@ -22,31 +22,15 @@ const MOVENET: &str = "models/movenet-lightning";
 
 /// Labels of the clip by frame file name: 17 × (x, y, v) and the box.
 fn labels() -> Vec<(String, Vec<[f64; 3]>, [f64; 4])> {
-    let gt: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo(LABELS)).unwrap()).unwrap();
+    let gt: serde_json::Value = serde_json::from_slice(&std::fs::read(repo(LABELS)).unwrap()).unwrap();
     let mut out: Vec<_> = gt["images"]
         .as_array()
         .unwrap()
         .iter()
         .map(|im| {
-            let ann = gt["annotations"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["image_id"] == im["id"])
-                .unwrap();
-            let k: Vec<f64> = ann["keypoints"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            let b: Vec<f64> = ann["bbox"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
+            let ann = gt["annotations"].as_array().unwrap().iter().find(|a| a["image_id"] == im["id"]).unwrap();
+            let k: Vec<f64> = ann["keypoints"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let b: Vec<f64> = ann["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             (
                 im["file_name"].as_str().unwrap().to_string(),
                 k.chunks(3).map(|c| [c[0], c[1], c[2]]).collect(),
@@ -66,10 +50,7 @@ fn pck(poses: &[[[f32; 3]; 17]], t: f64) -> f64 {
         for (gt, pr) in k.iter().zip(p) {
             if gt[2] > 0.0 {
                 total += 1;
-                let d = ((pr[0] as f64 - 0.5 - gt[0]).powi(2)
-                    + (pr[1] as f64 - 0.5 - gt[1]).powi(2))
-                .sqrt()
-                    / size;
+                let d = ((pr[0] as f64 - 0.5 - gt[0]).powi(2) + (pr[1] as f64 - 0.5 - gt[1]).powi(2)).sqrt() / size;
                 hit += (d < t) as usize;
             }
         }
@@ -80,10 +61,7 @@ fn pck(poses: &[[[f32; 3]; 17]], t: f64) -> f64 {
 #[test]
 fn movenet_on_the_bundled_clip_matches_labels_and_onnxruntime() {
     let frames = if common::under_qemu() { 8 } else { 50 };
-    let mut est = Estimator::new(
-        PoseModel::load(&repo(MOVENET), 1).unwrap(),
-        TrackConfig::default(),
-    );
+    let mut est = Estimator::new(PoseModel::load(&repo(MOVENET), 1).unwrap(), TrackConfig::default());
     let mut src = DirSource::open(&repo(CLIP)).unwrap();
     let dir = common::scratch("movenet_vs_ort");
     let (mut frame, mut pose) = (Frame::default(), Pose::default());
@@ -94,24 +72,17 @@ fn movenet_on_the_bundled_clip_matches_labels_and_onnxruntime() {
         est.step(&frame, 1.0 / 60.0, &mut pose).unwrap();
         poses.push(pose.keypoints);
         let (input, affine) = est.model.last_input();
-        let InputTensor::I32(x) = input else {
-            panic!("MoveNet takes int32")
-        };
+        let InputTensor::I32(x) = input else { panic!("MoveNet takes int32") };
         let name = format!("input{i}.i32");
-        std::fs::write(
-            dir.join(&name),
-            x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
-        )
-        .unwrap();
-        let kps: Vec<[f32; 3]> = pose
-            .keypoints
-            .iter()
-            .map(|k| [k[0] - 0.5, k[1] - 0.5, k[2]])
-            .collect();
+        std::fs::write(dir.join(&name), x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        let kps: Vec<[f32; 3]> = pose.keypoints.iter().map(|k| [k[0] - 0.5, k[1] - 0.5, k[2]]).collect();
         cases.push(serde_json::json!({"input": name, "affine": affine.0, "keypoints": kps}));
     }
     let p10 = pck(&poses, 0.1);
-    println!("MoveNet Lightning on {frames} frames of pose2sim cam03: PCK@0.1 = {p10:.4}, PCK@0.05 = {:.4}", pck(&poses, 0.05));
+    println!(
+        "MoveNet Lightning on {frames} frames of pose2sim cam03: PCK@0.1 = {p10:.4}, PCK@0.05 = {:.4}",
+        pck(&poses, 0.05)
+    );
     assert!(p10 >= 0.95, "PCK@0.1 = {p10}");
     let spec = serde_json::json!({
         "model": repo(MOVENET).join("spatial.onnx"), "input_shape": [1, 192, 192, 3], "dtype": "i32",
@@ -128,10 +99,7 @@ fn movenet_on_the_bundled_clip_matches_labels_and_onnxruntime() {
 fn run_writes_one_jsonl_line_and_overlay_per_frame() {
     let out = common::scratch("run_loop");
     let mut src = SourceSpec::Dir(repo(CLIP)).open().unwrap();
-    let mut est = Estimator::new(
-        PoseModel::load(&repo(MOVENET), 1).unwrap(),
-        TrackConfig::default(),
-    );
+    let mut est = Estimator::new(PoseModel::load(&repo(MOVENET), 1).unwrap(), TrackConfig::default());
     let n = if common::under_qemu() { 4 } else { 12 };
     let opts = RunOptions {
         max_frames: Some(n),
@@ -144,13 +112,7 @@ fn run_writes_one_jsonl_line_and_overlay_per_frame() {
     assert_eq!(summary.frames, n);
     assert!(summary.p99_ms >= summary.p50_ms && summary.p50_ms > 0.0);
     let text = summary.to_string();
-    assert!(
-        text.lines()
-            .last()
-            .unwrap()
-            .starts_with(&format!("frames={n} fps=")),
-        "{text}"
-    );
+    assert!(text.lines().last().unwrap().starts_with(&format!("frames={n} fps=")), "{text}");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("poses.jsonl"))
         .unwrap()
         .lines()
@@ -163,27 +125,14 @@ fn run_writes_one_jsonl_line_and_overlay_per_frame() {
         assert_eq!(l["box"].as_array().unwrap().len(), 4);
         assert_eq!(l["key"], true);
     }
-    assert_eq!(
-        lines[0]["reinit"], true,
-        "the first frame starts from the whole frame"
-    );
+    assert_eq!(lines[0]["reinit"], true, "the first frame starts from the whole frame");
     let pngs = std::fs::read_dir(out.join("overlay")).unwrap().count();
     assert_eq!(pngs, n as usize);
     // The overlay is drawn: the frame differs from the source image.
     let mut orig = Frame::default();
-    vipnas::runtime::source::DirSource::open(&repo(CLIP))
-        .unwrap()
-        .read(&mut orig)
-        .unwrap();
-    let img = image::open(out.join("overlay/000000.png"))
-        .unwrap()
-        .into_rgb8();
-    let changed = img
-        .as_raw()
-        .iter()
-        .zip(&orig.rgb)
-        .filter(|(a, b)| a != b)
-        .count();
+    vipnas::runtime::source::DirSource::open(&repo(CLIP)).unwrap().read(&mut orig).unwrap();
+    let img = image::open(out.join("overlay/000000.png")).unwrap().into_rgb8();
+    let changed = img.as_raw().iter().zip(&orig.rgb).filter(|(a, b)| a != b).count();
     assert!(changed > 500, "overlay changed only {changed} bytes");
 }
 
@@ -201,8 +150,7 @@ fn write_y4m(path: &Path, frames: &[Frame], truncate_last: bool) {
         for y in 0..h {
             for x in 0..w {
                 let (r, g, b) = px(x, y);
-                y_plane
-                    .push((16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0).round() as u8);
+                y_plane.push((16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0).round() as u8);
             }
         }
         let (mut cb, mut cr) = (Vec::new(), Vec::new());
@@ -249,29 +197,17 @@ fn y4m_frames_round_trip_and_truncation_is_counted() {
         assert_eq!(y4m.read(&mut f).unwrap(), Read::Frame);
         assert_eq!((f.width, f.height), (orig.width, orig.height));
         // Chroma subsampling blurs colour edges; luma-dominated error stays small.
-        let mad = f
-            .rgb
-            .iter()
-            .zip(&orig.rgb)
-            .map(|(a, b)| (*a as f64 - *b as f64).abs())
-            .sum::<f64>()
-            / f.rgb.len() as f64;
+        let mad =
+            f.rgb.iter().zip(&orig.rgb).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / f.rgb.len() as f64;
         assert!(mad < 4.0, "mean abs difference {mad}");
     }
-    assert_eq!(
-        y4m.read(&mut f).unwrap(),
-        Read::End,
-        "the truncated last frame ends the stream"
-    );
+    assert_eq!(y4m.read(&mut f).unwrap(), Read::End, "the truncated last frame ends the stream");
     assert_eq!((y4m.stats().delivered, y4m.stats().lost), (2, 1));
 
     let bad = dir.join("bad.y4m");
     std::fs::write(&bad, b"YUV4MPEG2 W640\nFRAME\n").unwrap();
     let e = Y4mSource::open(&bad).err().unwrap();
-    assert!(
-        format!("{e:#}").contains("bad.y4m") && format!("{e:#}").contains("frame size"),
-        "{e:#}"
-    );
+    assert!(format!("{e:#}").contains("bad.y4m") && format!("{e:#}").contains("frame size"), "{e:#}");
 }
 
 #[test]
@@ -286,11 +222,7 @@ fn corrupt_and_empty_frames_are_counted_not_fatal() {
     let mut f = Frame::default();
     let reads: Vec<Read> = (0..5).map(|_| src.read(&mut f).unwrap()).collect();
     assert_eq!(reads[0], Read::Frame);
-    assert!(
-        matches!(&reads[2], Read::Lost(m) if m.contains("c.png")),
-        "{:?}",
-        reads[2]
-    );
+    assert!(matches!(&reads[2], Read::Lost(m) if m.contains("c.png")), "{:?}", reads[2]);
     assert_eq!(reads[3], Read::Frame);
     assert_eq!(reads[4], Read::End);
     assert!(src.stats().lost >= 1 && src.stats().delivered + src.stats().lost == 4);
@@ -301,28 +233,14 @@ fn corrupt_and_empty_frames_are_counted_not_fatal() {
 #[test]
 fn mjpeg_buffers_decode_like_the_original_frame() {
     let mut orig = Frame::default();
-    DirSource::open(&repo(CLIP))
-        .unwrap()
-        .read(&mut orig)
-        .unwrap();
+    DirSource::open(&repo(CLIP)).unwrap().read(&mut orig).unwrap();
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 92)
-        .encode(
-            &orig.rgb,
-            orig.width,
-            orig.height,
-            image::ExtendedColorType::Rgb8,
-        )
+        .encode(&orig.rgb, orig.width, orig.height, image::ExtendedColorType::Rgb8)
         .unwrap();
     let mut f = Frame::default();
     jpeg_to_rgb(&jpeg, &mut f).unwrap();
-    let mad = f
-        .rgb
-        .iter()
-        .zip(&orig.rgb)
-        .map(|(a, b)| (*a as f64 - *b as f64).abs())
-        .sum::<f64>()
-        / f.rgb.len() as f64;
+    let mad = f.rgb.iter().zip(&orig.rgb).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / f.rgb.len() as f64;
     assert!(mad < 3.0, "{mad}");
     assert!(jpeg_to_rgb(&jpeg[..200], &mut f).is_err());
 }
@@ -337,43 +255,23 @@ fn bad_models_fail_with_the_file_named() {
     let trunc = dir.join("trunc.onnx");
     std::fs::write(&trunc, &onnx[..onnx.len() / 2]).unwrap();
     let msg = e(&trunc);
-    assert!(
-        msg.contains("trunc.onnx") && msg.contains("not an ONNX model"),
-        "{msg}"
-    );
+    assert!(msg.contains("trunc.onnx") && msg.contains("not an ONNX model"), "{msg}");
     // A manifest that contradicts the model's input size.
     let bundle = dir.join("liar");
     std::fs::create_dir_all(&bundle).unwrap();
-    std::fs::copy(
-        repo(MOVENET).join("spatial.onnx"),
-        bundle.join("spatial.onnx"),
-    )
-    .unwrap();
+    std::fs::copy(repo(MOVENET).join("spatial.onnx"), bundle.join("spatial.onnx")).unwrap();
     let m = std::fs::read_to_string(repo(MOVENET).join("manifest.json")).unwrap();
-    std::fs::write(
-        bundle.join("manifest.json"),
-        m.replace("\"height\": 192", "\"height\": 256"),
-    )
-    .unwrap();
+    std::fs::write(bundle.join("manifest.json"), m.replace("\"height\": 192", "\"height\": 256")).unwrap();
     let msg = e(&bundle);
-    assert!(
-        msg.contains("manifest.json") && msg.contains("does not accept input"),
-        "{msg}"
-    );
+    assert!(msg.contains("manifest.json") && msg.contains("does not accept input"), "{msg}");
     // Output kind contradicting the model.
     std::fs::write(
         bundle.join("manifest.json"),
-        m.replace(
-            "\"kind\": \"keypoints\"",
-            "\"kind\": \"heatmap\", \"stride\": 4",
-        ),
+        m.replace("\"kind\": \"keypoints\"", "\"kind\": \"heatmap\", \"stride\": 4"),
     )
     .unwrap();
     let msg = e(&bundle);
-    assert!(
-        msg.contains("expects output [1, 17, 48, 48]") && msg.contains("[1, 1, 17, 3]"),
-        "{msg}"
-    );
+    assert!(msg.contains("expects output [1, 17, 48, 48]") && msg.contains("[1, 1, 17, 3]"), "{msg}");
     // Corrupt manifest.
     std::fs::write(bundle.join("manifest.json"), "{\"format_version\": 1,").unwrap();
     let msg = e(&bundle);

@@ -31,9 +31,7 @@ fn block_name(node: &str) -> String {
         _ => {
             let end = parts
                 .iter()
-                .position(|p| {
-                    p.starts_with("block") || p.starts_with("transition") || p.starts_with("fuse")
-                })
+                .position(|p| p.starts_with("block") || p.starts_with("transition") || p.starts_with("fuse"))
                 .map_or(parts.len(), |i| i + 1);
             parts[..end].join(".")
         }
@@ -58,12 +56,7 @@ impl Network {
             let name = block_name(&node.name);
             match blocks.last_mut() {
                 Some(b) if b.name == name => b.nodes.push(i),
-                _ => blocks.push(Block {
-                    name,
-                    nodes: vec![i],
-                    inputs: Vec::new(),
-                    signature: String::new(),
-                }),
+                _ => blocks.push(Block { name, nodes: vec![i], inputs: Vec::new(), signature: String::new() }),
             }
         }
         for b in &mut blocks {
@@ -86,26 +79,17 @@ impl Network {
         let mut s = String::new();
         for (k, &v) in b.inputs.iter().enumerate() {
             let sh = self.shape(v);
-            let _ = write!(
-                s,
-                "{}{}x{}x{}",
-                if k > 0 { "," } else { "" },
-                sh.c,
-                sh.h,
-                sh.w
-            );
+            let _ = write!(s, "{}{}x{}x{}", if k > 0 { "," } else { "" }, sh.c, sh.h, sh.w);
         }
         for &i in &b.nodes {
             let node = &self.nodes[i];
             let refs: Vec<String> = node
                 .inputs
                 .iter()
-                .map(
-                    |&v| match b.nodes.iter().position(|&n| v > 0 && n == v - 1) {
-                        Some(p) => format!("n{p}"),
-                        None => format!("i{}", b.inputs.iter().position(|&x| x == v).unwrap_or(0)),
-                    },
-                )
+                .map(|&v| match b.nodes.iter().position(|&n| v > 0 && n == v - 1) {
+                    Some(p) => format!("n{p}"),
+                    None => format!("i{}", b.inputs.iter().position(|&x| x == v).unwrap_or(0)),
+                })
                 .collect();
             let op = match node.op {
                 Op::Conv(c) => format!(
@@ -121,18 +105,10 @@ impl Network {
                     if c.bn { "+bn" } else { "" },
                     act_code(c.act)
                 ),
-                Op::Se {
-                    channels,
-                    squeeze,
-                    gate,
-                } => format!("se{channels}/{squeeze}{}", act_code(Some(gate))),
+                Op::Se { channels, squeeze, gate } => format!("se{channels}/{squeeze}{}", act_code(Some(gate))),
                 Op::Gc { channels, planes } => format!("gc{channels}/{planes}"),
                 Op::Sum { relu } => format!("sum{}", if relu { "+relu" } else { "" }),
-                Op::MaxPool {
-                    kernel,
-                    stride,
-                    pad,
-                } => format!("maxpool{kernel}s{stride}p{pad}"),
+                Op::MaxPool { kernel, stride, pad } => format!("maxpool{kernel}s{stride}p{pad}"),
                 Op::Upsample { factor } => format!("up{factor}"),
             };
             let _ = write!(s, " {op}({})", refs.join(","));
@@ -147,18 +123,11 @@ impl Network {
         for &i in &b.nodes {
             let mut node = self.nodes[i].clone();
             for v in node.inputs.iter_mut() {
-                *v = if *v == input {
-                    0
-                } else {
-                    b.nodes.iter().position(|&n| n == *v - 1).expect("inside") + 1
-                };
+                *v = if *v == input { 0 } else { b.nodes.iter().position(|&n| n == *v - 1).expect("inside") + 1 };
             }
             nodes.push(node);
         }
-        Some(Network {
-            input: self.shape(input),
-            nodes,
-        })
+        Some(Network { input: self.shape(input), nodes })
     }
 }
 
@@ -168,41 +137,23 @@ mod tests {
 
     #[test]
     fn blocks_partition_the_network_and_signatures_identify_computation() {
-        let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Max)
-            .network(InputSize::DEFAULT)
-            .unwrap();
+        let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Max).network(InputSize::DEFAULT).unwrap();
         let blocks = net.blocks();
         let names: Vec<&str> = blocks.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names[..3], ["stem", "stage1.block0", "stage2.block0"]);
-        assert_eq!(
-            names[names.len() - 4..],
-            ["head.deconv0", "head.deconv1", "head.deconv2", "head.final"]
-        );
+        assert_eq!(names[names.len() - 4..], ["head.deconv0", "head.deconv1", "head.deconv2", "head.final"]);
         assert_eq!(blocks.len(), 1 + 1 + 5 * 4 + 4);
-        assert_eq!(
-            blocks.iter().map(|b| b.nodes.len()).sum::<usize>(),
-            net.nodes.len()
-        );
+        assert_eq!(blocks.iter().map(|b| b.nodes.len()).sum::<usize>(), net.nodes.len());
         // Stage 3's blocks 1..3 compute the same thing; block 0 (stride 2) differs.
-        let s3: Vec<&str> = blocks
-            .iter()
-            .filter(|b| b.name.starts_with("stage3."))
-            .map(|b| b.signature.as_str())
-            .collect();
+        let s3: Vec<&str> =
+            blocks.iter().filter(|b| b.name.starts_with("stage3.")).map(|b| b.signature.as_str()).collect();
         assert_ne!(s3[0], s3[1]);
         assert_eq!(s3[1], s3[2]);
-        assert!(
-            s3[1].starts_with("40x32x24 conv40>240k1s1p0g1+bn+relu(i0)"),
-            "{}",
-            s3[1]
-        );
+        assert!(s3[1].starts_with("40x32x24 conv40>240k1s1p0g1+bn+relu(i0)"), "{}", s3[1]);
         assert!(s3[1].ends_with("sum(i0,n3)"), "{}", s3[1]);
         for b in &blocks {
             let sub = net.extract(b).unwrap();
-            assert_eq!(
-                sub.output_shape(),
-                net.nodes[*b.nodes.last().unwrap()].shape
-            );
+            assert_eq!(sub.output_shape(), net.nodes[*b.nodes.last().unwrap()].shape);
             assert_eq!(sub.blocks().len(), 1);
             assert_eq!(sub.blocks()[0].signature, b.signature);
         }
@@ -210,25 +161,16 @@ mod tests {
 
     #[test]
     fn resnet_and_hrnet_blocks() {
-        let net = Subnet::sample(&SearchSpace::get(SpaceName::Resnet50), Sample::Min)
-            .network(InputSize::DEFAULT)
-            .unwrap();
+        let net =
+            Subnet::sample(&SearchSpace::get(SpaceName::Resnet50), Sample::Min).network(InputSize::DEFAULT).unwrap();
         let blocks = net.blocks();
         assert_eq!(blocks[0].name, "stem");
         assert_eq!(net.nodes[blocks[0].nodes[1]].name, "stem.pool");
         assert!(blocks.iter().all(|b| b.inputs.len() == 1));
-        let net = Subnet::sample(&SearchSpace::get(SpaceName::HrnetW32), Sample::Min)
-            .network(InputSize::DEFAULT)
-            .unwrap();
-        let fuse = net
-            .blocks()
-            .into_iter()
-            .find(|b| b.name == "stage2.module0.fuse1")
-            .unwrap();
+        let net =
+            Subnet::sample(&SearchSpace::get(SpaceName::HrnetW32), Sample::Min).network(InputSize::DEFAULT).unwrap();
+        let fuse = net.blocks().into_iter().find(|b| b.name == "stage2.module0.fuse1").unwrap();
         assert_eq!(fuse.inputs.len(), 2);
-        assert!(
-            net.extract(&fuse).is_none(),
-            "multi-input blocks cannot be profiled alone"
-        );
+        assert!(net.extract(&fuse).is_none(), "multi-input blocks cannot be profiled alone");
     }
 }

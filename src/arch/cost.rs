@@ -31,11 +31,7 @@ pub struct Cost {
 impl Add for Cost {
     type Output = Cost;
     fn add(self, o: Cost) -> Cost {
-        Cost {
-            macs: self.macs + o.macs,
-            flops: self.flops + o.flops,
-            params: self.params + o.params,
-        }
+        Cost { macs: self.macs + o.macs, flops: self.flops + o.flops, params: self.params + o.params }
     }
 }
 
@@ -57,11 +53,7 @@ impl Cost {
 
 /// A 1×1 conv with bias applied to a 1×1 map (inside SE / GC).
 fn fc(cin: u64, cout: u64) -> Cost {
-    Cost {
-        macs: cin * cout,
-        flops: cin * cout + cout,
-        params: cin * cout + cout,
-    }
+    Cost { macs: cin * cout, flops: cin * cout + cout, params: cin * cout + cout }
 }
 
 /// The cost of one node, given the network it belongs to (for input shapes).
@@ -73,11 +65,7 @@ pub fn node_cost(net: &Network, node: &Node) -> Cost {
         Op::Conv(c) => {
             let k2 = c.kernel as u64 * c.kernel as u64;
             let weights = k2 * c.cin as u64 * c.cout as u64 / c.groups as u64;
-            let positions = if c.transposed {
-                input.h as u64 * input.w as u64
-            } else {
-                out_px
-            };
+            let positions = if c.transposed { input.h as u64 * input.w as u64 } else { out_px };
             let macs = weights * positions;
             let mut flops = macs;
             let mut params = weights;
@@ -92,15 +80,9 @@ pub fn node_cost(net: &Network, node: &Node) -> Cost {
             if c.act == Some(Act::Relu) {
                 flops += out.numel();
             }
-            Cost {
-                macs,
-                flops,
-                params,
-            }
+            Cost { macs, flops, params }
         }
-        Op::Se {
-            channels, squeeze, ..
-        } => {
+        Op::Se { channels, squeeze, .. } => {
             let (c, s) = (channels as u64, squeeze as u64);
             let mut cost = fc(c, s) + fc(s, c);
             cost.flops += input.numel() + s; // global average pool, ReLU
@@ -109,43 +91,20 @@ pub fn node_cost(net: &Network, node: &Node) -> Cost {
         Op::Gc { channels, planes } => {
             let (c, p) = (channels as u64, planes as u64);
             let in_px = input.h as u64 * input.w as u64;
-            let mask = Cost {
-                macs: c * in_px,
-                flops: c * in_px + in_px,
-                params: c + 1,
-            };
-            let layer_norm = Cost {
-                macs: 0,
-                flops: 2 * p,
-                params: 2 * p,
-            };
-            let relu = Cost {
-                macs: 0,
-                flops: p,
-                params: 0,
-            };
+            let mask = Cost { macs: c * in_px, flops: c * in_px + in_px, params: c + 1 };
+            let layer_norm = Cost { macs: 0, flops: 2 * p, params: 2 * p };
+            let relu = Cost { macs: 0, flops: p, params: 0 };
             mask + fc(c, p) + layer_norm + relu + fc(p, c)
         }
-        Op::Sum { relu } => Cost {
-            flops: if relu { out.numel() } else { 0 },
-            ..Cost::default()
-        },
-        Op::MaxPool { .. } => Cost {
-            flops: input.numel(),
-            ..Cost::default()
-        },
-        Op::Upsample { .. } => Cost {
-            flops: out.numel(),
-            ..Cost::default()
-        },
+        Op::Sum { relu } => Cost { flops: if relu { out.numel() } else { 0 }, ..Cost::default() },
+        Op::MaxPool { .. } => Cost { flops: input.numel(), ..Cost::default() },
+        Op::Upsample { .. } => Cost { flops: out.numel(), ..Cost::default() },
     }
 }
 
 impl Network {
     /// Total cost of the network.
     pub fn cost(&self) -> Cost {
-        self.nodes
-            .iter()
-            .fold(Cost::default(), |acc, n| acc + node_cost(self, n))
+        self.nodes.iter().fold(Cost::default(), |acc, n| acc + node_cost(self, n))
     }
 }

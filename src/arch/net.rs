@@ -152,12 +152,7 @@ pub struct NetBuilder {
 
 impl NetBuilder {
     pub fn new(input: Shape) -> NetBuilder {
-        NetBuilder {
-            net: Network {
-                input,
-                nodes: Vec::new(),
-            },
-        }
+        NetBuilder { net: Network { input, nodes: Vec::new() } }
     }
 
     pub fn shape(&self, v: ValueId) -> Shape {
@@ -165,32 +160,16 @@ impl NetBuilder {
     }
 
     fn push(&mut self, name: String, op: Op, inputs: Vec<ValueId>, shape: Shape) -> ValueId {
-        self.net.nodes.push(Node {
-            name,
-            op,
-            inputs,
-            shape,
-        });
+        self.net.nodes.push(Node { name, op, inputs, shape });
         self.net.nodes.len()
     }
 
     /// Any convolution node; `conv.cin` must match the input.
     pub fn conv(&mut self, name: String, x: ValueId, conv: Conv) -> ValueId {
         let s = self.shape(x);
-        assert_eq!(
-            s.c, conv.cin,
-            "{name}: input has {} channels, conv expects {}",
-            s.c, conv.cin
-        );
-        assert!(
-            conv.cin % conv.groups == 0 && conv.cout % conv.groups == 0,
-            "{name}: groups"
-        );
-        let shape = Shape {
-            c: conv.cout,
-            h: conv.out_size(s.h),
-            w: conv.out_size(s.w),
-        };
+        assert_eq!(s.c, conv.cin, "{name}: input has {} channels, conv expects {}", s.c, conv.cin);
+        assert!(conv.cin % conv.groups == 0 && conv.cout % conv.groups == 0, "{name}: groups");
+        let shape = Shape { c: conv.cout, h: conv.out_size(s.h), w: conv.out_size(s.w) };
         self.push(name, Op::Conv(conv), vec![x], shape)
     }
 
@@ -206,46 +185,19 @@ impl NetBuilder {
         act: Option<Act>,
     ) -> ValueId {
         let cin = self.shape(x).c;
-        let conv = Conv {
-            cin,
-            cout,
-            kernel,
-            stride,
-            pad: kernel / 2,
-            groups,
-            bias: false,
-            bn: true,
-            act,
-            transposed: false,
-        };
+        let conv =
+            Conv { cin, cout, kernel, stride, pad: kernel / 2, groups, bias: false, bn: true, act, transposed: false };
         self.conv(name, x, conv)
     }
 
     pub fn se(&mut self, name: String, x: ValueId, squeeze: u32, gate: Act) -> ValueId {
         let shape = self.shape(x);
-        self.push(
-            name,
-            Op::Se {
-                channels: shape.c,
-                squeeze,
-                gate,
-            },
-            vec![x],
-            shape,
-        )
+        self.push(name, Op::Se { channels: shape.c, squeeze, gate }, vec![x], shape)
     }
 
     pub fn gc(&mut self, name: String, x: ValueId, planes: u32) -> ValueId {
         let shape = self.shape(x);
-        self.push(
-            name,
-            Op::Gc {
-                channels: shape.c,
-                planes,
-            },
-            vec![x],
-            shape,
-        )
+        self.push(name, Op::Gc { channels: shape.c, planes }, vec![x], shape)
     }
 
     pub fn sum(&mut self, name: String, xs: Vec<ValueId>, relu: bool) -> ValueId {
@@ -256,40 +208,16 @@ impl NetBuilder {
         self.push(name, Op::Sum { relu }, xs, shape)
     }
 
-    pub fn max_pool(
-        &mut self,
-        name: String,
-        x: ValueId,
-        kernel: u32,
-        stride: u32,
-        pad: u32,
-    ) -> ValueId {
+    pub fn max_pool(&mut self, name: String, x: ValueId, kernel: u32, stride: u32, pad: u32) -> ValueId {
         let s = self.shape(x);
         let out = |v: u32| (v + 2 * pad - kernel) / stride + 1;
-        let shape = Shape {
-            c: s.c,
-            h: out(s.h),
-            w: out(s.w),
-        };
-        self.push(
-            name,
-            Op::MaxPool {
-                kernel,
-                stride,
-                pad,
-            },
-            vec![x],
-            shape,
-        )
+        let shape = Shape { c: s.c, h: out(s.h), w: out(s.w) };
+        self.push(name, Op::MaxPool { kernel, stride, pad }, vec![x], shape)
     }
 
     pub fn upsample(&mut self, name: String, x: ValueId, factor: u32) -> ValueId {
         let s = self.shape(x);
-        let shape = Shape {
-            c: s.c,
-            h: s.h * factor,
-            w: s.w * factor,
-        };
+        let shape = Shape { c: s.c, h: s.h * factor, w: s.w * factor };
         self.push(name, Op::Upsample { factor }, vec![x], shape)
     }
 

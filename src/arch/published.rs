@@ -16,24 +16,8 @@ pub struct Published {
     pub source: &'static str,
 }
 
-fn stage(
-    depth: u32,
-    width: u32,
-    kernel: u32,
-    group: u32,
-    attention: bool,
-    expansion: u32,
-) -> StageChoice {
-    StageChoice {
-        depth,
-        branches: vec![BlockChoice {
-            width,
-            kernel,
-            group,
-            attention,
-            expansion,
-        }],
-    }
+fn stage(depth: u32, width: u32, kernel: u32, group: u32, attention: bool, expansion: u32) -> StageChoice {
+    StageChoice { depth, branches: vec![BlockChoice { width, kernel, group, attention, expansion }] }
 }
 
 /// mmpose's published subnet of a space, if there is one.
@@ -54,10 +38,7 @@ pub fn published(space: SpaceName) -> Option<Published> {
                     stage(4, 112, 7, 280, true, 5),
                     stage(4, 160, 5, 240, true, 6),
                 ],
-                head: Some(HeadChoice {
-                    width: 160,
-                    group: 160,
-                }),
+                head: Some(HeadChoice { width: 160, group: 160 }),
             },
             gflops: 0.76,
             mparams: 5.9,
@@ -76,10 +57,7 @@ pub fn published(space: SpaceName) -> Option<Published> {
                     stage(7, 304, 5, 16, true, 1),
                     stage(3, 608, 5, 16, true, 1),
                 ],
-                head: Some(HeadChoice {
-                    width: 144,
-                    group: 16,
-                }),
+                head: Some(HeadChoice { width: 144, group: 16 }),
             },
             gflops: 1.49,
             mparams: 7.29,

@@ -61,10 +61,7 @@ mod tests {
         for _ in 0..4000 {
             counts[r.below(4)] += 1;
         }
-        assert!(
-            counts.iter().all(|&c| (900..1100).contains(&c)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&c| (900..1100).contains(&c)), "{counts:?}");
         let mean: f64 = (0..4000).map(|_| r.normal()).sum::<f64>() / 4000.0;
         assert!(mean.abs() < 0.06, "{mean}");
     }

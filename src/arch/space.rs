@@ -50,9 +50,7 @@ impl FromStr for SpaceName {
         SpaceName::ALL
             .into_iter()
             .find(|n| n.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown space `{s}` (expected one of: mbv3, resnet50, hrnet-w32)")
-            })
+            .ok_or_else(|| format!("unknown space `{s}` (expected one of: mbv3, resnet50, hrnet-w32)"))
     }
 }
 
@@ -97,11 +95,7 @@ pub struct Range {
 impl Range {
     /// A range with a single value (`[v, v]` in the tables).
     pub const fn fixed(v: u32) -> Range {
-        Range {
-            min: v,
-            max: v,
-            step: 1,
-        }
+        Range { min: v, max: v, step: 1 }
     }
 
     pub const fn new(min: u32, max: u32, step: u32) -> Range {
@@ -143,11 +137,7 @@ pub struct GroupSpace {
 
 impl GroupSpace {
     pub const fn fixed(g: u32) -> GroupSpace {
-        GroupSpace {
-            min: g,
-            max: g,
-            rule: GroupRule::Step(1),
-        }
+        GroupSpace { min: g, max: g, rule: GroupRule::Step(1) }
     }
 
     /// The valid group numbers for a convolution over `channels` channels,
@@ -165,15 +155,10 @@ impl GroupSpace {
                 v.sort_unstable();
                 v
             }
-            GroupRule::Step(step) => (self.min..=self.max)
-                .step_by(step as usize)
-                .filter(|&g| in_range(g))
-                .collect(),
-            GroupRule::PowerOfTwo => (0..=31)
-                .map(|e| 1u32 << e)
-                .take_while(|&g| g <= self.max)
-                .filter(|&g| in_range(g))
-                .collect(),
+            GroupRule::Step(step) => (self.min..=self.max).step_by(step as usize).filter(|&g| in_range(g)).collect(),
+            GroupRule::PowerOfTwo => {
+                (0..=31).map(|e| 1u32 << e).take_while(|&g| g <= self.max).filter(|&g| in_range(g)).collect()
+            }
         }
     }
 }

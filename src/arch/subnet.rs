@@ -93,26 +93,15 @@ struct StageJson {
 impl TryFrom<StageJson> for StageChoice {
     type Error = String;
     fn try_from(j: StageJson) -> Result<Self, String> {
-        let flat = [
-            j.width.is_some(),
-            j.kernel.is_some(),
-            j.group.is_some(),
-            j.attention.is_some(),
-        ];
+        let flat = [j.width.is_some(), j.kernel.is_some(), j.group.is_some(), j.attention.is_some()];
         if let Some(branches) = j.branches {
             if flat.iter().any(|&f| f) || j.expansion.is_some() {
-                return Err(
-                    "a stage has either `branches` or width/kernel/group/attention, not both"
-                        .into(),
-                );
+                return Err("a stage has either `branches` or width/kernel/group/attention, not both".into());
             }
             if branches.is_empty() {
                 return Err("`branches` is empty".into());
             }
-            return Ok(StageChoice {
-                depth: j.depth,
-                branches,
-            });
+            return Ok(StageChoice { depth: j.depth, branches });
         }
         let missing: Vec<&str> = ["width", "kernel", "group", "attention"]
             .iter()
@@ -172,10 +161,7 @@ pub struct SubnetError {
 }
 
 fn err(place: impl Into<String>, message: impl Into<String>) -> SubnetError {
-    SubnetError {
-        place: place.into(),
-        message: message.into(),
-    }
+    SubnetError { place: place.into(), message: message.into() }
 }
 
 /// `{3,5,7}`
@@ -188,10 +174,7 @@ fn check_range(place: &str, field: &str, v: u32, r: &Range) -> Result<(), Subnet
     if r.contains(v) {
         Ok(())
     } else {
-        Err(err(
-            place,
-            format!("{field} {v} not in {}", set(&r.choices())),
-        ))
+        Err(err(place, format!("{field} {v} not in {}", set(&r.choices()))))
     }
 }
 
@@ -225,11 +208,7 @@ impl BlockSpace {
         if !groups.contains(&b.group) {
             return Err(err(
                 place,
-                format!(
-                    "group {} not in {} (valid for {channels} channels)",
-                    b.group,
-                    set(&groups)
-                ),
+                format!("group {} not in {} (valid for {channels} channels)", b.group, set(&groups)),
             ));
         }
         if b.attention && !self.attention_searchable {
@@ -259,13 +238,7 @@ impl BlockSpace {
                 Sample::Min => false,
                 Sample::Random(_) => rng.below(2) == 1,
             };
-        BlockChoice {
-            width,
-            kernel,
-            group,
-            attention,
-            expansion,
-        }
+        BlockChoice { width, kernel, group, attention, expansion }
     }
 }
 
@@ -287,12 +260,7 @@ impl Subnet {
         if self.stages.len() != space.stages.len() {
             return Err(err(
                 "subnet",
-                format!(
-                    "{} has {} stages, got {}",
-                    self.space,
-                    space.stages.len(),
-                    self.stages.len()
-                ),
+                format!("{} has {} stages, got {}", self.space, space.stages.len(), self.stages.len()),
             ));
         }
         for (stage, choice) in space.stages.iter().zip(&self.stages) {
@@ -301,11 +269,7 @@ impl Subnet {
             if choice.branches.len() != stage.branches.len() {
                 return Err(err(
                     place,
-                    format!(
-                        "expected {} branch(es), got {}",
-                        stage.branches.len(),
-                        choice.branches.len()
-                    ),
+                    format!("expected {} branch(es), got {}", stage.branches.len(), choice.branches.len()),
                 ));
             }
             for (i, (row, b)) in stage.branches.iter().zip(&choice.branches).enumerate() {
@@ -314,10 +278,7 @@ impl Subnet {
         }
         match (&space.head, &self.head) {
             (None, None) => Ok(()),
-            (None, Some(_)) => Err(err(
-                "head",
-                format!("{} has no deconvolution head", self.space),
-            )),
+            (None, Some(_)) => Err(err("head", format!("{} has no deconvolution head", self.space))),
             (Some(_), None) => Err(err("head", "missing (width, group)")),
             (Some(row), Some(h)) => {
                 check_range("head", "width", h.width, &row.width)?;
@@ -325,10 +286,7 @@ impl Subnet {
                 if groups.contains(&h.group) {
                     Ok(())
                 } else {
-                    Err(err(
-                        "head",
-                        format!("group {} not in {}", h.group, set(&groups)),
-                    ))
+                    Err(err("head", format!("group {} not in {}", h.group, set(&groups))))
                 }
             }
         }
@@ -345,9 +303,7 @@ impl Subnet {
             Sample::Min => r.min,
             Sample::Random(_) => rng.pick(&r.choices()),
         };
-        let stem = StemChoice {
-            width: pick(&space.stem.width, &mut rng),
-        };
+        let stem = StemChoice { width: pick(&space.stem.width, &mut rng) };
         let stages = space
             .stages
             .iter()
@@ -358,26 +314,16 @@ impl Subnet {
             .collect();
         let head = space.head.as_ref().map(|row| {
             let b = row.sample(how, &mut rng);
-            HeadChoice {
-                width: b.width,
-                group: b.group,
-            }
+            HeadChoice { width: b.width, group: b.group }
         });
-        Subnet {
-            space: space.name,
-            stem,
-            stages,
-            head,
-        }
+        Subnet { space: space.name, stem, stages, head }
     }
 
     /// Parses and validates Subnet JSON; errors name the source and the field.
     pub fn from_json(text: &str, source: &str) -> anyhow::Result<Subnet> {
-        let subnet: Subnet = serde_json::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{source}: not a valid subnet: {e}"))?;
-        subnet
-            .validate()
-            .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+        let subnet: Subnet =
+            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{source}: not a valid subnet: {e}"))?;
+        subnet.validate().map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
         Ok(subnet)
     }
 }

@@ -6,8 +6,7 @@
 //! the network that the rest of the table describes.
 
 use super::space::{
-    AttentionKind, BlockSpace, GroupRule, GroupSpace, Operator, Range, SearchSpace, SpaceName,
-    StageSpace,
+    AttentionKind, BlockSpace, GroupRule, GroupSpace, Operator, Range, SearchSpace, SpaceName, StageSpace,
 };
 
 /// The table behind a space name.
@@ -55,18 +54,12 @@ fn mbv3() -> SearchSpace {
             branches: vec![BlockSpace {
                 operator: Operator::MobileBlock,
                 width: Range::fixed(width),
-                kernel: if i == 0 {
-                    Range::fixed(3)
-                } else {
-                    Range::new(3, 7, 2)
-                },
+                kernel: if i == 0 { Range::fixed(3) } else { Range::new(3, 7, 2) },
                 group: GroupSpace {
                     min: group.0,
                     max: group.1,
                     // Stage 1's [2, 16] over 16 channels allows at most 8 per group.
-                    rule: GroupRule::PowerOfTwoPerGroup {
-                        max_per_group: if i == 0 { 8 } else { 16 },
-                    },
+                    rule: GroupRule::PowerOfTwoPerGroup { max_per_group: if i == 0 { 8 } else { 16 } },
                 },
                 attention: AttentionKind::Se,
                 attention_searchable: true,
@@ -84,11 +77,7 @@ fn mbv3() -> SearchSpace {
             operator: Operator::Deconv,
             width: Range::fixed(256),
             kernel: Range::fixed(4),
-            group: GroupSpace {
-                min: 32,
-                max: 256,
-                rule: GroupRule::PowerOfTwoPerGroup { max_per_group: 8 },
-            },
+            group: GroupSpace { min: 32, max: 256, rule: GroupRule::PowerOfTwoPerGroup { max_per_group: 8 } },
             attention: AttentionKind::None,
             attention_searchable: false,
             expansion: Range::fixed(1),
@@ -109,11 +98,7 @@ fn resnet50() -> SearchSpace {
         ((6, 8), (256, 320), 16, 16),
         ((3, 4), (512, 640), 32, 32),
     ];
-    let group = GroupSpace {
-        min: 16,
-        max: 64,
-        rule: GroupRule::Step(16),
-    };
+    let group = GroupSpace { min: 16, max: 64, rule: GroupRule::Step(16) };
     let stages = rows
         .iter()
         .enumerate()
@@ -161,11 +146,7 @@ fn hrnet_w32() -> SearchSpace {
             operator: Operator::BasicBlock,
             width: Range::new(min, 4 * min, min),
             kernel: Range::fixed(3),
-            group: GroupSpace {
-                min: 1,
-                max: 4 * min,
-                rule: GroupRule::PowerOfTwo,
-            },
+            group: GroupSpace { min: 1, max: 4 * min, rule: GroupRule::PowerOfTwo },
             attention: AttentionKind::Se,
             attention_searchable: true,
             expansion: Range::fixed(1),
@@ -189,11 +170,7 @@ fn hrnet_w32() -> SearchSpace {
                     operator: Operator::Bottleneck,
                     width: Range::new(16, 64, 16),
                     kernel: Range::fixed(3),
-                    group: GroupSpace {
-                        min: 1,
-                        max: 16,
-                        rule: GroupRule::PowerOfTwo,
-                    },
+                    group: GroupSpace { min: 1, max: 16, rule: GroupRule::PowerOfTwo },
                     attention: AttentionKind::Se,
                     attention_searchable: true,
                     // Not printed: HRNet's stage-1 Bottleneck outputs 4x its width.

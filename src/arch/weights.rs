@@ -18,12 +18,7 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "tensor shape {shape:?} vs {} values",
-            data.len()
-        );
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor shape {shape:?} vs {} values", data.len());
         Tensor { shape, data }
     }
 }
@@ -51,22 +46,13 @@ pub struct ParamSpec {
 }
 
 fn spec(node: &str, param: &str, shape: Vec<usize>, kind: ParamKind) -> ParamSpec {
-    ParamSpec {
-        name: format!("{node}.{param}"),
-        shape,
-        kind,
-    }
+    ParamSpec { name: format!("{node}.{param}"), shape, kind }
 }
 
 /// The parameters of a 1×1 conv with bias (inside SE / GC blocks).
 fn fc_specs(node: &str, prefix: &str, cin: usize, cout: usize) -> [ParamSpec; 2] {
     [
-        spec(
-            node,
-            &format!("{prefix}.weight"),
-            vec![cout, cin, 1, 1],
-            ParamKind::Weight { fan_in: cin },
-        ),
+        spec(node, &format!("{prefix}.weight"), vec![cout, cin, 1, 1], ParamKind::Weight { fan_in: cin }),
         spec(node, &format!("{prefix}.bias"), vec![cout], ParamKind::Bias),
     ]
 }
@@ -78,18 +64,9 @@ impl Node {
         match self.op {
             Op::Conv(c) => {
                 let shape = c.weight_shape();
-                let taps = if c.transposed {
-                    (c.kernel / c.stride).max(1)
-                } else {
-                    c.kernel
-                } as usize;
+                let taps = if c.transposed { (c.kernel / c.stride).max(1) } else { c.kernel } as usize;
                 let fan_in = (c.cin / c.groups) as usize * taps * taps;
-                let mut v = vec![spec(
-                    n,
-                    "weight",
-                    shape.to_vec(),
-                    ParamKind::Weight { fan_in },
-                )];
+                let mut v = vec![spec(n, "weight", shape.to_vec(), ParamKind::Weight { fan_in })];
                 let cout = c.cout as usize;
                 if c.bias {
                     v.push(spec(n, "bias", vec![cout], ParamKind::Bias));
@@ -97,19 +74,12 @@ impl Node {
                 if c.bn {
                     v.push(spec(n, "bn.weight", vec![cout], ParamKind::NormScale));
                     v.push(spec(n, "bn.bias", vec![cout], ParamKind::NormShift));
-                    v.push(spec(
-                        n,
-                        "bn.running_mean",
-                        vec![cout],
-                        ParamKind::RunningMean,
-                    ));
+                    v.push(spec(n, "bn.running_mean", vec![cout], ParamKind::RunningMean));
                     v.push(spec(n, "bn.running_var", vec![cout], ParamKind::RunningVar));
                 }
                 v
             }
-            Op::Se {
-                channels, squeeze, ..
-            } => {
+            Op::Se { channels, squeeze, .. } => {
                 let (c, s) = (channels as usize, squeeze as usize);
                 let mut v = fc_specs(n, "fc1", c, s).to_vec();
                 v.extend(fc_specs(n, "fc2", s, c));
@@ -148,21 +118,16 @@ impl Weights {
             let damp = residual_ends.contains(&(i + 1));
             for p in node.param_specs() {
                 let len: usize = p.shape.iter().product();
-                let mut draw = |f: &mut dyn FnMut(&mut Rng) -> f64| {
-                    (0..len).map(|_| f(&mut rng) as f32).collect::<Vec<_>>()
-                };
+                let mut draw =
+                    |f: &mut dyn FnMut(&mut Rng) -> f64| (0..len).map(|_| f(&mut rng) as f32).collect::<Vec<_>>();
                 let data = match p.kind {
                     ParamKind::Weight { fan_in } => {
                         let std = (2.0 / fan_in.max(1) as f64).sqrt();
                         draw(&mut |r| r.normal() * std)
                     }
-                    ParamKind::Bias | ParamKind::NormShift | ParamKind::RunningMean => {
-                        draw(&mut |r| r.normal() * 0.1)
-                    }
+                    ParamKind::Bias | ParamKind::NormShift | ParamKind::RunningMean => draw(&mut |r| r.normal() * 0.1),
                     ParamKind::NormScale if damp => draw(&mut |r| 0.1 + 0.2 * r.uniform()),
-                    ParamKind::NormScale | ParamKind::RunningVar => {
-                        draw(&mut |r| 0.8 + 0.4 * r.uniform())
-                    }
+                    ParamKind::NormScale | ParamKind::RunningVar => draw(&mut |r| 0.8 + 0.4 * r.uniform()),
                 };
                 tensors.insert(p.name, Tensor::new(p.shape, data));
             }
@@ -172,9 +137,7 @@ impl Weights {
 
     /// A parameter by name; a missing one is an error naming it.
     pub fn get(&self, name: &str) -> anyhow::Result<&Tensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| anyhow::anyhow!("weights: missing parameter `{name}`"))
+        self.tensors.get(name).ok_or_else(|| anyhow::anyhow!("weights: missing parameter `{name}`"))
     }
 
     /// Checks that every parameter the network needs is present with its shape.
@@ -203,12 +166,7 @@ fn residual_branch_ends(net: &Network) -> HashSet<ValueId> {
         if let Op::Sum { .. } = node.op {
             for &v in &node.inputs {
                 let mut v = v;
-                while v > 0
-                    && matches!(
-                        net.nodes[v - 1].op,
-                        Op::Se { .. } | Op::Gc { .. } | Op::Upsample { .. }
-                    )
-                {
+                while v > 0 && matches!(net.nodes[v - 1].op, Op::Se { .. } | Op::Gc { .. } | Op::Upsample { .. }) {
                     v = net.nodes[v - 1].inputs[0];
                 }
                 if v > 0 {

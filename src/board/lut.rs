@@ -72,16 +72,12 @@ pub struct Prediction {
 
 impl LatencyTable {
     pub fn load(path: &Path) -> Result<LatencyTable> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read latency table {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read latency table {}", path.display()))?;
         let t: LatencyTable = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: corrupt latency table: {e}", path.display()))?;
         if t.format != LUT_FORMAT {
-            bail!(
-                "{}: table format {} (this vipnas reads {LUT_FORMAT}): profile again",
-                path.display(),
-                t.format
-            );
+            bail!("{}: table format {} (this vipnas reads {LUT_FORMAT}): profile again", path.display(), t.format);
         }
         Ok(t)
     }
@@ -92,34 +88,22 @@ impl LatencyTable {
 
     /// Refuses tables that do not describe this run: another tract version,
     /// thread count, space or input size would silently mispredict.
-    pub fn check_compatible(
-        &self,
-        path: &Path,
-        threads: usize,
-        space: SpaceName,
-        input: InputSize,
-    ) -> Result<()> {
+    pub fn check_compatible(&self, path: &Path, threads: usize, space: SpaceName, input: InputSize) -> Result<()> {
         let p = path.display();
         if self.tract_version != TRACT_VERSION {
-            bail!("{p}: measured with tract {} but this vipnas runs tract {TRACT_VERSION}: profile again", self.tract_version);
+            bail!(
+                "{p}: measured with tract {} but this vipnas runs tract {TRACT_VERSION}: profile again",
+                self.tract_version
+            );
         }
         if self.threads != threads {
-            bail!(
-                "{p}: measured at {} thread(s), the board runs {threads}: profile again",
-                self.threads
-            );
+            bail!("{p}: measured at {} thread(s), the board runs {threads}: profile again", self.threads);
         }
         if self.space != space {
-            bail!(
-                "{p}: a {} table cannot predict a {space} subnet",
-                self.space
-            );
+            bail!("{p}: a {} table cannot predict a {space} subnet", self.space);
         }
         if self.input != input {
-            bail!(
-                "{p}: measured at input {}, the subnet runs at {input}",
-                self.input
-            );
+            bail!("{p}: measured at input {}, the subnet runs at {input}", self.input);
         }
         Ok(())
     }
@@ -137,11 +121,7 @@ impl LatencyTable {
             }
         }
         if !missing.is_empty() {
-            let more = if missing.len() > 3 {
-                format!("; … and {} more", missing.len() - 3)
-            } else {
-                String::new()
-            };
+            let more = if missing.len() > 3 { format!("; … and {} more", missing.len() - 3) } else { String::new() };
             bail!(
                 "the latency table lacks {} of {} blocks (profile again with this space and input): {}{more}",
                 missing.len(),
@@ -150,20 +130,32 @@ impl LatencyTable {
             );
         }
         let ms = self.correction.map_or(sum, |c| c.scale * sum + c.offset_ms);
-        Ok(Prediction {
-            sum_ms: sum,
-            ms,
-            blocks: blocks.len(),
-        })
+        Ok(Prediction { sum_ms: sum, ms, blocks: blocks.len() })
+    }
+}
+
+/// The correction from (Σblocks, measured) pairs: a least-squares line when
+/// there are enough points for it to be trustworthy (≥ 8, positive slope),
+/// otherwise a pure ratio through the origin.
+pub fn fit_correction(points: &[(f64, f64)]) -> Correction {
+    let ratio = || {
+        let sxy: f64 = points.iter().map(|(x, y)| x * y).sum();
+        let sxx: f64 = points.iter().map(|(x, _)| x * x).sum();
+        Correction { scale: if sxx > 0.0 { sxy / sxx } else { 1.0 }, offset_ms: 0.0, fitted_on: points.len() }
+    };
+    if points.len() < 8 {
+        return ratio();
+    }
+    match fit_linear(points) {
+        (a, b) if (0.2..5.0).contains(&a) => Correction { scale: a, offset_ms: b, fitted_on: points.len() },
+        _ => ratio(),
     }
 }
 
 /// Least-squares `y ≈ a·x + b`.
 pub fn fit_linear(points: &[(f64, f64)]) -> (f64, f64) {
     let n = points.len() as f64;
-    let (sx, sy) = points
-        .iter()
-        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (sx, sy) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
     let (mx, my) = (sx / n, sy / n);
     let sxx: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
     let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
@@ -180,20 +172,8 @@ mod tests {
     use crate::arch::{Sample, SearchSpace, Subnet};
 
     fn table_for(net: &Network) -> LatencyTable {
-        let entries = net
-            .blocks()
-            .into_iter()
-            .map(|b| {
-                (
-                    b.signature,
-                    LutEntry {
-                        p50_ms: 1.0,
-                        p90_ms: 1.5,
-                        count: 5,
-                    },
-                )
-            })
-            .collect();
+        let entries =
+            net.blocks().into_iter().map(|b| (b.signature, LutEntry { p50_ms: 1.0, p90_ms: 1.5, count: 5 })).collect();
         LatencyTable {
             format: LUT_FORMAT,
             board: "test".into(),
@@ -208,11 +188,7 @@ mod tests {
             warmup: 1,
             runs: 5,
             entries,
-            correction: Some(Correction {
-                scale: 1.1,
-                offset_ms: 0.5,
-                fitted_on: 3,
-            }),
+            correction: Some(Correction { scale: 1.1, offset_ms: 0.5, fitted_on: 3 }),
         }
     }
 
@@ -233,21 +209,16 @@ mod tests {
 
     #[test]
     fn incompatible_tables_are_refused() {
-        let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min)
-            .network(InputSize::DEFAULT)
-            .unwrap();
+        let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min).network(InputSize::DEFAULT).unwrap();
         let mut t = table_for(&net);
         let p = Path::new("boards/x.lut.json");
-        t.check_compatible(p, 1, SpaceName::Mbv3, InputSize::DEFAULT)
-            .unwrap();
+        t.check_compatible(p, 1, SpaceName::Mbv3, InputSize::DEFAULT).unwrap();
         assert!(t
             .check_compatible(p, 4, SpaceName::Mbv3, InputSize::DEFAULT)
             .unwrap_err()
             .to_string()
             .contains("1 thread(s)"));
-        assert!(t
-            .check_compatible(p, 1, SpaceName::Resnet50, InputSize::DEFAULT)
-            .is_err());
+        assert!(t.check_compatible(p, 1, SpaceName::Resnet50, InputSize::DEFAULT).is_err());
         t.tract_version = "0.21.0".into();
         assert!(t
             .check_compatible(p, 1, SpaceName::Mbv3, InputSize::DEFAULT)
@@ -258,20 +229,21 @@ mod tests {
 
     #[test]
     fn tract_version_constant_matches_the_lockfile() {
-        let lock =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
-                .unwrap();
+        let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
         let at = lock.find("name = \"tract-onnx\"").unwrap();
-        assert!(lock[at..]
-            .lines()
-            .nth(1)
-            .unwrap()
-            .contains(&format!("\"{TRACT_VERSION}\"")));
+        assert!(lock[at..].lines().nth(1).unwrap().contains(&format!("\"{TRACT_VERSION}\"")));
     }
 
     #[test]
-    fn linear_fit() {
+    fn corrections_fit_lines_or_ratios() {
         let (a, b) = fit_linear(&[(1.0, 3.0), (2.0, 5.0), (3.0, 7.0)]);
         assert!((a - 2.0).abs() < 1e-12 && (b - 1.0).abs() < 1e-12);
+        // Two noisy close points would give a wild line: a ratio instead.
+        let c = fit_correction(&[(10.0, 12.0), (10.5, 11.0)]);
+        assert_eq!(c.offset_ms, 0.0);
+        assert!((c.scale - (120.0 + 115.5) / (100.0 + 110.25)).abs() < 1e-12);
+        let line: Vec<(f64, f64)> = (1..=10).map(|i| (i as f64, 1.5 * i as f64 + 2.0)).collect();
+        let c = fit_correction(&line);
+        assert!((c.scale - 1.5).abs() < 1e-9 && (c.offset_ms - 2.0).abs() < 1e-9 && c.fitted_on == 10);
     }
 }

@@ -43,55 +43,32 @@ pub struct BoardProfile {
 
 /// The boards directory: `$VIPNAS_BOARDS`, else `boards/` under the current directory.
 pub fn boards_dir() -> PathBuf {
-    std::env::var_os("VIPNAS_BOARDS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("boards"))
+    std::env::var_os("VIPNAS_BOARDS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("boards"))
 }
 
 impl BoardProfile {
     /// Loads `NAME` from the boards directory, or a `.toml` path.
     pub fn load(name: &str) -> Result<BoardProfile> {
-        let path = if name.ends_with(".toml") {
-            PathBuf::from(name)
-        } else {
-            boards_dir().join(format!("{name}.toml"))
-        };
+        let path =
+            if name.ends_with(".toml") { PathBuf::from(name) } else { boards_dir().join(format!("{name}.toml")) };
         if !path.is_file() {
             let known: Vec<String> = std::fs::read_dir(boards_dir())
                 .map(|d| {
-                    d.filter_map(|e| {
-                        e.ok()?
-                            .file_name()
-                            .to_str()?
-                            .strip_suffix(".toml")
-                            .map(str::to_string)
-                    })
-                    .collect()
+                    d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(str::to_string)).collect()
                 })
                 .unwrap_or_default();
             let mut known = known;
             known.sort();
-            bail!(
-                "unknown board `{name}` (no {}; known: {})",
-                path.display(),
-                known.join(", ")
-            );
+            bail!("unknown board `{name}` (no {}; known: {})", path.display(), known.join(", "));
         }
         Self::from_file(&path)
     }
 
     pub fn from_file(path: &Path) -> Result<BoardProfile> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut p: BoardProfile =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut p: BoardProfile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if p.threads == 0 || p.threads > p.cores.max(1) * 2 {
-            bail!(
-                "{}: threads = {} (cores = {})",
-                path.display(),
-                p.threads,
-                p.cores
-            );
+            bail!("{}: threads = {} (cores = {})", path.display(), p.threads, p.cores);
         }
         if !(p.budget.fps > 0.0) {
             bail!("{}: budget.fps must be positive", path.display());
@@ -119,16 +96,9 @@ mod tests {
         }
         let cpus: Vec<String> = ["rpi4", "rpi5", "jetson-nano", "jetson-orin-nano"]
             .iter()
-            .map(|n| {
-                BoardProfile::from_file(&dir.join(format!("{n}.toml")))
-                    .unwrap()
-                    .cpu
-            })
+            .map(|n| BoardProfile::from_file(&dir.join(format!("{n}.toml"))).unwrap().cpu)
             .collect();
-        assert_eq!(
-            cpus,
-            ["Cortex-A72", "Cortex-A76", "Cortex-A57", "Cortex-A78AE"]
-        );
+        assert_eq!(cpus, ["Cortex-A72", "Cortex-A76", "Cortex-A57", "Cortex-A78AE"]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::lut::{fit_linear, Correction, LatencyTable, LutEntry, LUT_FORMAT, TRACT_VERSION};
+use super::lut::{fit_correction, LatencyTable, LutEntry, LUT_FORMAT, TRACT_VERSION};
 use super::profile::BoardProfile;
 use crate::arch::space::BlockSpace;
 use crate::arch::subnet::{BlockChoice, HeadChoice, StageChoice};
@@ -41,50 +41,23 @@ pub struct ProfileOptions {
 impl ProfileOptions {
     pub fn new(space: SpaceName, input: InputSize, threads: usize, quick: bool) -> ProfileOptions {
         if quick {
-            ProfileOptions {
-                space,
-                input,
-                threads,
-                warmup: 1,
-                runs: 3,
-                calibration: 2,
-                quick,
-            }
+            ProfileOptions { space, input, threads, warmup: 1, runs: 3, calibration: 2, quick }
         } else {
-            ProfileOptions {
-                space,
-                input,
-                threads,
-                warmup: 3,
-                runs: 15,
-                calibration: 12,
-                quick,
-            }
+            ProfileOptions { space, input, threads, warmup: 3, runs: 15, calibration: 12, quick }
         }
     }
 }
 
 /// The subnets whose blocks a quick profile measures.
-const QUICK_SUBNETS: [Sample; 4] = [
-    Sample::Max,
-    Sample::Min,
-    Sample::Random(0),
-    Sample::Random(1),
-];
+const QUICK_SUBNETS: [Sample; 4] = [Sample::Max, Sample::Min, Sample::Random(0), Sample::Random(1)];
 
 /// Whole subnets measured to fit the correction: for a quick table, subnets
 /// it covers; otherwise random ones apart from any the benchmarks use.
 fn calibration_subnets(opts: &ProfileOptions) -> Vec<Sample> {
     if opts.quick {
-        QUICK_SUBNETS[2..]
-            .iter()
-            .copied()
-            .take(opts.calibration)
-            .collect()
+        QUICK_SUBNETS[2..].iter().copied().take(opts.calibration).collect()
     } else {
-        (0..opts.calibration as u64)
-            .map(|i| Sample::Random(10_000 + i))
-            .collect()
+        (0..opts.calibration as u64).map(|i| Sample::Random(10_000 + i)).collect()
     }
 }
 
@@ -95,18 +68,8 @@ fn row_choices(row: &BlockSpace) -> Vec<BlockChoice> {
         for expansion in row.expansion.choices() {
             for kernel in row.kernel.choices() {
                 for group in row.group.choices(row.grouped_channels(width, expansion)) {
-                    for attention in if row.attention_searchable {
-                        vec![false, true]
-                    } else {
-                        vec![false]
-                    } {
-                        v.push(BlockChoice {
-                            width,
-                            kernel,
-                            group,
-                            attention,
-                            expansion,
-                        });
+                    for attention in if row.attention_searchable { vec![false, true] } else { vec![false] } {
+                        v.push(BlockChoice { width, kernel, group, attention, expansion });
                     }
                 }
             }
@@ -124,11 +87,7 @@ fn set_width(row: &BlockSpace, stage: &mut StageChoice, width: u32) {
 
 /// The distinct single-input blocks a space can produce at `input`, each with
 /// a network computing just that block.
-pub fn enumerate_blocks(
-    space: SpaceName,
-    input: InputSize,
-    quick: bool,
-) -> Result<BTreeMap<String, Network>> {
+pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Result<BTreeMap<String, Network>> {
     let s = SearchSpace::get(space);
     if s.stages.iter().any(|st| st.branches.len() > 1) {
         bail!("{space}: profiling multi-branch (HRNet) spaces is not supported yet: their fusion blocks have several inputs");
@@ -136,14 +95,13 @@ pub fn enumerate_blocks(
     let mut found = BTreeMap::new();
     let mut keep = |subnet: &Subnet, prefix: &str| -> Result<()> {
         let net = subnet.network(input)?;
-        for b in net.blocks().iter().filter(|b| {
-            prefix.is_empty() || b.name == prefix || b.name.starts_with(&format!("{prefix}."))
-        }) {
+        for b in net
+            .blocks()
+            .iter()
+            .filter(|b| prefix.is_empty() || b.name == prefix || b.name.starts_with(&format!("{prefix}.")))
+        {
             if !found.contains_key(&b.signature) {
-                found.insert(
-                    b.signature.clone(),
-                    net.extract(b).expect("single-input block"),
-                );
+                found.insert(b.signature.clone(), net.extract(b).expect("single-input block"));
             }
         }
         Ok(())
@@ -162,11 +120,7 @@ pub fn enumerate_blocks(
     }
     for (i, stage) in s.stages.iter().enumerate() {
         let row = &stage.branches[0];
-        let prev_widths = if i == 0 {
-            s.stem.width.choices()
-        } else {
-            s.stages[i - 1].branches[0].width.choices()
-        };
+        let prev_widths = if i == 0 { s.stem.width.choices() } else { s.stages[i - 1].branches[0].width.choices() };
         let depth = stage.depth.max.min(2);
         for pw in prev_widths {
             for choice in row_choices(row) {
@@ -176,10 +130,7 @@ pub fn enumerate_blocks(
                 } else {
                     set_width(&s.stages[i - 1].branches[0], &mut sub.stages[i - 1], pw);
                 }
-                sub.stages[i] = StageChoice {
-                    depth,
-                    branches: vec![choice],
-                };
+                sub.stages[i] = StageChoice { depth, branches: vec![choice] };
                 keep(&sub, &format!("stage{}", stage.index))?;
             }
         }
@@ -192,10 +143,7 @@ pub fn enumerate_blocks(
                 for g in head.group.choices(hw) {
                     let mut sub = base.clone();
                     set_width(last_row, &mut sub.stages[last], lw);
-                    sub.head = Some(HeadChoice {
-                        width: hw,
-                        group: g,
-                    });
+                    sub.head = Some(HeadChoice { width: hw, group: g });
                     keep(&sub, "head")?;
                 }
             }
@@ -211,11 +159,8 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
     let s = net.input;
     let shape = [1, s.c as usize, s.h as usize, s.w as usize];
     let mut engine = TractEngine::from_proto_with(&model, &shape, InputDatum::F32, threads)?;
-    let input = InputTensor::F32(
-        (0..shape.iter().product::<usize>())
-            .map(|i| ((i % 97) as f32 - 48.0) / 24.0)
-            .collect(),
-    );
+    let input =
+        InputTensor::F32((0..shape.iter().product::<usize>()).map(|i| ((i % 97) as f32 - 48.0) / 24.0).collect());
     let mut out = vec![0.0; engine.output_shape().iter().product()];
     for _ in 0..warmup {
         engine.run(&input, &mut out)?;
@@ -228,11 +173,7 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
     }
     times.sort_by(f64::total_cmp);
     let q = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
-    Ok(LutEntry {
-        p50_ms: q(0.5),
-        p90_ms: q(0.9),
-        count: times.len(),
-    })
+    Ok(LutEntry { p50_ms: q(0.5), p90_ms: q(0.9), count: times.len() })
 }
 
 /// The CPU's name from /proc/cpuinfo (`model name`, or the board `Model` on ARM).
@@ -248,10 +189,7 @@ pub fn cpu_string() -> String {
     let name = field("model name")
         .or_else(|| field("Model"))
         .or_else(|| field("CPU part").map(|p| format!("ARM CPU part {p}")));
-    format!(
-        "{} ({cores} cores)",
-        name.unwrap_or_else(|| std::env::consts::ARCH.to_string())
-    )
+    format!("{} ({cores} cores)", name.unwrap_or_else(|| std::env::consts::ARCH.to_string()))
 }
 
 /// Profiles `board` into `out`, resuming a compatible partial table there.
@@ -264,17 +202,17 @@ pub fn profile(
 ) -> Result<LatencyTable> {
     let mut table = if out.is_file() {
         let t = LatencyTable::load(out)?;
-        let same =
-            t.board == board.name && t.measured && t.warmup == opts.warmup && t.runs == opts.runs;
+        let same = t.board == board.name && t.measured && t.warmup == opts.warmup && t.runs == opts.runs;
         t.check_compatible(out, opts.threads, opts.space, opts.input)?;
         if !same {
-            bail!("{}: a different profile (board {}, runs {}) is there: remove it or choose another --out", out.display(), t.board, t.runs);
+            bail!(
+                "{}: a different profile (board {}, runs {}) is there: remove it or choose another --out",
+                out.display(),
+                t.board,
+                t.runs
+            );
         }
-        log::info!(
-            "{}: resuming with {} entries",
-            out.display(),
-            t.entries.len()
-        );
+        log::info!("{}: resuming with {} entries", out.display(), t.entries.len());
         t
     } else {
         LatencyTable {
@@ -309,11 +247,7 @@ pub fn profile(
         progress(i + 1, total, sig);
     }
     table.save(out)?;
-    if opts.calibration > 0
-        && table
-            .correction
-            .is_none_or(|c| c.fitted_on < opts.calibration)
-    {
+    if opts.calibration > 0 && table.correction.is_none_or(|c| c.fitted_on < opts.calibration) {
         let space = SearchSpace::get(opts.space);
         let mut points = Vec::new();
         let subnets = calibration_subnets(opts);
@@ -322,18 +256,9 @@ pub fn profile(
             let predicted = table.predict(&net)?.sum_ms;
             let measured = measure(&net, opts.threads, opts.warmup, opts.runs)?.p50_ms;
             points.push((predicted, measured));
-            progress(
-                total,
-                total,
-                &format!("calibration subnet {}/{}", i + 1, subnets.len()),
-            );
+            progress(total, total, &format!("calibration subnet {}/{}", i + 1, subnets.len()));
         }
-        let (scale, offset_ms) = fit_linear(&points);
-        table.correction = Some(Correction {
-            scale,
-            offset_ms,
-            fitted_on: points.len(),
-        });
+        table.correction = Some(fit_correction(&points));
         table.save(out)?;
     }
     Ok(table)
@@ -351,9 +276,7 @@ mod tests {
             println!("{space}: {} distinct blocks at {input}", all.len());
             let s = SearchSpace::get(space);
             for seed in 0..200 {
-                let net = Subnet::sample(&s, Sample::Random(seed))
-                    .network(input)
-                    .unwrap();
+                let net = Subnet::sample(&s, Sample::Random(seed)).network(input).unwrap();
                 for b in net.blocks() {
                     assert!(
                         all.contains_key(&b.signature),

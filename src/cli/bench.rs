@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use vipnas::host::bench::{
-    default_models, op_profile, ort_latency, pipeline_stages, tract_latency, LatencyRow,
-};
+use vipnas::host::bench::{default_models, op_profile, ort_latency, pipeline_stages, tract_latency, LatencyRow};
 
 /// Runtime benchmark: tract (ours) vs onnxruntime (peer) on the same ONNX files
 /// at 1 and 2 threads, back to back; pipeline overhead; tract's time per op.
@@ -43,14 +41,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let script = a.repo.join("benches/ort_latency.py");
     let scratch = std::env::temp_dir().join("vipnas-bench");
     let models = default_models(&a.repo, &scratch)?;
-    println!(
-        "== inference latency, median of {} runs (ms); ratio = tract / onnxruntime",
-        a.runs
-    );
-    println!(
-        "{:<30} {:>7} {:>9} {:>9} {:>8}",
-        "model", "threads", "tract", "ort", "ratio"
-    );
+    println!("== inference latency, median of {} runs (ms); ratio = tract / onnxruntime", a.runs);
+    println!("{:<30} {:>7} {:>9} {:>9} {:>8}", "model", "threads", "tract", "ort", "ratio");
     for m in &models {
         for &t in &a.threads {
             // Ours and the peer back to back, same machine state.
@@ -64,45 +56,22 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 (Some(o), Some(r)) => (format!("{o:.2}"), format!("{r:.2}x")),
                 _ => ("n/a".into(), "n/a".into()),
             };
-            println!(
-                "{:<30} {:>7} {:>9.2} {:>9} {:>8}",
-                row.model, t, row.tract_ms, ort, ratio
-            );
+            println!("{:<30} {:>7} {:>9.2} {:>9} {:>8}", row.model, t, row.tract_ms, ort, ratio);
         }
     }
-    let s = pipeline_stages(
-        &a.repo.join("models/movenet-lightning"),
-        &a.repo.join("tests/data/pose2sim-cam03"),
-        1,
-    )?;
-    println!(
-        "\n== pipeline on {} real frames (MoveNet Lightning, 1 thread), ms per frame",
-        s.frames
-    );
+    let s = pipeline_stages(&a.repo.join("models/movenet-lightning"), &a.repo.join("tests/data/pose2sim-cam03"), 1)?;
+    println!("\n== pipeline on {} real frames (MoveNet Lightning, 1 thread), ms per frame", s.frames);
     println!(
         "capture(jpeg)={:.2} preprocess={:.2} infer={:.2} decode+track={:.3} render={:.3}",
         s.capture, s.preprocess, s.infer, s.decode_track, s.render
     );
-    println!(
-        "overhead = (capture+preprocess+decode+track+render)/infer = {:.1}%",
-        100.0 * s.overhead_fraction()
-    );
+    println!("overhead = (capture+preprocess+decode+track+render)/infer = {:.1}%", 100.0 * s.overhead_fraction());
     for m in &models {
         let ops = op_profile(m, a.runs.min(10))?;
         let total: f64 = ops.iter().map(|o| o.ms).sum();
-        println!(
-            "\n== tract per-op profile, {} (1 thread): {total:.2} ms in {} op kinds",
-            m.name,
-            ops.len()
-        );
+        println!("\n== tract per-op profile, {} (1 thread): {total:.2} ms in {} op kinds", m.name, ops.len());
         for o in ops.iter().take(a.top) {
-            println!(
-                "{:<28} {:>8.2} ms {:>5.1}% {:>4} nodes",
-                o.op,
-                o.ms,
-                100.0 * o.ms / total,
-                o.nodes
-            );
+            println!("{:<28} {:>8.2} ms {:>5.1}% {:>4} nodes", o.op, o.ms, 100.0 * o.ms / total, o.nodes);
         }
     }
     Ok(())

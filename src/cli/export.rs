@@ -36,26 +36,14 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let input = a.pick.input;
     let net = subnet.network(input)?;
     let weights = Weights::random(&net, a.weight_seed);
-    let opts = WriteOptions {
-        doc: subnet.to_string(),
-        graph_name: format!("vipnas-{}", subnet.space),
-        ..Default::default()
-    };
+    let opts =
+        WriteOptions { doc: subnet.to_string(), graph_name: format!("vipnas-{}", subnet.space), ..Default::default() };
     let model = write_network(&net, &weights, &opts)?;
     let name = a.name.clone().unwrap_or_else(|| {
-        a.out
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "bundle".into())
+        a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into())
     });
     let cost = net.cost();
-    let manifest = Manifest::for_subnet(
-        &name,
-        &subnet,
-        input,
-        cost,
-        format!("random (seed {})", a.weight_seed),
-    );
+    let manifest = Manifest::for_subnet(&name, &subnet, input, cost, format!("random (seed {})", a.weight_seed));
     let path = write_bundle(&a.out, &manifest, &[(SPATIAL_ONNX, to_bytes(&model))])?;
     println!(
         "wrote {} ({} {}, {} nodes, flops={:.4}G params={:.4}M)",

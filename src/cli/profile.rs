@@ -49,11 +49,9 @@ pub fn run_profile(a: ProfileArgs) -> Result<()> {
     let opts = ProfileOptions::new(a.space, a.input, threads, a.quick);
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} blocks, ETA {eta} {msg}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} blocks, ETA {eta} {msg}")
+            .expect("template")
+            .progress_chars("=> "),
     );
     let start = Instant::now();
     let table = profile(&board, &out, &opts, |done, total, what| {
@@ -109,21 +107,22 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
         Some(dir) => {
             let m = Manifest::load(dir)?;
             let s = m.subnet.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}: not a vipnas subnet bundle (no subnet in the manifest)",
-                    dir.display()
-                )
+                anyhow::anyhow!("{}: not a vipnas subnet bundle (no subnet in the manifest)", dir.display())
             })?;
-            let input = vipnas::arch::InputSize::new(m.input.height, m.input.width)
-                .map_err(anyhow::Error::msg)?;
+            let input = vipnas::arch::InputSize::new(m.input.height, m.input.width).map_err(anyhow::Error::msg)?;
             (s, input)
         }
         None => (a.pick.resolve()?, a.pick.input),
     };
-    let path = a
-        .table
-        .clone()
-        .unwrap_or_else(|| board.latency_table_path());
+    let path = a.table.clone().unwrap_or_else(|| board.latency_table_path());
+    if !path.exists() {
+        anyhow::bail!(
+            "{}: no latency table for board {}: measure one on the board with `vipnas profile --board {}` (tables are never estimated silently)",
+            path.display(),
+            board.name,
+            board.name
+        );
+    }
     let table = LatencyTable::load(&path)?;
     table.check_compatible(&path, board.threads, subnet.space, input)?;
     if !table.measured {
@@ -141,11 +140,7 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
     println!("predicted_ms={:.3}", p.ms);
     if a.measure {
         let m = measure(&net, board.threads, 5, 30)?;
-        println!(
-            "measured_ms={:.3} error={:+.1}%",
-            m.p50_ms,
-            100.0 * (p.ms - m.p50_ms) / m.p50_ms
-        );
+        println!("measured_ms={:.3} error={:+.1}%", m.p50_ms, 100.0 * (p.ms - m.p50_ms) / m.p50_ms);
     }
     Ok(())
 }

@@ -62,10 +62,7 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
         RefineArg::Quarter => Refine::Quarter,
         RefineArg::Dark => Refine::Dark,
     };
-    let track = TrackConfig {
-        smoothing: (!a.no_smooth).then(OneEuroConfig::default),
-        ..TrackConfig::default()
-    };
+    let track = TrackConfig { smoothing: (!a.no_smooth).then(OneEuroConfig::default), ..TrackConfig::default() };
     let mut est = Estimator::new(model, track);
     let opts = RunOptions {
         max_frames: a.frames,
@@ -75,12 +72,7 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
         draw_min_score: 0.3,
     };
     let summary = run(source.as_mut(), &mut est, &opts)?;
-    println!(
-        "model={} source={} out={}",
-        a.model.display(),
-        a.source,
-        a.out.display()
-    );
+    println!("model={} source={} out={}", a.model.display(), a.source, a.out.display());
     println!("{summary}");
     Ok(())
 }

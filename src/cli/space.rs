@@ -36,14 +36,7 @@ pub fn run(a: SpaceArgs) -> Result<()> {
         let net = subnet.network(a.pick.input)?;
         let cost = net.cost();
         let out = net.output_shape();
-        println!(
-            "input={} heatmaps={}x{}x{} macs={:.4}G",
-            a.pick.input,
-            out.c,
-            out.h,
-            out.w,
-            cost.macs as f64 / 1e9
-        );
+        println!("input={} heatmaps={}x{}x{} macs={:.4}G", a.pick.input, out.c, out.h, out.w, cost.macs as f64 / 1e9);
         println!("flops={:.4} params={:.4}", cost.gflops(), cost.mparams());
     }
     Ok(())
@@ -66,11 +59,7 @@ fn row(stage: &str, b: &BlockSpace, depth: &str) {
         GroupRule::Step(s) => format!("step {s}"),
         GroupRule::PowerOfTwo => "pow2".into(),
     };
-    let attention = if b.attention_searchable {
-        format!("{:?} [0, 1]", b.attention)
-    } else {
-        "-".into()
-    };
+    let attention = if b.attention_searchable { format!("{:?} [0, 1]", b.attention) } else { "-".into() };
     println!(
         "{stage:<9} {:<12} {depth:<16} {:<20} {:<16} [{}, {}] {rule:<18} {attention:<10} {:<16} 1/{}{}",
         format!("{:?}", b.operator),
@@ -93,11 +82,7 @@ fn print_table(space: &SearchSpace) {
     row("stem", &space.stem, "-");
     for s in &space.stages {
         for (i, b) in s.branches.iter().enumerate() {
-            let stage = if s.branches.len() > 1 {
-                format!("{}.b{}", s.index, i + 1)
-            } else {
-                s.index.to_string()
-            };
+            let stage = if s.branches.len() > 1 { format!("{}.b{}", s.index, i + 1) } else { s.index.to_string() };
             row(&stage, b, &range(&s.depth));
         }
     }

@@ -52,16 +52,12 @@ impl SubnetArgs {
     /// accepted only when published (mmpose's MBV3 head is outside Table 1).
     pub fn resolve(&self) -> Result<Subnet> {
         if let Some(path) = &self.subnet {
-            let text = fs::read_to_string(path)
-                .with_context(|| format!("cannot read subnet file {}", path.display()))?;
+            let text =
+                fs::read_to_string(path).with_context(|| format!("cannot read subnet file {}", path.display()))?;
             let subnet = Subnet::from_json(&text, &path.display().to_string())?;
             if let Some(space) = self.space {
                 if space != subnet.space {
-                    bail!(
-                        "{}: space is `{}` but --space says `{space}`",
-                        path.display(),
-                        subnet.space
-                    );
+                    bail!("{}: space is `{}` but --space says `{space}`", path.display(), subnet.space);
                 }
             }
             return Ok(subnet);
@@ -70,9 +66,9 @@ impl SubnetArgs {
             bail!("say which subnet: --space S with --sample/--published, or --subnet FILE");
         };
         if self.published {
-            return published(space).map(|p| p.subnet).with_context(|| {
-                format!("mmpose publishes no ViPNAS subnet for `{space}` (only mbv3 and resnet50)")
-            });
+            return published(space)
+                .map(|p| p.subnet)
+                .with_context(|| format!("mmpose publishes no ViPNAS subnet for `{space}` (only mbv3 and resnet50)"));
         }
         let how = match self.sample.unwrap_or(SampleArg::Max) {
             SampleArg::Max => Sample::Max,

@@ -55,11 +55,7 @@ fn bench_input(m: &BenchModel) -> InputTensor {
     let n: usize = m.shape.iter().product();
     match m.datum {
         InputDatum::I32 => InputTensor::I32((0..n).map(|i| ((i * 7919) % 256) as i32).collect()),
-        InputDatum::F32 => InputTensor::F32(
-            (0..n)
-                .map(|i| (((i * 7919) % 1000) as f32 / 500.0) - 1.0)
-                .collect(),
-        ),
+        InputDatum::F32 => InputTensor::F32((0..n).map(|i| (((i * 7919) % 1000) as f32 / 500.0) - 1.0).collect()),
     }
 }
 
@@ -74,9 +70,7 @@ pub fn tract_latency(m: &BenchModel, threads: usize, runs: usize) -> Result<f64>
     let times = (0..runs)
         .map(|_| {
             let t = Instant::now();
-            engine
-                .run(&input, &mut out)
-                .map(|_| t.elapsed().as_secs_f64() * 1e3)
+            engine.run(&input, &mut out).map(|_| t.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<Vec<f64>>>()?;
     Ok(median(times))
@@ -84,13 +78,7 @@ pub fn tract_latency(m: &BenchModel, threads: usize, runs: usize) -> Result<f64>
 
 /// Median onnxruntime latency via `benches/ort_latency.py`; `None` (reported)
 /// when the Python oracle is not installed.
-pub fn ort_latency(
-    python: &str,
-    script: &Path,
-    m: &BenchModel,
-    threads: usize,
-    runs: usize,
-) -> Result<Option<f64>> {
+pub fn ort_latency(python: &str, script: &Path, m: &BenchModel, threads: usize, runs: usize) -> Result<Option<f64>> {
     let dtype = match m.datum {
         InputDatum::F32 => "f32",
         InputDatum::I32 => "i32",
@@ -99,23 +87,12 @@ pub fn ort_latency(
     let out = Command::new(python)
         .arg(script)
         .arg(&m.onnx)
-        .args([
-            dtype,
-            &shape.join("x"),
-            &threads.to_string(),
-            &runs.to_string(),
-        ])
+        .args([dtype, &shape.join("x"), &threads.to_string(), &runs.to_string()])
         .output();
     let out = match out {
         Ok(o) if o.status.success() => o,
         Ok(o) => {
-            log::warn!(
-                "onnxruntime peer failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            );
+            log::warn!("onnxruntime peer failed: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
             return Ok(None);
         }
         Err(e) => {
@@ -123,8 +100,7 @@ pub fn ort_latency(
             return Ok(None);
         }
     };
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("ort_latency.py output")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("ort_latency.py output")?;
     Ok(v["median_ms"].as_f64())
 }
 
@@ -138,15 +114,9 @@ pub fn default_models(repo: &Path, scratch: &Path) -> Result<Vec<BenchModel>> {
         name: "movenet-lightning".into(),
         onnx: movenet.join(&m.spatial),
         shape: input_shape(&m.input),
-        datum: if m.input.dtype == InputType::I32 {
-            InputDatum::I32
-        } else {
-            InputDatum::F32
-        },
+        datum: if m.input.dtype == InputType::I32 { InputDatum::I32 } else { InputDatum::F32 },
     }];
-    let subnet = published(SpaceName::Mbv3)
-        .expect("mmpose publishes an MBV3 subnet")
-        .subnet;
+    let subnet = published(SpaceName::Mbv3).expect("mmpose publishes an MBV3 subnet").subnet;
     let net = subnet.network(InputSize::DEFAULT)?;
     let model = write_network(&net, &Weights::random(&net, 0), &WriteOptions::default())?;
     std::fs::create_dir_all(scratch)?;
@@ -183,11 +153,7 @@ impl StageTimes {
 pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<StageTimes> {
     let m = Manifest::load(bundle)?;
     let shape = input_shape(&m.input);
-    let datum = if m.input.dtype == InputType::I32 {
-        InputDatum::I32
-    } else {
-        InputDatum::F32
-    };
+    let datum = if m.input.dtype == InputType::I32 { InputDatum::I32 } else { InputDatum::F32 };
     let mut engine = TractEngine::from_path_with(&bundle.join(&m.spatial), &shape, datum, threads)?;
     let mut input = InputTensor::for_spec(&m.input);
     let mut out = vec![0.0; engine.output_shape().iter().product()];
@@ -228,13 +194,7 @@ pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<Sta
         t.frames += 1;
     }
     let n = t.frames.max(1) as f64;
-    for v in [
-        &mut t.capture,
-        &mut t.preprocess,
-        &mut t.infer,
-        &mut t.decode_track,
-        &mut t.render,
-    ] {
+    for v in [&mut t.capture, &mut t.preprocess, &mut t.infer, &mut t.decode_track, &mut t.render] {
         *v /= n;
     }
     Ok(t)

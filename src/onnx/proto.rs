@@ -15,30 +15,15 @@ pub const OPSET: i64 = 14;
 pub const IR_VERSION: i64 = 7;
 
 pub fn attr_int(name: &str, v: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
+    pb::AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
 }
 
 pub fn attr_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
+    pb::AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
 }
 
 pub fn attr_float(name: &str, v: f32) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Float as i32,
-        f: v,
-        ..Default::default()
-    }
+    pb::AttributeProto { name: name.into(), r#type: AttributeType::Float as i32, f: v, ..Default::default() }
 }
 
 pub fn attr_string(name: &str, v: &str) -> pb::AttributeProto {
@@ -55,10 +40,7 @@ pub fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
     let shape = pb::TensorShapeProto {
         dim: dims
             .iter()
-            .map(|&d| Dimension {
-                value: Some(dimension::Value::DimValue(d)),
-                ..Default::default()
-            })
+            .map(|&d| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() })
             .collect(),
     };
     pb::ValueInfoProto {
@@ -94,13 +76,7 @@ impl GraphBuilder {
         self.push_initializer(name, &[data.len()], DataType::Int64, raw)
     }
 
-    fn push_initializer(
-        &mut self,
-        name: &str,
-        dims: &[usize],
-        dt: DataType,
-        raw_data: Vec<u8>,
-    ) -> String {
+    fn push_initializer(&mut self, name: &str, dims: &[usize], dt: DataType, raw_data: Vec<u8>) -> String {
         self.initializers.push(pb::TensorProto {
             name: name.into(),
             dims: dims.iter().map(|&d| d as i64).collect(),
@@ -112,13 +88,7 @@ impl GraphBuilder {
     }
 
     /// Appends a node whose single output is named after the node.
-    pub fn node(
-        &mut self,
-        name: &str,
-        op_type: &str,
-        inputs: &[&str],
-        attribute: Vec<pb::AttributeProto>,
-    ) -> String {
+    pub fn node(&mut self, name: &str, op_type: &str, inputs: &[&str], attribute: Vec<pb::AttributeProto>) -> String {
         self.nodes.push(pb::NodeProto {
             name: name.into(),
             op_type: op_type.into(),
@@ -140,10 +110,7 @@ impl GraphBuilder {
     ) -> pb::ModelProto {
         pb::ModelProto {
             ir_version: IR_VERSION,
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: OPSET,
-            }],
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
             producer_name: "vipnas".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             doc_string: doc.into(),

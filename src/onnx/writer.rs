@@ -37,11 +37,7 @@ impl Default for WriteOptions {
 }
 
 /// The ONNX model of `net` with `weights` (checked against the network first).
-pub fn write_network(
-    net: &Network,
-    weights: &Weights,
-    opts: &WriteOptions,
-) -> Result<pb::ModelProto> {
+pub fn write_network(net: &Network, weights: &Weights, opts: &WriteOptions) -> Result<pb::ModelProto> {
     weights.check(net)?;
     ensure!(!net.nodes.is_empty(), "cannot write an empty network");
     let mut g = GraphBuilder::default();
@@ -62,11 +58,7 @@ pub fn write_network(
                 }
                 acc
             }
-            Op::MaxPool {
-                kernel,
-                stride,
-                pad,
-            } => {
+            Op::MaxPool { kernel, stride, pad } => {
                 let (k, s, p) = (kernel as i64, stride as i64, pad as i64);
                 let attrs = vec![
                     attr_ints("kernel_shape", &[k, k]),
@@ -77,8 +69,7 @@ pub fn write_network(
             }
             Op::Upsample { factor } => {
                 let f = factor as f32;
-                let scales =
-                    g.constant_f32(&format!("{}/scales", node.name), &[4], &[1.0, 1.0, f, f]);
+                let scales = g.constant_f32(&format!("{}/scales", node.name), &[4], &[1.0, 1.0, f, f]);
                 let attrs = vec![
                     attr_string("mode", "nearest"),
                     attr_string("coordinate_transformation_mode", "asymmetric"),
@@ -107,34 +98,22 @@ fn conv(g: &mut GraphBuilder, node: &Node, c: &Conv, x: &str, w: &Weights) -> Re
     let weight = w.get(&format!("{n}.weight"))?;
     let mut kernel = weight.data.clone();
     let cout = c.cout as usize;
-    let mut bias = if c.bias {
-        w.get(&format!("{n}.bias"))?.data.clone()
-    } else {
-        vec![0.0; cout]
-    };
+    let mut bias = if c.bias { w.get(&format!("{n}.bias"))?.data.clone() } else { vec![0.0; cout] };
     if c.bn {
         let gamma = &w.get(&format!("{n}.bn.weight"))?.data;
         let beta = &w.get(&format!("{n}.bn.bias"))?.data;
         let mean = &w.get(&format!("{n}.bn.running_mean"))?.data;
         let var = &w.get(&format!("{n}.bn.running_var"))?.data;
-        let scale: Vec<f32> = (0..cout)
-            .map(|o| gamma[o] / (var[o] + NORM_EPS).sqrt())
-            .collect();
+        let scale: Vec<f32> = (0..cout).map(|o| gamma[o] / (var[o] + NORM_EPS).sqrt()).collect();
         let [d0, d1, kh, kw] = c.weight_shape();
         let taps = kh * kw;
         for i in 0..d0 {
             for j in 0..d1 {
                 // Output channel of weight[i][j]: ConvTranspose weights are
                 // (cin, cout/groups, k, k), Conv weights (cout, cin/groups, k, k).
-                let o = if c.transposed {
-                    (i / (d0 / c.groups as usize)) * d1 + j
-                } else {
-                    i
-                };
+                let o = if c.transposed { (i / (d0 / c.groups as usize)) * d1 + j } else { i };
                 let start = (i * d1 + j) * taps;
-                kernel[start..start + taps]
-                    .iter_mut()
-                    .for_each(|v| *v *= scale[o]);
+                kernel[start..start + taps].iter_mut().for_each(|v| *v *= scale[o]);
             }
         }
         for o in 0..cout {
@@ -143,11 +122,7 @@ fn conv(g: &mut GraphBuilder, node: &Node, c: &Conv, x: &str, w: &Weights) -> Re
     }
     let kw_name = g.constant_f32(&format!("{n}.weight"), &weight.shape, &kernel);
     let has_bias = c.bias || c.bn;
-    let b_name = if has_bias {
-        g.constant_f32(&format!("{n}.bias"), &[cout], &bias)
-    } else {
-        String::new()
-    };
+    let b_name = if has_bias { g.constant_f32(&format!("{n}.bias"), &[cout], &bias) } else { String::new() };
     let (k, s, p) = (c.kernel as i64, c.stride as i64, c.pad as i64);
     let attrs = vec![
         attr_ints("kernel_shape", &[k, k]),
@@ -156,11 +131,7 @@ fn conv(g: &mut GraphBuilder, node: &Node, c: &Conv, x: &str, w: &Weights) -> Re
         attr_ints("dilations", &[1, 1]),
         attr_int("group", c.groups as i64),
     ];
-    let op = if c.transposed {
-        "ConvTranspose"
-    } else {
-        "Conv"
-    };
+    let op = if c.transposed { "ConvTranspose" } else { "Conv" };
     let mut inputs = vec![x, kw_name.as_str()];
     if has_bias {
         inputs.push(&b_name);
@@ -176,12 +147,9 @@ fn activation(g: &mut GraphBuilder, name: &str, act: Act, x: &str) -> String {
     match act {
         Act::Relu => g.node(name, "Relu", &[x], vec![]),
         Act::HSwish => g.node(name, "HardSwish", &[x], vec![]),
-        Act::HSigmoid => g.node(
-            name,
-            "HardSigmoid",
-            &[x],
-            vec![attr_float("alpha", 1.0 / 6.0), attr_float("beta", 0.5)],
-        ),
+        Act::HSigmoid => {
+            g.node(name, "HardSigmoid", &[x], vec![attr_float("alpha", 1.0 / 6.0), attr_float("beta", 0.5)])
+        }
         Act::Sigmoid => g.node(name, "Sigmoid", &[x], vec![]),
     }
 }
@@ -193,12 +161,7 @@ fn fc(g: &mut GraphBuilder, node: &Node, part: &str, x: &str, w: &Weights) -> Re
     let bias = w.get(&format!("{n}.{part}.bias"))?;
     let wn = g.constant_f32(&format!("{n}.{part}.weight"), &weight.shape, &weight.data);
     let bn = g.constant_f32(&format!("{n}.{part}.bias"), &bias.shape, &bias.data);
-    Ok(g.node(
-        &format!("{n}/{part}"),
-        "Conv",
-        &[x, &wn, &bn],
-        vec![attr_ints("kernel_shape", &[1, 1])],
-    ))
+    Ok(g.node(&format!("{n}/{part}"), "Conv", &[x, &wn, &bn], vec![attr_ints("kernel_shape", &[1, 1])]))
 }
 
 fn se(g: &mut GraphBuilder, node: &Node, gate: Act, x: &str, w: &Weights) -> Result<String> {
@@ -216,35 +179,15 @@ fn gc(g: &mut GraphBuilder, node: &Node, x: &str, w: &Weights) -> Result<String>
     let n = &node.name;
     let mask = fc(g, node, "mask", x, w)?; // N×1×H×W
     let flat_mask_shape = g.constant_i64(&format!("{n}/mask_shape"), &[0, 1, -1]);
-    let m = g.node(
-        &format!("{n}/mask_flat"),
-        "Reshape",
-        &[&mask, &flat_mask_shape],
-        vec![],
-    );
-    let m = g.node(
-        &format!("{n}/softmax"),
-        "Softmax",
-        &[&m],
-        vec![attr_int("axis", 2)],
-    );
+    let m = g.node(&format!("{n}/mask_flat"), "Reshape", &[&mask, &flat_mask_shape], vec![]);
+    let m = g.node(&format!("{n}/softmax"), "Softmax", &[&m], vec![attr_int("axis", 2)]);
     let column_shape = g.constant_i64(&format!("{n}/column_shape"), &[0, -1, 1]);
-    let m = g.node(
-        &format!("{n}/weights"),
-        "Reshape",
-        &[&m, &column_shape],
-        vec![],
-    ); // N×HW×1
+    let m = g.node(&format!("{n}/weights"), "Reshape", &[&m, &column_shape], vec![]); // N×HW×1
     let flat_shape = g.constant_i64(&format!("{n}/flat_shape"), &[0, 0, -1]);
     let xf = g.node(&format!("{n}/x_flat"), "Reshape", &[x, &flat_shape], vec![]); // N×C×HW
     let ctx = g.node(&format!("{n}/context"), "MatMul", &[&xf, &m], vec![]); // N×C×1
     let map_shape = g.constant_i64(&format!("{n}/map_shape"), &[0, 0, 1, 1]);
-    let ctx = g.node(
-        &format!("{n}/context_map"),
-        "Reshape",
-        &[&ctx, &map_shape],
-        vec![],
-    );
+    let ctx = g.node(&format!("{n}/context_map"), "Reshape", &[&ctx, &map_shape], vec![]);
     let y = fc(g, node, "fc1", &ctx, w)?;
     let y = layer_norm(g, node, &y, w)?;
     let y = g.node(&format!("{n}/relu"), "Relu", &[&y], vec![]);

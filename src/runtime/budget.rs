@@ -28,14 +28,7 @@ const BINS: usize = 200_000;
 
 impl LatencyStats {
     pub fn new(budget: FrameBudget) -> LatencyStats {
-        LatencyStats {
-            bins: vec![0; BINS],
-            count: 0,
-            in_budget: 0,
-            sum_ms: 0.0,
-            max_ms: 0.0,
-            budget,
-        }
+        LatencyStats { bins: vec![0; BINS], count: 0, in_budget: 0, sum_ms: 0.0, max_ms: 0.0, budget }
     }
 
     pub fn record(&mut self, ms: f64) {
@@ -101,16 +94,8 @@ mod tests {
         for i in 1..=100 {
             s.record(i as f64 * 0.5); // 0.5 .. 50 ms
         }
-        assert!(
-            (s.quantile(0.5) - 25.0).abs() <= BIN_MS + 1e-9,
-            "{}",
-            s.quantile(0.5)
-        );
-        assert!(
-            (s.quantile(0.99) - 49.5).abs() <= BIN_MS + 1e-9,
-            "{}",
-            s.quantile(0.99)
-        );
+        assert!((s.quantile(0.5) - 25.0).abs() <= BIN_MS + 1e-9, "{}", s.quantile(0.5));
+        assert!((s.quantile(0.99) - 49.5).abs() <= BIN_MS + 1e-9, "{}", s.quantile(0.99));
         assert_eq!(s.in_budget_pct(), 40.0); // <= 20 ms
         assert!((s.mean() - 25.25).abs() < 1e-9);
     }

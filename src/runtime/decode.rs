@@ -149,10 +149,7 @@ mod tests {
             for (k, &(cx, cy)) in centres.iter().enumerate() {
                 let (x, y) = (out[k][0] / 4.0 - 0.5, out[k][1] / 4.0 - 0.5);
                 let tol = if k == 2 { 0.26 } else { tol };
-                assert!(
-                    (x - cx).abs() <= tol && (y - cy).abs() <= tol,
-                    "{refine:?} k={k}: ({x},{y}) vs ({cx},{cy})"
-                );
+                assert!((x - cx).abs() <= tol && (y - cy).abs() <= tol, "{refine:?} k={k}: ({x},{y}) vs ({cx},{cy})");
                 assert!(out[k][2] > 0.9);
             }
         }

@@ -49,9 +49,7 @@ impl TractEngine {
         datum: InputDatum,
         threads: usize,
     ) -> Result<TractEngine> {
-        let model = tract_onnx::onnx()
-            .model_for_proto_model(proto)
-            .context("tract could not load the ONNX model")?;
+        let model = tract_onnx::onnx().model_for_proto_model(proto).context("tract could not load the ONNX model")?;
         Self::build(model, input_shape, datum, threads)
     }
 
@@ -75,12 +73,7 @@ impl TractEngine {
         Self::build(model, input_shape, datum, threads).with_context(|| path.display().to_string())
     }
 
-    fn build(
-        model: InferenceModel,
-        input_shape: &[usize],
-        datum: InputDatum,
-        threads: usize,
-    ) -> Result<TractEngine> {
+    fn build(model: InferenceModel, input_shape: &[usize], datum: InputDatum, threads: usize) -> Result<TractEngine> {
         let fact = match datum {
             InputDatum::F32 => f32::fact(input_shape),
             InputDatum::I32 => i32::fact(input_shape),
@@ -90,11 +83,8 @@ impl TractEngine {
             .into_optimized()
             .context("tract could not optimise the model for this input shape")?;
         let out_fact = typed.output_fact(0)?;
-        let output_shape: Vec<usize> = out_fact
-            .shape
-            .as_concrete()
-            .context("the model's output shape is not fixed by its input shape")?
-            .to_vec();
+        let output_shape: Vec<usize> =
+            out_fact.shape.as_concrete().context("the model's output shape is not fixed by its input shape")?.to_vec();
         ensure!(
             out_fact.datum_type == f32::datum_type(),
             "the model's first output is {:?}, not f32",
@@ -105,11 +95,7 @@ impl TractEngine {
             options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
         }
         let state = typed.into_runnable_with_options(&options)?.spawn()?;
-        Ok(TractEngine {
-            state,
-            input_shape: input_shape.to_vec(),
-            output_shape,
-        })
+        Ok(TractEngine { state, input_shape: input_shape.to_vec(), output_shape })
     }
 
     /// Convenience for tests and tools: float input in, (shape, values) out.
@@ -131,15 +117,8 @@ impl Engine for TractEngine {
 
     fn run(&mut self, input: &InputTensor, output: &mut [f32]) -> Result<()> {
         let expected: usize = self.input_shape.iter().product();
-        ensure!(
-            input.len() == expected,
-            "input has {} values, the model takes {expected}",
-            input.len()
-        );
-        ensure!(
-            output.len() == self.output_shape.iter().product::<usize>(),
-            "output buffer size mismatch"
-        );
+        ensure!(input.len() == expected, "input has {} values, the model takes {expected}", input.len());
+        ensure!(output.len() == self.output_shape.iter().product::<usize>(), "output buffer size mismatch");
         // tract takes ownership of its inputs: this copy (and tract's own
         // intermediate buffers) are the allocations left on the per-frame path.
         let tensor = match input {
@@ -183,10 +162,7 @@ impl TractEngine {
             };
             self.state.run_plan_with_eval(
                 tvec!(tensor.into()),
-                |ctx: &EvalContext,
-                 st: Option<&mut (dyn OpState + 'static)>,
-                 node: &TypedNode,
-                 inputs| {
+                |ctx: &EvalContext, st: Option<&mut (dyn OpState + 'static)>, node: &TypedNode, inputs| {
                     let t = Instant::now();
                     let r = eval(ctx, st, node, inputs);
                     let e = times.entry(node.op().name().to_string()).or_default();
@@ -198,11 +174,7 @@ impl TractEngine {
         }
         let mut v: Vec<OpTime> = times
             .into_iter()
-            .map(|(op, (ms, nodes))| OpTime {
-                op,
-                ms: ms / runs.max(1) as f64,
-                nodes: nodes.len(),
-            })
+            .map(|(op, (ms, nodes))| OpTime { op, ms: ms / runs.max(1) as f64, nodes: nodes.len() })
             .collect();
         v.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         Ok(v)

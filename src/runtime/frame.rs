@@ -12,11 +12,7 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(width: u32, height: u32) -> Frame {
-        Frame {
-            width,
-            height,
-            rgb: vec![0; width as usize * height as usize * 3],
-        }
+        Frame { width, height, rgb: vec![0; width as usize * height as usize * 3] }
     }
 
     /// Sets the size, reusing the buffer (allocates only if it must grow).

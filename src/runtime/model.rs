@@ -16,8 +16,8 @@ use super::frame::Frame;
 use super::pose::Pose;
 use super::preprocess::{crop_into, Affine, InputTensor, Roi};
 use crate::bundle::{
-    ColorOrder, InputSpec, InputType, Layout, Manifest, OutputKind, OutputSpec, Provenance,
-    FORMAT_VERSION, IMAGENET_MEAN, IMAGENET_STD,
+    ColorOrder, InputSpec, InputType, Layout, Manifest, OutputKind, OutputSpec, Provenance, FORMAT_VERSION,
+    IMAGENET_MEAN, IMAGENET_STD,
 };
 use crate::coco::{FLIP_PAIRS, KEYPOINTS, KEYPOINT_NAMES, SKELETON};
 
@@ -38,8 +38,7 @@ pub struct PoseModel {
 /// Declared input and output of an ONNX graph: (elem type, dims; -1 = symbolic).
 fn declared_io(model: &pb::ModelProto) -> Option<((i32, Vec<i64>), (i32, Vec<i64>))> {
     let g = model.graph.as_ref()?;
-    let inits: std::collections::HashSet<&str> =
-        g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
     let describe = |v: &pb::ValueInfoProto| -> Option<(i32, Vec<i64>)> {
         let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref()?.value.as_ref() else {
             return None;
@@ -65,7 +64,10 @@ fn declared_io(model: &pb::ModelProto) -> Option<((i32, Vec<i64>), (i32, Vec<i64
 /// (float NCHW input, N×17×h×w output, ImageNet normalisation, RGB).
 pub fn infer_manifest(proto: &pb::ModelProto, path: &Path) -> Result<Manifest> {
     let Some(((in_type, in_dims), (_, out_dims))) = declared_io(proto) else {
-        bail!("{}: the graph does not declare its input/output shapes; give a bundle with a manifest.json", path.display());
+        bail!(
+            "{}: the graph does not declare its input/output shapes; give a bundle with a manifest.json",
+            path.display()
+        );
     };
     let g = proto.graph.as_ref().expect("checked");
     let (in_name, out_name) = (g.input[0].name.clone(), g.output[0].name.clone());
@@ -106,10 +108,7 @@ pub fn infer_manifest(proto: &pb::ModelProto, path: &Path) -> Result<Manifest> {
     };
     Ok(Manifest {
         format_version: FORMAT_VERSION,
-        name: path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         space: None,
         subnet: None,
         input,
@@ -119,10 +118,7 @@ pub fn infer_manifest(proto: &pb::ModelProto, path: &Path) -> Result<Manifest> {
         flip_pairs: FLIP_PAIRS.iter().map(|&(a, b)| [a, b]).collect(),
         flops: None,
         params: None,
-        spatial: path
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        spatial: path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         temporal: None,
         latency_ms: Default::default(),
         provenance: Provenance {
@@ -153,20 +149,11 @@ impl PoseModel {
             InputType::F32 => InputDatum::F32,
             InputType::I32 => InputDatum::I32,
         };
-        let source = manifest_path
-            .as_deref()
-            .unwrap_or(&onnx_path)
-            .display()
-            .to_string();
-        let engine =
-            TractEngine::from_path_with(&onnx_path, &shape, datum, threads).with_context(|| {
-                format!(
-                    "{source}: the model does not accept input {shape:?} ({:?})",
-                    manifest.input.dtype
-                )
-            })?;
-        let mut model =
-            Self::from_engine(manifest, Box::new(engine)).with_context(|| source.clone())?;
+        let source = manifest_path.as_deref().unwrap_or(&onnx_path).display().to_string();
+        let engine = TractEngine::from_path_with(&onnx_path, &shape, datum, threads).with_context(|| {
+            format!("{source}: the model does not accept input {shape:?} ({:?})", manifest.input.dtype)
+        })?;
+        let mut model = Self::from_engine(manifest, Box::new(engine)).with_context(|| source.clone())?;
         model.onnx_path = onnx_path;
         Ok(model)
     }
@@ -229,24 +216,12 @@ impl PoseModel {
         self.engine.run(&self.input, &mut self.output)?;
         let mut kps = [[0.0f32; 3]; KEYPOINTS];
         match self.manifest.output.kind {
-            OutputKind::Keypoints => {
-                decode_keypoints(&self.output, (spec.width, spec.height), &mut kps)
-            }
+            OutputKind::Keypoints => decode_keypoints(&self.output, (spec.width, spec.height), &mut kps),
             _ => {
                 let shape = self.engine.output_shape();
                 let (hh, hw) = (shape[2], shape[3]);
-                let stride = (
-                    spec.width as f32 / hw as f32,
-                    spec.height as f32 / hh as f32,
-                );
-                decode_heatmaps(
-                    &self.output,
-                    (hh, hw),
-                    stride,
-                    self.refine,
-                    &mut self.scratch,
-                    &mut kps,
-                );
+                let stride = (spec.width as f32 / hw as f32, spec.height as f32 / hh as f32);
+                decode_heatmaps(&self.output, (hh, hw), stride, self.refine, &mut self.scratch, &mut kps);
             }
         }
         for (dst, k) in pose.keypoints.iter_mut().zip(kps) {
@@ -280,10 +255,7 @@ pub fn input_shape(spec: &InputSpec) -> Vec<usize> {
 }
 
 fn read_proto(path: &Path) -> Result<pb::ModelProto> {
-    tract_onnx::onnx().proto_model_for_path(path).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not an ONNX model (corrupt or truncated?): {e}",
-            path.display()
-        )
-    })
+    tract_onnx::onnx()
+        .proto_model_for_path(path)
+        .map_err(|e| anyhow::anyhow!("{}: not an ONNX model (corrupt or truncated?): {e}", path.display()))
 }

@@ -16,10 +16,7 @@ pub struct Pose {
 
 impl Default for Pose {
     fn default() -> Pose {
-        Pose {
-            keypoints: [[0.0; 3]; KEYPOINTS],
-            bbox: [0.0; 4],
-        }
+        Pose { keypoints: [[0.0; 3]; KEYPOINTS], bbox: [0.0; 4] }
     }
 }
 

@@ -27,12 +27,7 @@ impl Roi {
         } else {
             w = h * aspect;
         }
-        Roi {
-            cx,
-            cy,
-            w: w * padding,
-            h: h * padding,
-        }
+        Roi { cx, cy, w: w * padding, h: h * padding }
     }
 
     /// The whole frame at the model's aspect (padded, never cropped).
@@ -42,12 +37,7 @@ impl Roi {
 
     /// `(x, y, w, h)`.
     pub fn to_box(&self) -> [f32; 4] {
-        [
-            self.cx - self.w / 2.0,
-            self.cy - self.h / 2.0,
-            self.w,
-            self.h,
-        ]
+        [self.cx - self.w / 2.0, self.cy - self.h / 2.0, self.w, self.h]
     }
 }
 
@@ -69,14 +59,7 @@ impl Affine {
         let (hw, hh) = (in_w as f32 / 2.0, in_h as f32 / 2.0);
         // x = cx + R · (S · (u - hw, v - hh))
         let (a, b, d, e) = (c * sx, -s * sy, s * sx, c * sy);
-        Affine([
-            a,
-            b,
-            roi.cx - a * hw - b * hh,
-            d,
-            e,
-            roi.cy - d * hw - e * hh,
-        ])
+        Affine([a, b, roi.cx - a * hw - b * hh, d, e, roi.cy - d * hw - e * hh])
     }
 
     #[inline]
@@ -168,9 +151,7 @@ pub fn crop_into(frame: &Frame, affine: &Affine, spec: &InputSpec, out: &mut Inp
                 };
                 match out {
                     InputTensor::F32(buf) => buf[idx] = (value - spec.mean[c]) * scale[c],
-                    InputTensor::I32(buf) => {
-                        buf[idx] = ((value - spec.mean[c]) * scale[c]).round() as i32
-                    }
+                    InputTensor::I32(buf) => buf[idx] = ((value - spec.mean[c]) * scale[c]).round() as i32,
                 }
             }
         }
@@ -193,12 +174,7 @@ mod tests {
 
     #[test]
     fn affine_inverse_and_rotation_round_trip() {
-        let roi = Roi {
-            cx: 100.0,
-            cy: 50.0,
-            w: 96.0,
-            h: 128.0,
-        };
+        let roi = Roi { cx: 100.0, cy: 50.0, w: 96.0, h: 128.0 };
         let a = Affine::crop_to_image(&roi, 192, 256);
         assert_eq!(a.apply(0.0, 0.0), (52.0, -14.0));
         assert_eq!(a.apply(96.0, 128.0), (100.0, 50.0));
@@ -227,12 +203,7 @@ mod tests {
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
         };
-        let roi = Roi {
-            cx: 2.0,
-            cy: 1.0,
-            w: 4.0,
-            h: 2.0,
-        };
+        let roi = Roi { cx: 2.0, cy: 1.0, w: 4.0, h: 2.0 };
         let mut out = InputTensor::for_spec(&spec);
         crop_into(&f, &Affine::crop_to_image(&roi, 4, 2), &spec, &mut out);
         let InputTensor::F32(v) = &out else { panic!() };

@@ -22,10 +22,7 @@ impl DrawTarget for Frame {
     type Color = Rgb888;
     type Error = Infallible;
 
-    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb888>>>(
-        &mut self,
-        pixels: I,
-    ) -> Result<(), Infallible> {
+    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb888>>>(&mut self, pixels: I) -> Result<(), Infallible> {
         for Pixel(p, c) in pixels {
             if p.x >= 0 && p.y >= 0 && (p.x as u32) < self.width && (p.y as u32) < self.height {
                 self.set_pixel(p.x as u32, p.y as u32, [c.r(), c.g(), c.b()]);
@@ -38,16 +35,8 @@ impl DrawTarget for Frame {
 /// Red (0) → yellow (0.5) → green (1).
 pub fn score_color(score: f32) -> Rgb888 {
     let s = score.clamp(0.0, 1.0);
-    let r = if s < 0.5 {
-        255
-    } else {
-        (255.0 * (1.0 - s) * 2.0) as u8
-    };
-    let g = if s > 0.5 {
-        255
-    } else {
-        (255.0 * s * 2.0) as u8
-    };
+    let r = if s < 0.5 { 255 } else { (255.0 * (1.0 - s) * 2.0) as u8 };
+    let g = if s > 0.5 { 255 } else { (255.0 * s * 2.0) as u8 };
     Rgb888::new(r, g, 40)
 }
 
@@ -55,12 +44,9 @@ pub fn score_color(score: f32) -> Rgb888 {
 pub fn draw_pose(frame: &mut Frame, pose: &Pose, min_score: f32) {
     let scale = (frame.width.max(frame.height) as f32 / 640.0).max(0.5);
     let [bx, by, bw, bh] = pose.bbox;
-    let _ = Rectangle::new(
-        Point::new(bx as i32, by as i32),
-        Size::new(bw.max(1.0) as u32, bh.max(1.0) as u32),
-    )
-    .into_styled(PrimitiveStyle::with_stroke(Rgb888::new(60, 120, 255), 1))
-    .draw(frame);
+    let _ = Rectangle::new(Point::new(bx as i32, by as i32), Size::new(bw.max(1.0) as u32, bh.max(1.0) as u32))
+        .into_styled(PrimitiveStyle::with_stroke(Rgb888::new(60, 120, 255), 1))
+        .draw(frame);
     let kp = &pose.keypoints;
     let pt = |k: usize| Point::new(kp[k][0].round() as i32, kp[k][1].round() as i32);
     for &(a, b) in &SKELETON {
@@ -74,21 +60,13 @@ pub fn draw_pose(frame: &mut Frame, pose: &Pose, min_score: f32) {
     let d = (7.0 * scale) as u32;
     for (k, p) in kp.iter().enumerate() {
         if p[2] >= min_score {
-            let _ = Circle::with_center(pt(k), d)
-                .into_styled(PrimitiveStyle::with_fill(score_color(p[2])))
-                .draw(frame);
+            let _ = Circle::with_center(pt(k), d).into_styled(PrimitiveStyle::with_fill(score_color(p[2]))).draw(frame);
         }
     }
 }
 
 /// Writes a frame as PNG (allocates: only with `--overlay`).
 pub fn save_png(frame: &Frame, path: &std::path::Path) -> anyhow::Result<()> {
-    image::save_buffer(
-        path,
-        &frame.rgb,
-        frame.width,
-        frame.height,
-        image::ExtendedColorType::Rgb8,
-    )
-    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    image::save_buffer(path, &frame.rgb, frame.width, frame.height, image::ExtendedColorType::Rgb8)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }

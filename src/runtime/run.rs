@@ -24,10 +24,7 @@ pub struct Estimator {
 
 impl Estimator {
     pub fn new(model: PoseModel, track: TrackConfig) -> Estimator {
-        Estimator {
-            model,
-            tracker: Tracker::new(track),
-        }
+        Estimator { model, tracker: Tracker::new(track) }
     }
 
     /// Estimates the pose in `frame`; returns whether the tracker started afresh.
@@ -73,12 +70,7 @@ impl std::fmt::Display for RunSummary {
         writeln!(
             f,
             "lost={} reconnects={} reinits={} budget_ms={:.1} mean_ms={:.2} wall_s={:.2}",
-            self.source.lost,
-            self.source.reconnects,
-            self.reinits,
-            self.budget_ms,
-            self.mean_ms,
-            self.wall_s
+            self.source.lost, self.source.reconnects, self.reinits, self.budget_ms, self.mean_ms, self.wall_s
         )?;
         write!(
             f,
@@ -89,17 +81,12 @@ impl std::fmt::Display for RunSummary {
 }
 
 /// Runs the loop until the source ends or `max_frames` is reached.
-pub fn run(
-    source: &mut dyn FrameSource,
-    est: &mut Estimator,
-    opts: &RunOptions,
-) -> Result<RunSummary> {
+pub fn run(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunOptions) -> Result<RunSummary> {
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("cannot create output directory {}", opts.out_dir.display()))?;
     let overlay_dir = opts.out_dir.join("overlay");
     if opts.overlay {
-        std::fs::create_dir_all(&overlay_dir)
-            .with_context(|| format!("cannot create {}", overlay_dir.display()))?;
+        std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create {}", overlay_dir.display()))?;
     }
     let mut sink = JsonlSink::create(&opts.out_dir.join("poses.jsonl"))?;
     let mut stats = LatencyStats::new(opts.budget);
@@ -125,13 +112,7 @@ pub fn run(
         }
         let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
         stats.record(latency_ms);
-        let record = FrameRecord {
-            index,
-            key: true,
-            reinit,
-            net: "spatial",
-            latency_ms,
-        };
+        let record = FrameRecord { index, key: true, reinit, net: "spatial", latency_ms };
         sink.write(&record, &pose)?;
         if opts.overlay {
             save_png(&frame, &overlay_dir.join(format!("{index:06}.png")))?;
@@ -146,11 +127,7 @@ pub fn run(
         source: source.stats(),
         reinits: est.tracker.reinits,
         wall_s,
-        fps: if wall_s > 0.0 {
-            frames as f64 / wall_s
-        } else {
-            0.0
-        },
+        fps: if wall_s > 0.0 { frames as f64 / wall_s } else { 0.0 },
         in_budget_pct: stats.in_budget_pct(),
         budget_ms: stats.budget().ms,
         p50_ms: stats.quantile(0.5),

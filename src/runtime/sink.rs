@@ -29,9 +29,7 @@ pub struct JsonlSink {
 impl JsonlSink {
     pub fn create(path: &Path) -> Result<JsonlSink> {
         let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(JsonlSink {
-            out: BufWriter::with_capacity(1 << 16, f),
-        })
+        Ok(JsonlSink { out: BufWriter::with_capacity(1 << 16, f) })
     }
 
     /// One line: `{"frame":…,"key":…,"reinit":…,"net":…,"latency_ms":…,"box":[x,y,w,h],

@@ -18,11 +18,7 @@ pub struct OneEuroConfig {
 impl Default for OneEuroConfig {
     /// Steady at rest (1 Hz), follows fast limbs (beta 0.05 px⁻¹).
     fn default() -> Self {
-        OneEuroConfig {
-            min_cutoff: 1.0,
-            beta: 0.05,
-            d_cutoff: 1.0,
-        }
+        OneEuroConfig { min_cutoff: 1.0, beta: 0.05, d_cutoff: 1.0 }
     }
 }
 
@@ -75,13 +71,7 @@ pub struct TrackConfig {
 
 impl Default for TrackConfig {
     fn default() -> Self {
-        TrackConfig {
-            padding: 1.4,
-            min_keypoint_score: 0.3,
-            min_keypoints: 4,
-            reinit_below: 0.2,
-            smoothing: None,
-        }
+        TrackConfig { padding: 1.4, min_keypoint_score: 0.3, min_keypoints: 4, reinit_below: 0.2, smoothing: None }
     }
 }
 
@@ -96,12 +86,7 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(cfg: TrackConfig) -> Tracker {
-        Tracker {
-            cfg,
-            roi: None,
-            filters: [[OneEuro::default(); 2]; KEYPOINTS],
-            reinits: 0,
-        }
+        Tracker { cfg, roi: None, filters: [[OneEuro::default(); 2]; KEYPOINTS], reinits: 0 }
     }
 
     /// The ROI for the next frame and whether it is a fresh start (whole frame).
@@ -117,11 +102,7 @@ impl Tracker {
     pub fn update(&mut self, pose: &mut Pose, aspect: f32, dt: f32) {
         let c = &self.cfg;
         let (mut x0, mut y0, mut x1, mut y1, mut n) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN, 0);
-        for k in pose
-            .keypoints
-            .iter()
-            .filter(|k| k[2] >= c.min_keypoint_score)
-        {
+        for k in pose.keypoints.iter().filter(|k| k[2] >= c.min_keypoint_score) {
             x0 = x0.min(k[0]);
             y0 = y0.min(k[1]);
             x1 = x1.max(k[0]);
@@ -180,13 +161,8 @@ mod tests {
     fn one_euro_smooths_jitter_and_follows_motion() {
         let cfg = OneEuroConfig::default();
         let mut f = OneEuro::default();
-        let jitter: Vec<f32> = (0..60)
-            .map(|i| 100.0 + if i % 2 == 0 { 2.0 } else { -2.0 })
-            .collect();
-        let out: Vec<f32> = jitter
-            .iter()
-            .map(|&x| f.filter(x, 1.0 / 30.0, &cfg))
-            .collect();
+        let jitter: Vec<f32> = (0..60).map(|i| 100.0 + if i % 2 == 0 { 2.0 } else { -2.0 }).collect();
+        let out: Vec<f32> = jitter.iter().map(|&x| f.filter(x, 1.0 / 30.0, &cfg)).collect();
         let spread = out[30..].iter().fold(0f32, |m, v| m.max((v - 100.0).abs()));
         assert!(spread < 1.0, "jitter ±2 px smoothed to ±{spread}");
         let mut f = OneEuro::default();
@@ -194,9 +170,6 @@ mod tests {
         for i in 0..60 {
             last = f.filter(i as f32 * 10.0, 1.0 / 30.0, &cfg);
         }
-        assert!(
-            (590.0 - last) < 20.0,
-            "fast motion followed with little lag: {last}"
-        );
+        assert!((590.0 - last) < 20.0, "fast motion followed with little lag: {last}");
     }
 }

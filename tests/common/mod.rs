@@ -19,9 +19,7 @@ pub fn test_image(c: usize, h: usize, w: usize, seed: u64) -> Vec<f32> {
         for y in 0..h {
             for x in 0..w {
                 let (fx, fy) = (x as f64 / w as f64, y as f64 / h as f64);
-                let blob = (-((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2))
-                    / (0.05 * (h * w) as f64))
-                    .exp();
+                let blob = (-((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)) / (0.05 * (h * w) as f64)).exp();
                 let base = (fx * 3.0 + ch as f64).sin() * 0.8 + (fy * 5.0).cos() * 0.6 + 1.5 * blob;
                 v.push((base + 0.2 * rng.normal()) as f32);
             }
@@ -86,19 +84,9 @@ pub fn python_oracles(modules: &str) -> bool {
 
 /// Runs a Python oracle script from tests/oracle with arguments; panics with its output on failure.
 pub fn run_oracle(script: &str, args: &[&Path]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/oracle")
-        .join(script);
-    let out = Command::new(python())
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle").join(script);
+    let out = Command::new(python()).arg(&path).args(args).output().expect("python3 runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{script} failed:\n{text}");
     text
 }

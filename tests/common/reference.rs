@@ -18,12 +18,7 @@ pub struct Map {
 
 impl Map {
     fn zeros(c: usize, h: usize, w: usize) -> Map {
-        Map {
-            c,
-            h,
-            w,
-            data: vec![0.0; c * h * w],
-        }
+        Map { c, h, w, data: vec![0.0; c * h * w] }
     }
     fn at(&self, c: usize, y: usize, x: usize) -> f64 {
         self.data[(c * self.h + y) * self.w + x]
@@ -34,12 +29,7 @@ impl Map {
 }
 
 fn p<'a>(w: &'a Weights, name: &str) -> Vec<f64> {
-    w.get(name)
-        .unwrap()
-        .data
-        .iter()
-        .map(|&v| v as f64)
-        .collect()
+    w.get(name).unwrap().data.iter().map(|&v| v as f64).collect()
 }
 
 fn act(a: Act, x: f64) -> f64 {
@@ -54,12 +44,7 @@ fn act(a: Act, x: f64) -> f64 {
 fn conv(node: &Node, c: &Conv, x: &Map, w: &Weights, out: &Map) -> Map {
     let n = &node.name;
     let weight = p(w, &format!("{n}.weight"));
-    let (k, s, pad, g) = (
-        c.kernel as usize,
-        c.stride as usize,
-        c.pad as usize,
-        c.groups as usize,
-    );
+    let (k, s, pad, g) = (c.kernel as usize, c.stride as usize, c.pad as usize, c.groups as usize);
     let (cin_g, cout_g) = (c.cin as usize / g, c.cout as usize / g);
     let mut y = Map::zeros(out.c, out.h, out.w);
     if c.transposed {
@@ -105,8 +90,7 @@ fn conv(node: &Node, c: &Conv, x: &Map, w: &Weights, out: &Map) -> Map {
                                 if ix < 0 || ix >= x.w as isize {
                                     continue;
                                 }
-                                acc += x.at(i, iy as usize, ix as usize)
-                                    * weight[((o * cin_g + ij) * k + ky) * k + kx];
+                                acc += x.at(i, iy as usize, ix as usize) * weight[((o * cin_g + ij) * k + ky) * k + kx];
                             }
                         }
                     }
@@ -119,20 +103,11 @@ fn conv(node: &Node, c: &Conv, x: &Map, w: &Weights, out: &Map) -> Map {
     let plane = y.h * y.w;
     if c.bias {
         let b = p(w, &format!("{n}.bias"));
-        y.data
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v += b[i / plane]);
+        y.data.iter_mut().enumerate().for_each(|(i, v)| *v += b[i / plane]);
     }
     if c.bn {
-        let (gamma, beta) = (
-            p(w, &format!("{n}.bn.weight")),
-            p(w, &format!("{n}.bn.bias")),
-        );
-        let (mean, var) = (
-            p(w, &format!("{n}.bn.running_mean")),
-            p(w, &format!("{n}.bn.running_var")),
-        );
+        let (gamma, beta) = (p(w, &format!("{n}.bn.weight")), p(w, &format!("{n}.bn.bias")));
+        let (mean, var) = (p(w, &format!("{n}.bn.running_mean")), p(w, &format!("{n}.bn.running_var")));
         y.data.iter_mut().enumerate().for_each(|(i, v)| {
             let o = i / plane;
             *v = (*v - mean[o]) / (var[o] + 1e-5).sqrt() * gamma[o] + beta[o];
@@ -146,19 +121,10 @@ fn conv(node: &Node, c: &Conv, x: &Map, w: &Weights, out: &Map) -> Map {
 
 /// y = W x + b for a 1×1 conv on a vector.
 fn fc(w: &Weights, name: &str, x: &[f64]) -> Vec<f64> {
-    let (weight, bias) = (
-        p(w, &format!("{name}.weight")),
-        p(w, &format!("{name}.bias")),
-    );
+    let (weight, bias) = (p(w, &format!("{name}.weight")), p(w, &format!("{name}.bias")));
     bias.iter()
         .enumerate()
-        .map(|(o, b)| {
-            b + x
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v * weight[o * x.len() + i])
-                .sum::<f64>()
-        })
+        .map(|(o, b)| b + x.iter().enumerate().map(|(i, v)| v * weight[o * x.len() + i]).sum::<f64>())
         .collect()
 }
 
@@ -170,77 +136,45 @@ fn forward_node(node: &Node, xs: &[&Map], w: &Weights) -> Map {
     match node.op {
         Op::Conv(c) => conv(node, &c, x, w, &out),
         Op::Se { gate, .. } => {
-            let pooled: Vec<f64> = (0..x.c)
-                .map(|c| x.data[c * plane..(c + 1) * plane].iter().sum::<f64>() / plane as f64)
-                .collect();
-            let s: Vec<f64> = fc(w, &format!("{}.fc1", node.name), &pooled)
-                .into_iter()
-                .map(|v| v.max(0.0))
-                .collect();
-            let e: Vec<f64> = fc(w, &format!("{}.fc2", node.name), &s)
-                .into_iter()
-                .map(|v| act(gate, v))
-                .collect();
+            let pooled: Vec<f64> =
+                (0..x.c).map(|c| x.data[c * plane..(c + 1) * plane].iter().sum::<f64>() / plane as f64).collect();
+            let s: Vec<f64> = fc(w, &format!("{}.fc1", node.name), &pooled).into_iter().map(|v| v.max(0.0)).collect();
+            let e: Vec<f64> = fc(w, &format!("{}.fc2", node.name), &s).into_iter().map(|v| act(gate, v)).collect();
             let mut y = x.clone();
-            y.data
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, v)| *v *= e[i / plane]);
+            y.data.iter_mut().enumerate().for_each(|(i, v)| *v *= e[i / plane]);
             y
         }
         Op::Gc { .. } => {
             let n = &node.name;
-            let (mw, mb) = (
-                p(w, &format!("{n}.mask.weight")),
-                p(w, &format!("{n}.mask.bias")),
-            );
-            let logits: Vec<f64> = (0..plane)
-                .map(|q| mb[0] + (0..x.c).map(|c| x.data[c * plane + q] * mw[c]).sum::<f64>())
-                .collect();
+            let (mw, mb) = (p(w, &format!("{n}.mask.weight")), p(w, &format!("{n}.mask.bias")));
+            let logits: Vec<f64> =
+                (0..plane).map(|q| mb[0] + (0..x.c).map(|c| x.data[c * plane + q] * mw[c]).sum::<f64>()).collect();
             let max = logits.iter().cloned().fold(f64::MIN, f64::max);
             let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
             let attn: Vec<f64> = logits.iter().map(|l| (l - max).exp() / z).collect();
-            let ctx: Vec<f64> = (0..x.c)
-                .map(|c| (0..plane).map(|q| x.data[c * plane + q] * attn[q]).sum())
-                .collect();
+            let ctx: Vec<f64> = (0..x.c).map(|c| (0..plane).map(|q| x.data[c * plane + q] * attn[q]).sum()).collect();
             let t = fc(w, &format!("{n}.fc1"), &ctx);
             let mean = t.iter().sum::<f64>() / t.len() as f64;
             let var = t.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / t.len() as f64;
-            let (g, b) = (
-                p(w, &format!("{n}.ln.weight")),
-                p(w, &format!("{n}.ln.bias")),
-            );
-            let t: Vec<f64> = t
-                .iter()
-                .enumerate()
-                .map(|(i, v)| ((v - mean) / (var + 1e-5).sqrt() * g[i] + b[i]).max(0.0))
-                .collect();
+            let (g, b) = (p(w, &format!("{n}.ln.weight")), p(w, &format!("{n}.ln.bias")));
+            let t: Vec<f64> =
+                t.iter().enumerate().map(|(i, v)| ((v - mean) / (var + 1e-5).sqrt() * g[i] + b[i]).max(0.0)).collect();
             let add = fc(w, &format!("{n}.fc2"), &t);
             let mut y = x.clone();
-            y.data
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, v)| *v += add[i / plane]);
+            y.data.iter_mut().enumerate().for_each(|(i, v)| *v += add[i / plane]);
             y
         }
         Op::Sum { relu } => {
             let mut y = x.clone();
             for other in &xs[1..] {
-                y.data
-                    .iter_mut()
-                    .zip(&other.data)
-                    .for_each(|(a, b)| *a += b);
+                y.data.iter_mut().zip(&other.data).for_each(|(a, b)| *a += b);
             }
             if relu {
                 y.data.iter_mut().for_each(|v| *v = v.max(0.0));
             }
             y
         }
-        Op::MaxPool {
-            kernel,
-            stride,
-            pad,
-        } => {
+        Op::MaxPool { kernel, stride, pad } => {
             let mut y = out;
             for c in 0..y.c {
                 for oy in 0..y.h {
@@ -250,8 +184,7 @@ fn forward_node(node: &Node, xs: &[&Map], w: &Weights) -> Map {
                             for kx in 0..kernel as usize {
                                 let iy = (oy * stride as usize + ky) as isize - pad as isize;
                                 let ix = (ox * stride as usize + kx) as isize - pad as isize;
-                                if iy >= 0 && ix >= 0 && (iy as usize) < x.h && (ix as usize) < x.w
-                                {
+                                if iy >= 0 && ix >= 0 && (iy as usize) < x.h && (ix as usize) < x.w {
                                     m = m.max(x.at(c, iy as usize, ix as usize));
                                 }
                             }

@@ -30,15 +30,7 @@ pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace)
         let name = format!("stage1.block{j}");
         let input = x;
         let mut y = b.conv_bn(format!("{name}.conv1"), input, c.width, 1, 1, 1, relu);
-        y = b.conv_bn(
-            format!("{name}.conv2"),
-            y,
-            c.width,
-            c.kernel,
-            1,
-            c.group,
-            relu,
-        );
+        y = b.conv_bn(format!("{name}.conv2"), y, c.width, c.kernel, 1, c.group, relu);
         y = b.conv_bn(format!("{name}.conv3"), y, out, 1, 1, 1, None);
         if c.attention {
             y = b.se(format!("{name}.se"), y, se_squeeze(out), Act::Sigmoid);
@@ -76,45 +68,17 @@ pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace)
                 for j in 0..MODULE_BLOCKS {
                     let name = format!("stage{k}.module{m}.branch{}.block{j}", i + 1);
                     let input = branches[i];
-                    let mut y = b.conv_bn(
-                        format!("{name}.conv1"),
-                        input,
-                        c.width,
-                        c.kernel,
-                        1,
-                        c.group,
-                        relu,
-                    );
-                    y = b.conv_bn(
-                        format!("{name}.conv2"),
-                        y,
-                        c.width,
-                        c.kernel,
-                        1,
-                        c.group,
-                        None,
-                    );
+                    let mut y = b.conv_bn(format!("{name}.conv1"), input, c.width, c.kernel, 1, c.group, relu);
+                    y = b.conv_bn(format!("{name}.conv2"), y, c.width, c.kernel, 1, c.group, None);
                     if c.attention {
                         y = b.se(format!("{name}.se"), y, se_squeeze(c.width), Act::Sigmoid);
                     }
                     branches[i] = b.sum(format!("{name}.add"), vec![y, input], true);
                 }
             }
-            let outputs = if si == last_stage && m == modules - 1 {
-                1
-            } else {
-                branches.len()
-            };
-            branches = (0..outputs)
-                .map(|i| {
-                    fuse(
-                        b,
-                        &format!("stage{k}.module{m}.fuse{}", i + 1),
-                        &branches,
-                        i,
-                    )
-                })
-                .collect();
+            let outputs = if si == last_stage && m == modules - 1 { 1 } else { branches.len() };
+            branches =
+                (0..outputs).map(|i| fuse(b, &format!("stage{k}.module{m}.fuse{}", i + 1), &branches, i)).collect();
         }
     }
     branches[0]
@@ -138,20 +102,8 @@ fn fuse(b: &mut NetBuilder, name: &str, branches: &[ValueId], i: usize) -> Value
                 let own = b.shape(v).c;
                 for step in 0..(i - j) {
                     let last = step == i - j - 1;
-                    let (cout, act) = if last {
-                        (width, None)
-                    } else {
-                        (own, Some(Act::Relu))
-                    };
-                    y = b.conv_bn(
-                        format!("{name}.from{}.down{step}", j + 1),
-                        y,
-                        cout,
-                        3,
-                        2,
-                        1,
-                        act,
-                    );
+                    let (cout, act) = if last { (width, None) } else { (own, Some(Act::Relu)) };
+                    y = b.conv_bn(format!("{name}.from{}.down{step}", j + 1), y, cout, 3, 2, 1, act);
                 }
                 y
             }

@@ -8,25 +8,10 @@ use crate::arch::net::{Act, NetBuilder, ValueId};
 use crate::arch::space::SearchSpace;
 use crate::arch::subnet::Subnet;
 
-const STAGE_ACT: [Act; 6] = [
-    Act::Relu,
-    Act::Relu,
-    Act::Relu,
-    Act::HSwish,
-    Act::HSwish,
-    Act::HSwish,
-];
+const STAGE_ACT: [Act; 6] = [Act::Relu, Act::Relu, Act::Relu, Act::HSwish, Act::HSwish, Act::HSwish];
 
 pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace) -> ValueId {
-    let mut x = b.conv_bn(
-        "stem.conv".into(),
-        0,
-        subnet.stem.width,
-        3,
-        2,
-        1,
-        Some(Act::HSwish),
-    );
+    let mut x = b.conv_bn("stem.conv".into(), 0, subnet.stem.width, 3, 2, 1, Some(Act::HSwish));
     let mut resolution = space.stem.resolution;
     for (i, (row, stage)) in space.stages.iter().zip(&subnet.stages).enumerate() {
         let choice = stage.block();
@@ -39,15 +24,7 @@ pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace)
             let s = if j == 0 { stride } else { 1 };
             let input = x;
             let mut y = b.conv_bn(format!("{name}.expand"), input, inner, 1, 1, 1, act);
-            y = b.conv_bn(
-                format!("{name}.dw"),
-                y,
-                inner,
-                choice.kernel,
-                s,
-                choice.group,
-                act,
-            );
+            y = b.conv_bn(format!("{name}.dw"), y, inner, choice.kernel, s, choice.group, act);
             if choice.attention {
                 y = b.se(format!("{name}.se"), y, se_squeeze(inner), Act::HSigmoid);
             }

@@ -29,21 +29,14 @@ pub struct InputSize {
 
 impl InputSize {
     /// The paper's (and mmpose's) 256×192.
-    pub const DEFAULT: InputSize = InputSize {
-        height: 256,
-        width: 192,
-    };
+    pub const DEFAULT: InputSize = InputSize { height: 256, width: 192 };
 
     pub fn new(height: u32, width: u32) -> Result<InputSize, String> {
         if height == 0 || width == 0 || height % 32 != 0 || width % 32 != 0 {
-            return Err(format!(
-                "input size {height}x{width}: height and width must be positive multiples of 32"
-            ));
+            return Err(format!("input size {height}x{width}: height and width must be positive multiples of 32"));
         }
         if height > 2048 || width > 2048 {
-            return Err(format!(
-                "input size {height}x{width}: larger than 2048 is not supported"
-            ));
+            return Err(format!("input size {height}x{width}: larger than 2048 is not supported"));
         }
         Ok(InputSize { height, width })
     }
@@ -63,14 +56,9 @@ impl fmt::Display for InputSize {
 impl FromStr for InputSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (h, w) = s
-            .split_once(['x', 'X'])
-            .ok_or_else(|| format!("input size `{s}`: expected HEIGHTxWIDTH, e.g. 256x192"))?;
-        let parse = |v: &str| {
-            v.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("input size `{s}`: `{v}` is not a number"))
-        };
+        let (h, w) =
+            s.split_once(['x', 'X']).ok_or_else(|| format!("input size `{s}`: expected HEIGHTxWIDTH, e.g. 256x192"))?;
+        let parse = |v: &str| v.trim().parse::<u32>().map_err(|_| format!("input size `{s}`: `{v}` is not a number"));
         InputSize::new(parse(h)?, parse(w)?)
     }
 }
@@ -82,11 +70,7 @@ impl Subnet {
     pub fn network(&self, input: InputSize) -> Result<Network, SubnetError> {
         self.check_structure()?;
         let space = SearchSpace::get(self.space);
-        let mut b = NetBuilder::new(Shape {
-            c: 3,
-            h: input.height,
-            w: input.width,
-        });
+        let mut b = NetBuilder::new(Shape { c: 3, h: input.height, w: input.width });
         let features = match self.space {
             SpaceName::Mbv3 => mbv3::backbone(&mut b, self, &space),
             SpaceName::Resnet50 => resnet::backbone(&mut b, self, &space),
@@ -109,12 +93,7 @@ impl Subnet {
         if self.stages.len() != space.stages.len() {
             return fail(
                 "subnet".into(),
-                format!(
-                    "{} has {} stages, got {}",
-                    self.space,
-                    space.stages.len(),
-                    self.stages.len()
-                ),
+                format!("{} has {} stages, got {}", self.space, space.stages.len(), self.stages.len()),
             );
         }
         if self.stem.width == 0 {
@@ -128,44 +107,28 @@ impl Subnet {
             if stage.branches.len() != row.branches.len() {
                 return fail(
                     place,
-                    format!(
-                        "expected {} branch(es), got {}",
-                        row.branches.len(),
-                        stage.branches.len()
-                    ),
+                    format!("expected {} branch(es), got {}", row.branches.len(), stage.branches.len()),
                 );
             }
             if self.space == SpaceName::HrnetW32 && row.index > 1 && stage.depth % 4 != 0 {
                 return fail(
                     place,
-                    format!(
-                        "depth {} is not a multiple of 4 (HRNet modules have 4 blocks)",
-                        stage.depth
-                    ),
+                    format!("depth {} is not a multiple of 4 (HRNet modules have 4 blocks)", stage.depth),
                 );
             }
             for (r, c) in row.branches.iter().zip(&stage.branches) {
                 let channels = r.grouped_channels(c.width, c.expansion);
-                if c.width == 0
-                    || c.expansion == 0
-                    || c.kernel % 2 == 0
-                    || c.group == 0
-                    || channels % c.group != 0
-                {
+                if c.width == 0 || c.expansion == 0 || c.kernel % 2 == 0 || c.group == 0 || channels % c.group != 0 {
                     return fail(place, format!("width {} expansion {} kernel {} group {}: kernel must be odd and group must divide {channels} channels", c.width, c.expansion, c.kernel, c.group));
                 }
             }
         }
         match (&space.head, &self.head) {
-            (Some(_), Some(h)) if h.width == 0 || h.group == 0 || h.width % h.group != 0 => fail(
-                "head".into(),
-                format!("group {} must divide width {}", h.group, h.width),
-            ),
+            (Some(_), Some(h)) if h.width == 0 || h.group == 0 || h.width % h.group != 0 => {
+                fail("head".into(), format!("group {} must divide width {}", h.group, h.width))
+            }
             (Some(_), None) => fail("head".into(), "missing (width, group)".into()),
-            (None, Some(_)) => fail(
-                "head".into(),
-                format!("{} has no deconvolution head", self.space),
-            ),
+            (None, Some(_)) => fail("head".into(), format!("{} has no deconvolution head", self.space)),
             _ => Ok(()),
         }
     }

@@ -10,15 +10,7 @@ use crate::arch::subnet::Subnet;
 
 pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace) -> ValueId {
     let kernel = space.stem.kernel.max;
-    let x = b.conv_bn(
-        "stem.conv".into(),
-        0,
-        subnet.stem.width,
-        kernel,
-        2,
-        1,
-        Some(Act::Relu),
-    );
+    let x = b.conv_bn("stem.conv".into(), 0, subnet.stem.width, kernel, 2, 1, Some(Act::Relu));
     let mut x = b.max_pool("stem.pool".into(), x, 3, 2, 1);
     let mut resolution = space.stem.resolution;
     for (row, stage) in space.stages.iter().zip(&subnet.stages) {
@@ -31,24 +23,8 @@ pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace)
             let name = format!("stage{}.block{j}", row.index);
             let s = if j == 0 { stride } else { 1 };
             let input = x;
-            let mut y = b.conv_bn(
-                format!("{name}.conv1"),
-                input,
-                inner,
-                1,
-                1,
-                1,
-                Some(Act::Relu),
-            );
-            y = b.conv_bn(
-                format!("{name}.conv2"),
-                y,
-                inner,
-                choice.kernel,
-                s,
-                choice.group,
-                Some(Act::Relu),
-            );
+            let mut y = b.conv_bn(format!("{name}.conv1"), input, inner, 1, 1, 1, Some(Act::Relu));
+            y = b.conv_bn(format!("{name}.conv2"), y, inner, choice.kernel, s, choice.group, Some(Act::Relu));
             y = b.conv_bn(format!("{name}.conv3"), y, out, 1, 1, 1, None);
             if choice.attention {
                 y = b.gc(format!("{name}.gc"), y, gc_planes(out));

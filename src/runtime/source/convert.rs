@@ -45,14 +45,7 @@ pub fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8, range: Range) -> [u8; 3] {
 }
 
 /// Packed YUYV (Y0 U Y1 V per two pixels), `stride` bytes per row, into `out`.
-pub fn yuyv_to_rgb(
-    src: &[u8],
-    width: u32,
-    height: u32,
-    stride: usize,
-    range: Range,
-    out: &mut Frame,
-) -> Result<()> {
+pub fn yuyv_to_rgb(src: &[u8], width: u32, height: u32, stride: usize, range: Range, out: &mut Frame) -> Result<()> {
     ensure!(width % 2 == 0, "YUYV width {width} is odd");
     let stride = stride.max(width as usize * 2);
     ensure!(
@@ -101,8 +94,7 @@ pub fn planar_to_rgb(
 /// Decodes a JPEG (MJPEG frame) into `out`. The JPEG decoder allocates its own
 /// working memory; this path is not allocation-free.
 pub fn jpeg_to_rgb(data: &[u8], out: &mut Frame) -> Result<()> {
-    let img = image::load_from_memory_with_format(data, image::ImageFormat::Jpeg)
-        .context("corrupt JPEG frame")?;
+    let img = image::load_from_memory_with_format(data, image::ImageFormat::Jpeg).context("corrupt JPEG frame")?;
     let rgb = img.to_rgb8();
     ensure!(rgb.width() > 0 && rgb.height() > 0, "zero-size JPEG frame");
     out.resize(rgb.width(), rgb.height());

@@ -17,31 +17,21 @@ pub struct DirSource {
 
 fn is_image(p: &Path) -> bool {
     matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
+        p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
         Some("jpg" | "jpeg" | "png")
     )
 }
 
 impl DirSource {
     pub fn open(dir: &Path) -> Result<DirSource> {
-        let entries = fs::read_dir(dir)
-            .with_context(|| format!("cannot read frame directory {}", dir.display()))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_image(p))
-            .collect();
+        let entries = fs::read_dir(dir).with_context(|| format!("cannot read frame directory {}", dir.display()))?;
+        let mut files: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image(p)).collect();
         if files.is_empty() {
             bail!("{}: no .jpg, .jpeg or .png frames", dir.display());
         }
         files.sort();
-        Ok(DirSource {
-            files,
-            next: 0,
-            stats: SourceStats::default(),
-        })
+        Ok(DirSource { files, next: 0, stats: SourceStats::default() })
     }
 
     /// The files, in the order they are read.
@@ -75,9 +65,7 @@ impl FrameSource for DirSource {
 
 /// Decodes an image file into `frame` (RGB8).
 pub fn load_rgb(path: &Path, frame: &mut Frame) -> Result<()> {
-    let img = image::ImageReader::open(path)?
-        .with_guessed_format()?
-        .decode()?;
+    let img = image::ImageReader::open(path)?.with_guessed_format()?.decode()?;
     if img.width() == 0 || img.height() == 0 {
         bail!("zero-size image");
     }

@@ -60,15 +60,10 @@ pub trait FrameSource {
 /// A parsed `--source` argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceSpec {
-    V4l {
-        device: PathBuf,
-        size: Option<(u32, u32)>,
-    },
+    V4l { device: PathBuf, size: Option<(u32, u32)> },
     Dir(PathBuf),
     Y4m(PathBuf),
-    Synthetic {
-        frames: Option<u64>,
-    },
+    Synthetic { frames: Option<u64> },
 }
 
 impl FromStr for SourceSpec {
@@ -83,18 +78,13 @@ impl FromStr for SourceSpec {
                             .split_once('x')
                             .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
                             .filter(|&(w, h): &(u32, u32)| w > 0 && h > 0)
-                            .ok_or_else(|| {
-                                anyhow::anyhow!("source `{s}`: `{wh}` is not WIDTHxHEIGHT")
-                            })?;
+                            .ok_or_else(|| anyhow::anyhow!("source `{s}`: `{wh}` is not WIDTHxHEIGHT"))?;
                         (d, Some((w, h)))
                     }
                     None => (rest, None),
                 };
                 let device = if dev.is_empty() { "/dev/video0" } else { dev };
-                SourceSpec::V4l {
-                    device: device.into(),
-                    size,
-                }
+                SourceSpec::V4l { device: device.into(), size }
             }
             "dir" if !rest.is_empty() => SourceSpec::Dir(rest.into()),
             "y4m" if !rest.is_empty() => SourceSpec::Y4m(rest.into()),
@@ -102,14 +92,10 @@ impl FromStr for SourceSpec {
                 frames: if rest.is_empty() {
                     None
                 } else {
-                    Some(rest.parse().map_err(|_| {
-                        anyhow::anyhow!("source `{s}`: `{rest}` is not a frame count")
-                    })?)
+                    Some(rest.parse().map_err(|_| anyhow::anyhow!("source `{s}`: `{rest}` is not a frame count"))?)
                 },
             },
-            _ => bail!(
-                "source `{s}`: expected v4l:/dev/videoN[@WxH], dir:PATH, y4m:PATH or synthetic[:N]"
-            ),
+            _ => bail!("source `{s}`: expected v4l:/dev/videoN[@WxH], dir:PATH, y4m:PATH or synthetic[:N]"),
         })
     }
 }
@@ -117,10 +103,7 @@ impl FromStr for SourceSpec {
 impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SourceSpec::V4l {
-                device,
-                size: Some((w, h)),
-            } => write!(f, "v4l:{}@{w}x{h}", device.display()),
+            SourceSpec::V4l { device, size: Some((w, h)) } => write!(f, "v4l:{}@{w}x{h}", device.display()),
             SourceSpec::V4l { device, size: None } => write!(f, "v4l:{}", device.display()),
             SourceSpec::Dir(p) => write!(f, "dir:{}", p.display()),
             SourceSpec::Y4m(p) => write!(f, "y4m:{}", p.display()),
@@ -153,30 +136,15 @@ mod tests {
 
     #[test]
     fn source_specs_parse_and_print() {
-        for s in [
-            "v4l:/dev/video2@1280x720",
-            "v4l:/dev/video0",
-            "dir:clips/a",
-            "y4m:a.y4m",
-            "synthetic:50",
-            "synthetic",
-        ] {
+        for s in
+            ["v4l:/dev/video2@1280x720", "v4l:/dev/video0", "dir:clips/a", "y4m:a.y4m", "synthetic:50", "synthetic"]
+        {
             assert_eq!(s.parse::<SourceSpec>().unwrap().to_string(), s);
         }
-        assert_eq!(
-            "v4l:".parse::<SourceSpec>().unwrap().to_string(),
-            "v4l:/dev/video0"
-        );
-        let e = "v4l:/dev/video0@640by480"
-            .parse::<SourceSpec>()
-            .unwrap_err()
-            .to_string();
+        assert_eq!("v4l:".parse::<SourceSpec>().unwrap().to_string(), "v4l:/dev/video0");
+        let e = "v4l:/dev/video0@640by480".parse::<SourceSpec>().unwrap_err().to_string();
         assert!(e.contains("not WIDTHxHEIGHT"), "{e}");
-        assert!("rtsp://cam"
-            .parse::<SourceSpec>()
-            .unwrap_err()
-            .to_string()
-            .contains("expected v4l:"));
+        assert!("rtsp://cam".parse::<SourceSpec>().unwrap_err().to_string().contains("expected v4l:"));
         assert!("synthetic:x".parse::<SourceSpec>().is_err());
     }
 }

@@ -60,13 +60,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration, max_attempts: u32) -> Backoff {
-        Backoff {
-            initial,
-            max,
-            max_attempts,
-            current: initial,
-            attempts: 0,
-        }
+        Backoff { initial, max, max_attempts, current: initial, attempts: 0 }
     }
 
     fn next_delay(&mut self) -> Option<Duration> {
@@ -166,15 +160,10 @@ impl<O: CameraOpener> FrameSource for Reconnecting<O> {
                 self.last_sequence = Some(raw.sequence);
                 if raw.error {
                     self.stats.lost += 1;
-                    return Ok(Read::Lost(format!(
-                        "frame {}: the driver flagged the buffer as corrupt",
-                        raw.sequence
-                    )));
+                    return Ok(Read::Lost(format!("frame {}: the driver flagged the buffer as corrupt", raw.sequence)));
                 }
                 let converted = match format {
-                    PixelFormat::Yuyv { stride } => {
-                        yuyv_to_rgb(raw.data, w, h, stride, Range::Limited, frame)
-                    }
+                    PixelFormat::Yuyv { stride } => yuyv_to_rgb(raw.data, w, h, stride, Range::Limited, frame),
                     PixelFormat::Mjpeg => jpeg_to_rgb(raw.data, frame),
                 };
                 match converted {
@@ -190,10 +179,7 @@ impl<O: CameraOpener> FrameSource for Reconnecting<O> {
             }
             Err(e) => {
                 self.stats.lost += 1;
-                log::warn!(
-                    "{}: capture failed ({e}); closing and reconnecting",
-                    self.opener.describe()
-                );
+                log::warn!("{}: capture failed ({e}); closing and reconnecting", self.opener.describe());
                 self.cam = None;
                 Ok(Read::Lost(format!("{}: {e}", self.opener.describe())))
             }
@@ -239,27 +225,10 @@ mod tests {
             Some(30.0)
         }
         fn next(&mut self) -> io::Result<RawFrame<'_>> {
-            match self
-                .script
-                .borrow_mut()
-                .pop_front()
-                .unwrap_or(Step::Fail(io::ErrorKind::UnexpectedEof))
-            {
-                Step::Frame(s) => Ok(RawFrame {
-                    data: &self.buf,
-                    sequence: s,
-                    error: false,
-                }),
-                Step::Flagged(s) => Ok(RawFrame {
-                    data: &self.buf,
-                    sequence: s,
-                    error: true,
-                }),
-                Step::Garbage(s) => Ok(RawFrame {
-                    data: &self.buf[..3],
-                    sequence: s,
-                    error: false,
-                }),
+            match self.script.borrow_mut().pop_front().unwrap_or(Step::Fail(io::ErrorKind::UnexpectedEof)) {
+                Step::Frame(s) => Ok(RawFrame { data: &self.buf, sequence: s, error: false }),
+                Step::Flagged(s) => Ok(RawFrame { data: &self.buf, sequence: s, error: true }),
+                Step::Garbage(s) => Ok(RawFrame { data: &self.buf[..3], sequence: s, error: false }),
                 Step::Fail(kind) => Err(io::Error::new(kind, "fake failure")),
             }
         }
@@ -275,10 +244,7 @@ mod tests {
         type Cam = FakeCam;
         fn open(&mut self) -> Result<FakeCam> {
             if self.opens.pop_front().unwrap_or(true) {
-                Ok(FakeCam {
-                    script: self.script.clone(),
-                    buf: vec![128; 16],
-                })
+                Ok(FakeCam { script: self.script.clone(), buf: vec![128; 16] })
             } else {
                 anyhow::bail!("ENOENT")
             }
@@ -288,28 +254,17 @@ mod tests {
         }
     }
 
-    fn run(
-        steps: Vec<Step>,
-        opens: Vec<bool>,
-        reads: usize,
-    ) -> (Vec<Read>, SourceStats, Vec<Duration>) {
+    fn run(steps: Vec<Step>, opens: Vec<bool>, reads: usize) -> (Vec<Read>, SourceStats, Vec<Duration>) {
         let script = Rc::new(RefCell::new(VecDeque::from(steps)));
-        let opener = FakeOpener {
-            script,
-            opens: VecDeque::from(opens),
-        };
+        let opener = FakeOpener { script, opens: VecDeque::from(opens) };
         let slept = Rc::new(RefCell::new(Vec::new()));
         let s2 = slept.clone();
-        let mut src = Reconnecting::open(
-            opener,
-            Backoff::new(Duration::from_millis(50), Duration::from_millis(400), 5),
-        )
-        .unwrap()
-        .with_sleep(move |d| s2.borrow_mut().push(d));
+        let mut src =
+            Reconnecting::open(opener, Backoff::new(Duration::from_millis(50), Duration::from_millis(400), 5))
+                .unwrap()
+                .with_sleep(move |d| s2.borrow_mut().push(d));
         let mut frame = Frame::default();
-        let out = (0..reads)
-            .map(|_| src.read(&mut frame).unwrap_or(Read::End))
-            .collect();
+        let out = (0..reads).map(|_| src.read(&mut frame).unwrap_or(Read::End)).collect();
         let stats = src.stats();
         let slept = slept.borrow().clone();
         (out, stats, slept)
@@ -318,73 +273,32 @@ mod tests {
     #[test]
     fn unplug_reconnects_with_backoff_and_counts_losses() {
         use io::ErrorKind::*;
-        let steps = vec![
-            Step::Frame(0),
-            Step::Frame(1),
-            Step::Fail(NotConnected),
-            Step::Frame(0),
-            Step::Frame(1),
-        ];
+        let steps = vec![Step::Frame(0), Step::Frame(1), Step::Fail(NotConnected), Step::Frame(0), Step::Frame(1)];
         // First open succeeds; after the failure two reopens fail, the third works.
         let (out, stats, slept) = run(steps, vec![true, false, false, true], 5);
         assert_eq!(out[0], Read::Frame);
         assert!(matches!(out[2], Read::Lost(_)));
         assert_eq!(&out[3..], &[Read::Frame, Read::Frame]);
-        assert_eq!(
-            stats,
-            SourceStats {
-                delivered: 4,
-                lost: 1,
-                reconnects: 1
-            }
-        );
-        assert_eq!(
-            slept,
-            vec![
-                Duration::from_millis(50),
-                Duration::from_millis(100),
-                Duration::from_millis(200)
-            ]
-        );
+        assert_eq!(stats, SourceStats { delivered: 4, lost: 1, reconnects: 1 });
+        assert_eq!(slept, vec![Duration::from_millis(50), Duration::from_millis(100), Duration::from_millis(200)]);
     }
 
     #[test]
     fn flagged_buffers_sequence_gaps_and_garbage_are_lost_not_fatal() {
-        let steps = vec![
-            Step::Frame(0),
-            Step::Flagged(1),
-            Step::Frame(5),
-            Step::Garbage(6),
-            Step::Frame(7),
-        ];
+        let steps = vec![Step::Frame(0), Step::Flagged(1), Step::Frame(5), Step::Garbage(6), Step::Frame(7)];
         let (out, stats, _) = run(steps, vec![], 5);
         assert!(matches!(out[1], Read::Lost(ref m) if m.contains("flagged")));
         assert!(matches!(out[3], Read::Lost(ref m) if m.contains("YUYV buffer")));
         // Lost: the flagged one, sequences 2, 3, 4 (gap), the garbage one.
-        assert_eq!(
-            stats,
-            SourceStats {
-                delivered: 3,
-                lost: 5,
-                reconnects: 0
-            }
-        );
+        assert_eq!(stats, SourceStats { delivered: 3, lost: 5, reconnects: 0 });
     }
 
     #[test]
     fn gives_up_after_max_attempts() {
         let steps = vec![Step::Frame(0), Step::Fail(io::ErrorKind::Other)];
-        let (out, _, slept) = run(
-            steps,
-            vec![true, false, false, false, false, false, false],
-            3,
-        );
+        let (out, _, slept) = run(steps, vec![true, false, false, false, false, false, false], 3);
         assert!(matches!(out[1], Read::Lost(_)));
-        assert_eq!(
-            out[2],
-            Read::End,
-            "the error surfaces (mapped to End by the test)"
-        );
+        assert_eq!(out[2], Read::End, "the error surfaces (mapped to End by the test)");
         assert_eq!(slept.len(), 5);
         assert_eq!(*slept.last().unwrap(), Duration::from_millis(400));
     }

@@ -21,13 +21,7 @@ pub struct SyntheticSource {
 
 impl SyntheticSource {
     pub fn new(width: u32, height: u32, frames: Option<u64>) -> SyntheticSource {
-        SyntheticSource {
-            width,
-            height,
-            frames,
-            index: 0,
-            stats: SourceStats::default(),
-        }
+        SyntheticSource { width, height, frames, index: 0, stats: SourceStats::default() }
     }
 
     /// The figure's 17 COCO keypoints (x, y in pixels) in frame `i`.
@@ -74,20 +68,11 @@ impl SyntheticSource {
         let s = (h as f32 / 480.0).max(0.25);
         let limb = PrimitiveStyle::with_stroke(Rgb888::new(230, 180, 140), (14.0 * s) as u32);
         for &(a, b) in SKELETON.iter().filter(|(a, b)| *a >= 5 && *b >= 5) {
-            let _ = Line::new(pt(a as usize), pt(b as usize))
-                .into_styled(limb)
-                .draw(frame);
+            let _ = Line::new(pt(a as usize), pt(b as usize)).into_styled(limb).draw(frame);
         }
         let torso = PrimitiveStyle::with_stroke(Rgb888::new(60, 90, 200), (30.0 * s) as u32);
-        let mid = |a: usize, b: usize| {
-            Point::new(
-                (kp[a][0] + kp[b][0]) as i32 / 2,
-                (kp[a][1] + kp[b][1]) as i32 / 2,
-            )
-        };
-        let _ = Line::new(mid(5, 6), mid(11, 12))
-            .into_styled(torso)
-            .draw(frame);
+        let mid = |a: usize, b: usize| Point::new((kp[a][0] + kp[b][0]) as i32 / 2, (kp[a][1] + kp[b][1]) as i32 / 2);
+        let _ = Line::new(mid(5, 6), mid(11, 12)).into_styled(torso).draw(frame);
         let d = (44.0 * s) as u32;
         let _ = Circle::with_center(pt(0) - Point::new(0, (4.0 * s) as i32), d)
             .into_styled(PrimitiveStyle::with_fill(Rgb888::new(230, 180, 140)))

@@ -35,10 +35,7 @@ pub struct V4lCamera {
 
 /// Opens a V4L2 device as a reconnecting frame source.
 pub fn open(path: &Path, size: Option<(u32, u32)>) -> Result<Reconnecting<V4lOpener>> {
-    let opener = V4lOpener {
-        path: path.to_path_buf(),
-        size: size.unwrap_or(DEFAULT_SIZE),
-    };
+    let opener = V4lOpener { path: path.to_path_buf(), size: size.unwrap_or(DEFAULT_SIZE) };
     Reconnecting::open(opener, Backoff::default())
 }
 
@@ -48,16 +45,10 @@ impl CameraOpener for V4lOpener {
     fn open(&mut self) -> Result<V4lCamera> {
         let p = &self.path;
         if !p.exists() {
-            bail!(
-                "{}: no such video device (is the camera plugged in? `ls /dev/video*`)",
-                p.display()
-            );
+            bail!("{}: no such video device (is the camera plugged in? `ls /dev/video*`)", p.display());
         }
-        let device =
-            Device::with_path(p).with_context(|| format!("{}: cannot open", p.display()))?;
-        let offered = device
-            .enum_formats()
-            .with_context(|| format!("{}: not a V4L2 capture device", p.display()))?;
+        let device = Device::with_path(p).with_context(|| format!("{}: cannot open", p.display()))?;
+        let offered = device.enum_formats().with_context(|| format!("{}: not a V4L2 capture device", p.display()))?;
         let offered: Vec<FourCC> = offered.iter().map(|d| d.fourcc).collect();
         let (w, h) = self.size;
         let mut chosen = None;
@@ -73,24 +64,13 @@ impl CameraOpener for V4lOpener {
         }
         let Some(fmt) = chosen else {
             let names: Vec<String> = offered.iter().map(|f| f.to_string()).collect();
-            bail!(
-                "{}: offers none of YUYV, MJPG (it offers: {})",
-                p.display(),
-                names.join(", ")
-            );
+            bail!("{}: offers none of YUYV, MJPG (it offers: {})", p.display(), names.join(", "));
         };
         if (fmt.width, fmt.height) != (w, h) {
-            log::warn!(
-                "{}: asked for {w}x{h}, the driver gives {}x{}",
-                p.display(),
-                fmt.width,
-                fmt.height
-            );
+            log::warn!("{}: asked for {w}x{h}, the driver gives {}x{}", p.display(), fmt.width, fmt.height);
         }
         let pixel = if fmt.fourcc == FourCC::new(b"YUYV") {
-            PixelFormat::Yuyv {
-                stride: fmt.stride as usize,
-            }
+            PixelFormat::Yuyv { stride: fmt.stride as usize }
         } else {
             PixelFormat::Mjpeg
         };
@@ -102,20 +82,8 @@ impl CameraOpener for V4lOpener {
         let mut stream = MmapStream::with_buffers(&device, Type::VideoCapture, 4)
             .with_context(|| format!("{}: cannot start mmap streaming", p.display()))?;
         stream.set_timeout(DEQUEUE_TIMEOUT);
-        log::info!(
-            "{}: {} {}x{} at {:?} fps",
-            p.display(),
-            fmt.fourcc,
-            fmt.width,
-            fmt.height,
-            fps
-        );
-        Ok(V4lCamera {
-            stream,
-            _device: device,
-            format: (pixel, fmt.width, fmt.height),
-            fps,
-        })
+        log::info!("{}: {} {}x{} at {:?} fps", p.display(), fmt.fourcc, fmt.width, fmt.height, fps);
+        Ok(V4lCamera { stream, _device: device, format: (pixel, fmt.width, fmt.height), fps })
     }
 
     fn describe(&self) -> String {
@@ -135,10 +103,6 @@ impl Camera for V4lCamera {
     fn next(&mut self) -> io::Result<RawFrame<'_>> {
         let (buf, meta) = CaptureStream::next(&mut self.stream)?;
         let used = (meta.bytesused as usize).min(buf.len());
-        Ok(RawFrame {
-            data: &buf[..used],
-            sequence: meta.sequence,
-            error: meta.flags.contains(Flags::ERROR),
-        })
+        Ok(RawFrame { data: &buf[..used], sequence: meta.sequence, error: meta.flags.contains(Flags::ERROR) })
     }
 }

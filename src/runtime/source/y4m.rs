@@ -58,9 +58,7 @@ impl Y4mHeader {
                         "422" => Chroma::Planar(2, 1),
                         "444" => Chroma::Planar(1, 1),
                         "mono" => Chroma::Mono,
-                        other => bail!(
-                            "colour space C{other} is not supported (8-bit 420, 422, 444 or mono)"
-                        ),
+                        other => bail!("colour space C{other} is not supported (8-bit 420, 422, 444 or mono)"),
                     }
                 }
                 "X" if v == "COLORRANGE=FULL" => range = Range::Full,
@@ -68,13 +66,9 @@ impl Y4mHeader {
             }
         }
         match (width, height) {
-            (Some(w), Some(h)) if w > 0 && h > 0 && w <= 16384 && h <= 16384 => Ok(Y4mHeader {
-                width: w,
-                height: h,
-                fps,
-                chroma,
-                range,
-            }),
+            (Some(w), Some(h)) if w > 0 && h > 0 && w <= 16384 && h <= 16384 => {
+                Ok(Y4mHeader { width: w, height: h, fps, chroma, range })
+            }
             _ => bail!("header lacks a valid frame size (W and H)"),
         }
     }
@@ -84,9 +78,7 @@ impl Y4mHeader {
         let luma = self.width as usize * self.height as usize;
         match self.chroma {
             Chroma::Mono => luma,
-            Chroma::Planar(sx, sy) => {
-                luma + 2 * (self.width.div_ceil(sx) as usize * self.height.div_ceil(sy) as usize)
-            }
+            Chroma::Planar(sx, sy) => luma + 2 * (self.width.div_ceil(sx) as usize * self.height.div_ceil(sy) as usize),
         }
     }
 }
@@ -102,15 +94,11 @@ pub struct Y4mSource {
 
 impl Y4mSource {
     pub fn open(path: &Path) -> Result<Y4mSource> {
-        let file =
-            File::open(path).with_context(|| format!("cannot open y4m file {}", path.display()))?;
+        let file = File::open(path).with_context(|| format!("cannot open y4m file {}", path.display()))?;
         let mut reader = BufReader::new(file);
         let mut line = String::new();
-        reader
-            .read_line(&mut line)
-            .with_context(|| format!("{}: cannot read header", path.display()))?;
-        let header =
-            Y4mHeader::parse(line.trim_end()).with_context(|| format!("{}", path.display()))?;
+        reader.read_line(&mut line).with_context(|| format!("{}: cannot read header", path.display()))?;
+        let header = Y4mHeader::parse(line.trim_end()).with_context(|| format!("{}", path.display()))?;
         let raw = vec![0; header.frame_bytes()];
         Ok(Y4mSource {
             path: path.to_path_buf(),
@@ -130,10 +118,8 @@ impl Y4mSource {
 impl FrameSource for Y4mSource {
     fn read(&mut self, frame: &mut Frame) -> Result<Read> {
         self.line.clear();
-        let n = self
-            .reader
-            .read_line(&mut self.line)
-            .with_context(|| format!("{}: read error", self.path.display()))?;
+        let n =
+            self.reader.read_line(&mut self.line).with_context(|| format!("{}: read error", self.path.display()))?;
         if n == 0 {
             return Ok(Read::End);
         }
@@ -154,10 +140,7 @@ impl FrameSource for Y4mSource {
                 log::warn!("{}: frame {index} is truncated", self.path.display());
                 return Ok(Read::End);
             }
-            return Ok(Read::Lost(format!(
-                "{}: frame {index}: {e}",
-                self.path.display()
-            )));
+            return Ok(Read::Lost(format!("{}: frame {index}: {e}", self.path.display())));
         }
         let (w, h) = (self.header.width, self.header.height);
         let luma = w as usize * h as usize;
@@ -194,37 +177,16 @@ mod tests {
 
     #[test]
     fn headers_parse_or_fail_clearly() {
-        let h = Y4mHeader::parse("YUV4MPEG2 W640 H480 F30000:1001 Ip A1:1 C420jpeg XYSCSS=420JPEG")
-            .unwrap();
-        assert_eq!(
-            (h.width, h.height, h.chroma, h.range),
-            (640, 480, Chroma::Planar(2, 2), Range::Limited)
-        );
+        let h = Y4mHeader::parse("YUV4MPEG2 W640 H480 F30000:1001 Ip A1:1 C420jpeg XYSCSS=420JPEG").unwrap();
+        assert_eq!((h.width, h.height, h.chroma, h.range), (640, 480, Chroma::Planar(2, 2), Range::Limited));
         assert!((h.fps.unwrap() - 29.97).abs() < 0.01);
         assert_eq!(h.frame_bytes(), 640 * 480 * 3 / 2);
         let h = Y4mHeader::parse("YUV4MPEG2 W5 H3 C444 XCOLORRANGE=FULL").unwrap();
-        assert_eq!(
-            (h.chroma, h.range, h.frame_bytes()),
-            (Chroma::Planar(1, 1), Range::Full, 45)
-        );
-        assert_eq!(
-            Y4mHeader::parse("YUV4MPEG2 W5 H3 C420")
-                .unwrap()
-                .frame_bytes(),
-            15 + 2 * 6
-        );
-        assert!(Y4mHeader::parse("P6 640 480")
-            .unwrap_err()
-            .to_string()
-            .contains("signature"));
-        assert!(Y4mHeader::parse("YUV4MPEG2 W640")
-            .unwrap_err()
-            .to_string()
-            .contains("frame size"));
+        assert_eq!((h.chroma, h.range, h.frame_bytes()), (Chroma::Planar(1, 1), Range::Full, 45));
+        assert_eq!(Y4mHeader::parse("YUV4MPEG2 W5 H3 C420").unwrap().frame_bytes(), 15 + 2 * 6);
+        assert!(Y4mHeader::parse("P6 640 480").unwrap_err().to_string().contains("signature"));
+        assert!(Y4mHeader::parse("YUV4MPEG2 W640").unwrap_err().to_string().contains("frame size"));
         assert!(Y4mHeader::parse("YUV4MPEG2 W0 H0").is_err());
-        assert!(Y4mHeader::parse("YUV4MPEG2 W4 H4 C420p10")
-            .unwrap_err()
-            .to_string()
-            .contains("C420p10"));
+        assert!(Y4mHeader::parse("YUV4MPEG2 W4 H4 C420p10").unwrap_err().to_string().contains("C420p10"));
     }
 }

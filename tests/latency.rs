@@ -1,0 +1,108 @@
+//! `vipnas profile` and `vipnas predict` end to end (quick tables: the numbers
+//! are not checked here, the benchmark does that), and their errors.
+
+mod common;
+
+use std::process::Output;
+
+fn vipnas(args: &[&str]) -> Output {
+    common::vipnas_command()
+        .env("VIPNAS_BOARDS", std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards"))
+        .args(args)
+        .output()
+        .expect("vipnas runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn quick_profile_then_predict_and_measure() {
+    let dir = common::scratch("latency_quick");
+    let lut = dir.join("host.lut.json");
+    let lut_s = lut.to_str().unwrap();
+    let o = vipnas(&["profile", "--board", "host", "--quick", "--input", "128x96", "--out", lut_s]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("entries") && out.contains("correction"), "{out}");
+    let table: serde_json::Value = serde_json::from_slice(&std::fs::read(&lut).unwrap()).unwrap();
+    assert_eq!(table["measured"], true);
+    assert_eq!(table["tract_version"], "0.23.9");
+    assert!(table["entries"].as_object().unwrap().len() > 20);
+    assert!(table["cpu"].as_str().unwrap().contains("cores"));
+
+    // The quick table covers the max subnet: predict, then measure it whole.
+    let o = vipnas(&[
+        "predict",
+        "--board",
+        "host",
+        "--table",
+        lut_s,
+        "--space",
+        "mbv3",
+        "--sample",
+        "max",
+        "--input",
+        "128x96",
+        "--measure",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let value = |key: &str| -> f64 {
+        let line = out.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in {out}"));
+        line[key.len()..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(value("predicted_ms=") > 0.0 && value("measured_ms=") > 0.0, "{out}");
+
+    // Resuming a finished table re-measures nothing and keeps it.
+    let before = std::fs::read(&lut).unwrap();
+    let o = vipnas(&["profile", "--board", "host", "--quick", "--input", "128x96", "--out", lut_s]);
+    assert!(o.status.success());
+    let after: serde_json::Value = serde_json::from_slice(&std::fs::read(&lut).unwrap()).unwrap();
+    let before: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    assert_eq!(after["entries"], before["entries"]);
+
+    // A subnet the quick table does not cover: a clear error, never 0.
+    let o = vipnas(&[
+        "predict", "--board", "host", "--table", lut_s, "--space", "mbv3", "--sample", "random", "--seed", "99",
+        "--input", "128x96",
+    ]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success() && err.contains("the latency table lacks") && !out.contains("predicted_ms"), "{err}");
+}
+
+#[test]
+fn bad_boards_and_tables_are_refused() {
+    let dir = common::scratch("latency_errors");
+    let o = vipnas(&["profile", "--board", "pi-zero", "--quick"]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("unknown board `pi-zero`") && text(&o).1.contains("rpi4"),
+        "{}",
+        text(&o).1
+    );
+    let o = vipnas(&["predict", "--board", "rpi4", "--space", "mbv3"]);
+    assert!(!o.status.success() && text(&o).1.contains("vipnas profile --board rpi4"), "{}", text(&o).1);
+    let corrupt = dir.join("corrupt.lut.json");
+    std::fs::write(&corrupt, "{\"format\": 1, \"board\": ").unwrap();
+    let o = vipnas(&["predict", "--board", "host", "--table", corrupt.to_str().unwrap(), "--space", "mbv3"]);
+    assert!(!o.status.success() && text(&o).1.contains("corrupt.lut.json: corrupt latency table"), "{}", text(&o).1);
+    let old = dir.join("old.lut.json");
+    let table = serde_json::json!({
+        "format": 1, "board": "host", "cpu": "x", "tract_version": "0.21.3", "threads": 1, "date": "2026-01-01T00:00:00Z",
+        "space": "mbv3", "input": {"height": 256, "width": 192}, "measured": true, "warmup": 1, "runs": 1, "entries": {}
+    });
+    std::fs::write(&old, table.to_string()).unwrap();
+    let o = vipnas(&["predict", "--board", "host", "--table", old.to_str().unwrap(), "--space", "mbv3"]);
+    assert!(!o.status.success() && text(&o).1.contains("measured with tract 0.21.3"), "{}", text(&o).1);
+    let estimate = dir.join("estimate.lut.json");
+    let mut t = table.clone();
+    t["tract_version"] = "0.23.9".into();
+    t["measured"] = false.into();
+    t["method"] = "scaled from host".into();
+    std::fs::write(&estimate, t.to_string()).unwrap();
+    let o = vipnas(&["predict", "--board", "host", "--table", estimate.to_str().unwrap(), "--space", "mbv3"]);
+    let err = text(&o).1;
+    assert!(err.contains("WARNING") && err.contains("ESTIMATE") && err.contains("scaled from host"), "{err}");
+    assert!(err.contains("the latency table lacks"), "an empty estimate still predicts nothing: {err}");
+}

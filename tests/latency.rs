@@ -90,7 +90,7 @@ fn bad_boards_and_tables_are_refused() {
     let old = dir.join("old.lut.json");
     let table = serde_json::json!({
         "format": 1, "board": "host", "cpu": "x", "tract_version": "0.21.3", "threads": 1, "date": "2026-01-01T00:00:00Z",
-        "space": "mbv3", "input": {"height": 256, "width": 192}, "measured": true, "warmup": 1, "runs": 1, "entries": {}
+        "profiled": [{"space": "mbv3", "input": {"height": 256, "width": 192}, "quick": false}], "measured": true, "warmup": 1, "runs": 1, "entries": {}
     });
     std::fs::write(&old, table.to_string()).unwrap();
     let o = vipnas(&["predict", "--board", "host", "--table", old.to_str().unwrap(), "--space", "mbv3"]);

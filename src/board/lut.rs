@@ -1,7 +1,10 @@
 //! Latency look-up tables (`boards/<name>.lut.json`): the measured latency of
-//! every block signature a space can produce on one board, and the prediction
-//! of a whole network's latency from them (OFA / FBNet style), with a fitted
-//! linear correction for what per-block sums miss.
+//! every block signature the profiled spaces can produce on one board, and the
+//! prediction of a whole network's latency from them (OFA / FBNet style), with
+//! a per-space fitted correction for what per-block sums miss.
+//!
+//! Signatures carry every shape, so one table can hold several spaces and
+//! input sizes; `profiled` records which were enumerated.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,8 +49,8 @@ pub struct LatencyTable {
     pub threads: usize,
     /// UTC, RFC 3339.
     pub date: String,
-    pub space: SpaceName,
-    pub input: InputSize,
+    /// The (space, input) pairs whose blocks were enumerated.
+    pub profiled: Vec<Profiled>,
     /// False for estimates; `method` then says how they were made.
     pub measured: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,8 +59,17 @@ pub struct LatencyTable {
     pub warmup: usize,
     pub runs: usize,
     pub entries: BTreeMap<String, LutEntry>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub correction: Option<Correction>,
+    /// Per space.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub corrections: BTreeMap<SpaceName, Correction>,
+}
+
+/// One enumerated (space, input size); `quick` tables cover only a few subnets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profiled {
+    pub space: SpaceName,
+    pub input: InputSize,
+    pub quick: bool,
 }
 
 /// A prediction and how it was made.
@@ -86,9 +98,9 @@ impl LatencyTable {
         crate::bundle::write_atomic(path, &serde_json::to_vec_pretty(self)?)
     }
 
-    /// Refuses tables that do not describe this run: another tract version,
-    /// thread count, space or input size would silently mispredict.
-    pub fn check_compatible(&self, path: &Path, threads: usize, space: SpaceName, input: InputSize) -> Result<()> {
+    /// Refuses tables that do not describe this run: another tract version or
+    /// thread count would silently mispredict.
+    pub fn check_compatible(&self, path: &Path, threads: usize) -> Result<()> {
         let p = path.display();
         if self.tract_version != TRACT_VERSION {
             bail!(
@@ -99,18 +111,12 @@ impl LatencyTable {
         if self.threads != threads {
             bail!("{p}: measured at {} thread(s), the board runs {threads}: profile again", self.threads);
         }
-        if self.space != space {
-            bail!("{p}: a {} table cannot predict a {space} subnet", self.space);
-        }
-        if self.input != input {
-            bail!("{p}: measured at input {}, the subnet runs at {input}", self.input);
-        }
         Ok(())
     }
 
-    /// Predicts a network's latency; every block must be in the table (the
-    /// error lists what is missing — never a silent zero).
-    pub fn predict(&self, net: &Network) -> Result<Prediction> {
+    /// Predicts the latency of a network of `space`; every block must be in
+    /// the table (the error lists what is missing — never a silent zero).
+    pub fn predict(&self, net: &Network, space: SpaceName) -> Result<Prediction> {
         let blocks = net.blocks();
         let mut sum = 0.0;
         let mut missing = Vec::new();
@@ -123,13 +129,13 @@ impl LatencyTable {
         if !missing.is_empty() {
             let more = if missing.len() > 3 { format!("; … and {} more", missing.len() - 3) } else { String::new() };
             bail!(
-                "the latency table lacks {} of {} blocks (profile again with this space and input): {}{more}",
+                "the latency table lacks {} of {} blocks (run `vipnas profile` for this space and input size): {}{more}",
                 missing.len(),
                 blocks.len(),
                 missing[..missing.len().min(3)].join("; ")
             );
         }
-        let ms = self.correction.map_or(sum, |c| c.scale * sum + c.offset_ms);
+        let ms = self.corrections.get(&space).map_or(sum, |c| c.scale * sum + c.offset_ms);
         Ok(Prediction { sum_ms: sum, ms, blocks: blocks.len() })
     }
 }
@@ -181,14 +187,13 @@ mod tests {
             tract_version: TRACT_VERSION.into(),
             threads: 1,
             date: "2026-11-25T00:00:00Z".into(),
-            space: SpaceName::Mbv3,
-            input: InputSize::DEFAULT,
+            profiled: vec![Profiled { space: SpaceName::Mbv3, input: InputSize::DEFAULT, quick: true }],
             measured: true,
             method: None,
             warmup: 1,
             runs: 5,
             entries,
-            correction: Some(Correction { scale: 1.1, offset_ms: 0.5, fitted_on: 3 }),
+            corrections: [(SpaceName::Mbv3, Correction { scale: 1.1, offset_ms: 0.5, fitted_on: 3 })].into(),
         }
     }
 
@@ -197,13 +202,14 @@ mod tests {
         let space = SearchSpace::get(SpaceName::Mbv3);
         let net = Subnet::sample(&space, Sample::Max).network(InputSize::DEFAULT).unwrap();
         let t = table_for(&net);
-        let p = t.predict(&net).unwrap();
+        let p = t.predict(&net, SpaceName::Mbv3).unwrap();
         assert_eq!(p.blocks, net.blocks().len());
         assert!(t.entries.len() < p.blocks, "repeated blocks share an entry");
         assert_eq!(p.sum_ms, p.blocks as f64);
         assert!((p.ms - (1.1 * p.sum_ms + 0.5)).abs() < 1e-9);
+        assert_eq!(t.predict(&net, SpaceName::Resnet50).unwrap().ms, p.sum_ms, "no correction for that space");
         let small = Subnet::sample(&space, Sample::Min).network(InputSize::DEFAULT).unwrap();
-        let e = t.predict(&small).unwrap_err().to_string();
+        let e = t.predict(&small, SpaceName::Mbv3).unwrap_err().to_string();
         assert!(e.starts_with("the latency table lacks") && e.contains("stage1.block0") && e.contains("more"), "{e}");
     }
 
@@ -212,19 +218,10 @@ mod tests {
         let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min).network(InputSize::DEFAULT).unwrap();
         let mut t = table_for(&net);
         let p = Path::new("boards/x.lut.json");
-        t.check_compatible(p, 1, SpaceName::Mbv3, InputSize::DEFAULT).unwrap();
-        assert!(t
-            .check_compatible(p, 4, SpaceName::Mbv3, InputSize::DEFAULT)
-            .unwrap_err()
-            .to_string()
-            .contains("1 thread(s)"));
-        assert!(t.check_compatible(p, 1, SpaceName::Resnet50, InputSize::DEFAULT).is_err());
+        t.check_compatible(p, 1).unwrap();
+        assert!(t.check_compatible(p, 4).unwrap_err().to_string().contains("1 thread(s)"));
         t.tract_version = "0.21.0".into();
-        assert!(t
-            .check_compatible(p, 1, SpaceName::Mbv3, InputSize::DEFAULT)
-            .unwrap_err()
-            .to_string()
-            .contains("tract 0.21.0"));
+        assert!(t.check_compatible(p, 1).unwrap_err().to_string().contains("tract 0.21.0"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::lut::{fit_correction, LatencyTable, LutEntry, LUT_FORMAT, TRACT_VERSION};
+use super::lut::{fit_correction, LatencyTable, LutEntry, Profiled, LUT_FORMAT, TRACT_VERSION};
 use super::profile::BoardProfile;
 use crate::arch::space::BlockSpace;
 use crate::arch::subnet::{BlockChoice, HeadChoice, StageChoice};
@@ -202,17 +202,16 @@ pub fn profile(
 ) -> Result<LatencyTable> {
     let mut table = if out.is_file() {
         let t = LatencyTable::load(out)?;
-        let same = t.board == board.name && t.measured && t.warmup == opts.warmup && t.runs == opts.runs;
-        t.check_compatible(out, opts.threads, opts.space, opts.input)?;
-        if !same {
+        t.check_compatible(out, opts.threads)?;
+        if t.board != board.name || !t.measured || t.warmup != opts.warmup || t.runs != opts.runs {
             bail!(
-                "{}: a different profile (board {}, runs {}) is there: remove it or choose another --out",
+                "{}: holds a different profile (board {}, {} runs per entry): remove it or choose another --out",
                 out.display(),
                 t.board,
                 t.runs
             );
         }
-        log::info!("{}: resuming with {} entries", out.display(), t.entries.len());
+        log::info!("{}: extending/resuming a table of {} entries", out.display(), t.entries.len());
         t
     } else {
         LatencyTable {
@@ -222,14 +221,13 @@ pub fn profile(
             tract_version: TRACT_VERSION.into(),
             threads: opts.threads,
             date: crate::timestamp::utc_now_rfc3339(),
-            space: opts.space,
-            input: opts.input,
+            profiled: Vec::new(),
             measured: true,
             method: None,
             warmup: opts.warmup,
             runs: opts.runs,
             entries: BTreeMap::new(),
-            correction: None,
+            corrections: BTreeMap::new(),
         }
     };
     let blocks = enumerate_blocks(opts.space, opts.input, opts.quick)?;
@@ -246,19 +244,25 @@ pub fn profile(
         }
         progress(i + 1, total, sig);
     }
+    let done = Profiled { space: opts.space, input: opts.input, quick: opts.quick };
+    table.profiled.retain(|p| !(p.space == done.space && p.input == done.input && (p.quick || !done.quick)));
+    if !table.profiled.iter().any(|p| p.space == done.space && p.input == done.input) {
+        table.profiled.push(done);
+    }
     table.save(out)?;
-    if opts.calibration > 0 && table.correction.is_none_or(|c| c.fitted_on < opts.calibration) {
+    let fitted = table.corrections.get(&opts.space).map_or(0, |c| c.fitted_on);
+    if opts.calibration > 0 && fitted < opts.calibration {
         let space = SearchSpace::get(opts.space);
         let mut points = Vec::new();
         let subnets = calibration_subnets(opts);
         for (i, &how) in subnets.iter().enumerate() {
             let net = Subnet::sample(&space, how).network(opts.input)?;
-            let predicted = table.predict(&net)?.sum_ms;
+            let predicted = table.predict(&net, opts.space)?.sum_ms;
             let measured = measure(&net, opts.threads, opts.warmup, opts.runs)?.p50_ms;
             points.push((predicted, measured));
             progress(total, total, &format!("calibration subnet {}/{}", i + 1, subnets.len()));
         }
-        table.correction = Some(fit_correction(&points));
+        table.corrections.insert(opts.space, fit_correction(&points));
         table.save(out)?;
     }
     Ok(table)

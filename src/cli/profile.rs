@@ -70,7 +70,7 @@ pub fn run_profile(a: ProfileArgs) -> Result<()> {
         table.tract_version,
         start.elapsed().as_secs_f64()
     );
-    if let Some(c) = table.correction {
+    if let Some(c) = table.corrections.get(&a.space) {
         println!(
             "correction: measured ≈ {:.4} · Σblocks + {:.3} ms (fitted on {} subnets)",
             c.scale, c.offset_ms, c.fitted_on
@@ -124,7 +124,7 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
         );
     }
     let table = LatencyTable::load(&path)?;
-    table.check_compatible(&path, board.threads, subnet.space, input)?;
+    table.check_compatible(&path, board.threads)?;
     if !table.measured {
         eprintln!(
             "WARNING: {} is an ESTIMATE, not measured on {} ({}): do not trust these numbers; run `vipnas profile --board {}` on the board",
@@ -135,7 +135,7 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
         );
     }
     let net = subnet.network(input)?;
-    let p = table.predict(&net)?;
+    let p = table.predict(&net, subnet.space)?;
     println!("blocks={} sum_ms={:.3}", p.blocks, p.sum_ms);
     println!("predicted_ms={:.3}", p.ms);
     if a.measure {

@@ -6,15 +6,38 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use vipnas::arch::{InputSize, SpaceName};
+use vipnas::board::{BoardProfile, LatencyTable};
 use vipnas::host::bench::{default_models, op_profile, ort_latency, pipeline_stages, tract_latency, LatencyRow};
+use vipnas::host::latency_bench::{error_stats, evaluate, scatter};
+
+/// Benchmarks that print ratios against a peer measured in the same run.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    kind: BenchKind,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum BenchKind {
+    Runtime(RuntimeArgs),
+    Latency(LatencyArgs),
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    match a.kind {
+        BenchKind::Runtime(r) => run_runtime(r),
+        BenchKind::Latency(l) => run_latency(l),
+    }
+}
 
 /// Runtime benchmark: tract (ours) vs onnxruntime (peer) on the same ONNX files
 /// at 1 and 2 threads, back to back; pipeline overhead; tract's time per op.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Example:\n  vipnas bench --runs 30\n\nThe peer runs through benches/ort_latency.py with $VIPNAS_PYTHON (default .cache/venv/bin/python)."
+    after_help = "Example:\n  vipnas bench runtime --runs 30\n\nThe peer runs through benches/ort_latency.py with $VIPNAS_PYTHON (default .cache/venv/bin/python)."
 )]
-pub struct BenchArgs {
+pub struct RuntimeArgs {
     /// Timed inferences per measurement (after 5 warm-ups).
     #[arg(long, default_value_t = 30)]
     runs: usize,
@@ -29,7 +52,7 @@ pub struct BenchArgs {
     top: usize,
 }
 
-pub fn run(a: BenchArgs) -> Result<()> {
+fn run_runtime(a: RuntimeArgs) -> Result<()> {
     let python = std::env::var("VIPNAS_PYTHON").unwrap_or_else(|_| {
         let venv = a.repo.join(".cache/venv/bin/python");
         if venv.exists() {
@@ -74,5 +97,78 @@ pub fn run(a: BenchArgs) -> Result<()> {
             println!("{:<28} {:>8.2} ms {:>5.1}% {:>4} nodes", o.op, o.ms, 100.0 * o.ms / total, o.nodes);
         }
     }
+    Ok(())
+}
+
+/// Latency-model accuracy: random subnets predicted from the board's table and
+/// measured whole here; error statistics before/after the correction, and a
+/// scatter plot.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  vipnas bench latency --board host --mbv3 50 --resnet50 20 --plot docs/latency-host.png"
+)]
+pub struct LatencyArgs {
+    #[arg(long, default_value = "host")]
+    board: String,
+    /// Latency table (default: the board profile's).
+    #[arg(long)]
+    table: Option<PathBuf>,
+    /// Random MobileNetV3 subnets.
+    #[arg(long, default_value_t = 50)]
+    mbv3: usize,
+    /// Random ResNet-50 subnets.
+    #[arg(long, default_value_t = 20)]
+    resnet50: usize,
+    #[arg(long, default_value = "256x192", value_parser = |s: &str| s.parse::<InputSize>())]
+    input: InputSize,
+    /// Timed runs per subnet.
+    #[arg(long, default_value_t = 15)]
+    runs: usize,
+    /// Scatter plot PNG.
+    #[arg(long, default_value = "out/latency-scatter.png")]
+    plot: PathBuf,
+}
+
+fn run_latency(a: LatencyArgs) -> Result<()> {
+    let board = BoardProfile::load(&a.board)?;
+    let path = a.table.clone().unwrap_or_else(|| board.latency_table_path());
+    let table = LatencyTable::load(&path)?;
+    table.check_compatible(&path, board.threads)?;
+    let mut results = Vec::new();
+    for (space, n) in [(SpaceName::Mbv3, a.mbv3), (SpaceName::Resnet50, a.resnet50)] {
+        if n == 0 {
+            continue;
+        }
+        let pts =
+            evaluate(&table, space, a.input, n, board.threads, a.runs, |i| eprint!("\r{space}: {i}/{n} subnets"))?;
+        eprintln!();
+        let before = error_stats(pts.iter().map(|p| (p.sum_ms, p.measured_ms)));
+        let after = error_stats(pts.iter().map(|p| (p.predicted_ms, p.measured_ms)));
+        let c = table.corrections.get(&space);
+        println!("== {space}: {n} random subnets at {}, {} thread(s), board {}", a.input, board.threads, board.name);
+        println!("{:<28} {:>8} {:>8} {:>8}", "|pred - meas| / meas", "median", "p90", "max");
+        println!(
+            "{:<28} {:>7.1}% {:>7.1}% {:>7.1}%",
+            "plain sum of blocks",
+            100.0 * before.median,
+            100.0 * before.p90,
+            100.0 * before.max
+        );
+        println!(
+            "{:<28} {:>7.1}% {:>7.1}% {:>7.1}%",
+            c.map_or("no correction".to_string(), |c| format!("corrected ({:.3}x{:+.2}ms)", c.scale, c.offset_ms)),
+            100.0 * after.median,
+            100.0 * after.p90,
+            100.0 * after.max
+        );
+        let range = pts.iter().fold((f64::MAX, 0f64), |(lo, hi), p| (lo.min(p.measured_ms), hi.max(p.measured_ms)));
+        println!("measured range {:.1}–{:.1} ms", range.0, range.1);
+        results.push((space, pts));
+    }
+    if let Some(dir) = a.plot.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    scatter(&a.plot, &board.name, &results)?;
+    println!("scatter plot: {}", a.plot.display());
     Ok(())
 }

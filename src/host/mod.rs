@@ -1,4 +1,6 @@
-//! Host-side work (cargo feature `host`): benchmarks now; supernet training,
-//! search and evaluation as they land.
+//! Host-side work (cargo feature `host`): benchmarks and plots now; supernet
+//! training, search and evaluation as they land.
 
 pub mod bench;
+pub mod latency_bench;
+pub mod plot;

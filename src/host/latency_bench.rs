@@ -1,0 +1,81 @@
+//! Accuracy of the latency model: random subnets predicted from a board's
+//! table and measured whole on this machine, before (plain block sums) and
+//! after the table's correction; plus a scatter plot.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet};
+use crate::board::profiler::measure;
+use crate::board::LatencyTable;
+
+/// One subnet's prediction and measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct LatencyPoint {
+    pub seed: u64,
+    pub sum_ms: f64,
+    pub predicted_ms: f64,
+    pub measured_ms: f64,
+}
+
+/// |error| statistics, as fractions of the measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorStats {
+    pub median: f64,
+    pub p90: f64,
+    pub max: f64,
+}
+
+pub fn error_stats(pairs: impl Iterator<Item = (f64, f64)>) -> ErrorStats {
+    let mut e: Vec<f64> = pairs.map(|(p, m)| (p - m).abs() / m).collect();
+    e.sort_by(f64::total_cmp);
+    let q = |p: f64| e[((e.len() - 1) as f64 * p).round() as usize];
+    ErrorStats { median: q(0.5), p90: q(0.9), max: *e.last().unwrap_or(&0.0) }
+}
+
+/// Predicts and measures `n` random subnets of `space` (seeds 0..n, apart from
+/// the profiler's calibration seeds).
+pub fn evaluate(
+    table: &LatencyTable,
+    space: SpaceName,
+    input: InputSize,
+    n: usize,
+    threads: usize,
+    runs: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<LatencyPoint>> {
+    let s = SearchSpace::get(space);
+    (0..n as u64)
+        .map(|seed| {
+            let net = Subnet::sample(&s, Sample::Random(seed)).network(input)?;
+            let p = table.predict(&net, space)?;
+            let m = measure(&net, threads, 3, runs)?;
+            progress(seed as usize + 1);
+            Ok(LatencyPoint { seed, sum_ms: p.sum_ms, predicted_ms: p.ms, measured_ms: m.p50_ms })
+        })
+        .collect()
+}
+
+/// Writes the predicted-vs-measured scatter of several spaces.
+pub fn scatter(path: &Path, board: &str, results: &[(SpaceName, Vec<LatencyPoint>)]) -> Result<()> {
+    use super::plot::{plot_png, Series, BLUE, ORANGE};
+    let pts: Vec<Vec<(f64, f64)>> =
+        results.iter().map(|(_, v)| v.iter().map(|p| (p.predicted_ms, p.measured_ms)).collect()).collect();
+    let labels: Vec<String> = results.iter().map(|(s, v)| format!("{s} ({} subnets)", v.len())).collect();
+    let colors = [ORANGE, BLUE];
+    let series: Vec<Series> = pts
+        .iter()
+        .zip(&labels)
+        .enumerate()
+        .map(|(i, (p, l))| Series { label: l, color: colors[i % 2], points: p, line: false })
+        .collect();
+    plot_png(
+        path,
+        &format!("latency on {board}: predicted (table + correction) vs measured"),
+        "predicted ms",
+        "measured ms",
+        &series,
+        true,
+    )
+}

@@ -13,8 +13,8 @@ export VIPNAS_PYTHON="$PWD/.cache/venv/bin/python"
 echo "== format"
 cargo fmt --all -- --check
 
-echo "== host tests (x86_64, release)"
-cargo test --release --all-targets
+echo "== host tests (x86_64, release, features host)"
+cargo test --release --all-targets --features host
 
 echo "== device build for aarch64, tests under qemu"
 cross/build.sh --test

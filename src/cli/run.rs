@@ -27,18 +27,23 @@ pub struct RunArgs {
     /// Stop after N frames.
     #[arg(long)]
     frames: Option<u64>,
-    /// Frame budget as a frame rate (a frame within 1000/F ms is in budget).
-    #[arg(long, default_value_t = 30.0)]
-    fps: f64,
+    /// Board profile (boards/NAME.toml): its threads and frame budget become the defaults.
+    #[arg(long)]
+    board: Option<String>,
+    /// Frame budget as a frame rate (a frame within 1000/F ms is in budget);
+    /// default: the board's budget, else 30.
+    #[arg(long)]
+    fps: Option<f64>,
     /// Output directory.
     #[arg(long, default_value = "out/run")]
     out: PathBuf,
     /// Also write overlay PNGs (skeleton coloured by score).
     #[arg(long)]
     overlay: bool,
-    /// Inference threads (tract's multithreaded executor when > 1).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Inference threads (tract's multithreaded executor when > 1); default:
+    /// the board's, else 1.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Keypoint smoothing (One-Euro) off.
     #[arg(long)]
     no_smooth: bool,
@@ -54,10 +59,13 @@ enum RefineArg {
 }
 
 pub fn run_cmd(a: RunArgs) -> Result<()> {
-    anyhow::ensure!(a.fps > 0.0 && a.fps.is_finite(), "--fps must be positive");
-    anyhow::ensure!(a.threads >= 1, "--threads must be at least 1");
+    let board = a.board.as_deref().map(vipnas::board::BoardProfile::load).transpose()?;
+    let fps = a.fps.or(board.as_ref().map(|b| b.budget.fps)).unwrap_or(30.0);
+    let threads = a.threads.or(board.as_ref().map(|b| b.threads)).unwrap_or(1);
+    anyhow::ensure!(fps > 0.0 && fps.is_finite(), "--fps must be positive");
+    anyhow::ensure!(threads >= 1, "--threads must be at least 1");
     let mut source = a.source.open()?;
-    let mut model = PoseModel::load(&a.model, a.threads)?;
+    let mut model = PoseModel::load(&a.model, threads)?;
     model.refine = match a.refine {
         RefineArg::Quarter => Refine::Quarter,
         RefineArg::Dark => Refine::Dark,
@@ -66,13 +74,13 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
     let mut est = Estimator::new(model, track);
     let opts = RunOptions {
         max_frames: a.frames,
-        budget: FrameBudget::from_fps(a.fps),
+        budget: FrameBudget::from_fps(fps),
         out_dir: a.out.clone(),
         overlay: a.overlay,
         draw_min_score: 0.3,
     };
     let summary = run(source.as_mut(), &mut est, &opts)?;
-    println!("model={} source={} out={}", a.model.display(), a.source, a.out.display());
+    println!("model={} source={} threads={threads} out={}", a.model.display(), a.source, a.out.display());
     println!("{summary}");
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "host")]
 mod bench;
+#[cfg(feature = "host")]
+mod eval;
 mod export;
 mod profile;
 mod run;
@@ -36,6 +38,8 @@ enum Command {
     Predict(profile::PredictArgs),
     #[cfg(feature = "host")]
     Bench(bench::BenchArgs),
+    #[cfg(feature = "host")]
+    Eval(eval::EvalArgs),
 }
 
 /// Parses arguments, runs the command, prints errors as one line.
@@ -55,6 +59,8 @@ pub fn main() -> ExitCode {
         Command::Predict(a) => profile::run_predict(a),
         #[cfg(feature = "host")]
         Command::Bench(a) => bench::run(a),
+        #[cfg(feature = "host")]
+        Command::Eval(a) => eval::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

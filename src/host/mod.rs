@@ -2,5 +2,7 @@
 //! training, search and evaluation as they land.
 
 pub mod bench;
+pub mod coco;
+pub mod eval;
 pub mod latency_bench;
 pub mod plot;

@@ -3,7 +3,7 @@
 //! `synthetic[:N]` (a drawn moving figure, for tests and demos).
 
 mod convert;
-mod dir;
+pub mod dir;
 pub mod reconnect;
 mod synthetic;
 #[cfg(feature = "camera")]

@@ -121,7 +121,16 @@ fn bad_input_gives_one_line_errors() {
 #[test]
 fn run_on_synthetic_frames_writes_poses_and_the_summary_line() {
     let out = common::scratch("cli_run_synthetic");
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning");
+    // MoveNet on the host; under qemu (~50x slower) a small exported subnet.
+    let model = if common::under_qemu() {
+        let m = out.join("mbv3-min-64");
+        let o =
+            vipnas(&["export", "--space", "mbv3", "--sample", "min", "--input", "64x64", "--out", m.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        m
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning")
+    };
     let o = vipnas(&[
         "run",
         "--model",

@@ -17,12 +17,15 @@ fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
+/// Small enough for the qemu run of the aarch64 suite.
+const INPUT: &str = "64x64";
+
 #[test]
 fn quick_profile_then_predict_and_measure() {
     let dir = common::scratch("latency_quick");
     let lut = dir.join("host.lut.json");
     let lut_s = lut.to_str().unwrap();
-    let o = vipnas(&["profile", "--board", "host", "--quick", "--input", "128x96", "--out", lut_s]);
+    let o = vipnas(&["profile", "--board", "host", "--quick", "--input", INPUT, "--out", lut_s]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains("entries") && out.contains("correction"), "{out}");
@@ -44,8 +47,10 @@ fn quick_profile_then_predict_and_measure() {
         "--sample",
         "max",
         "--input",
-        "128x96",
+        INPUT,
         "--measure",
+        "--runs",
+        "5",
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
@@ -57,7 +62,7 @@ fn quick_profile_then_predict_and_measure() {
 
     // Resuming a finished table re-measures nothing and keeps it.
     let before = std::fs::read(&lut).unwrap();
-    let o = vipnas(&["profile", "--board", "host", "--quick", "--input", "128x96", "--out", lut_s]);
+    let o = vipnas(&["profile", "--board", "host", "--quick", "--input", INPUT, "--out", lut_s]);
     assert!(o.status.success());
     let after: serde_json::Value = serde_json::from_slice(&std::fs::read(&lut).unwrap()).unwrap();
     let before: serde_json::Value = serde_json::from_slice(&before).unwrap();
@@ -66,7 +71,7 @@ fn quick_profile_then_predict_and_measure() {
     // A subnet the quick table does not cover: a clear error, never 0.
     let o = vipnas(&[
         "predict", "--board", "host", "--table", lut_s, "--space", "mbv3", "--sample", "random", "--seed", "99",
-        "--input", "128x96",
+        "--input", INPUT,
     ]);
     let (out, err) = text(&o);
     assert!(!o.status.success() && err.contains("the latency table lacks") && !out.contains("predicted_ms"), "{err}");

@@ -22,12 +22,14 @@ pub struct BenchArgs {
 enum BenchKind {
     Runtime(RuntimeArgs),
     Latency(LatencyArgs),
+    Peers(PeersArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     match a.kind {
         BenchKind::Runtime(r) => run_runtime(r),
         BenchKind::Latency(l) => run_latency(l),
+        BenchKind::Peers(p) => run_peers(p),
     }
 }
 
@@ -170,5 +172,56 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
     }
     scatter(&a.plot, &board.name, &results)?;
     println!("scatter plot: {}", a.plot.display());
+    Ok(())
+}
+
+/// Peer numbers: MoveNet Lightning and Thunder through our runtime on the
+/// labelled pose2sim cameras (AP, PCK@0.1, ms/frame at 1 and 2 threads), and
+/// tract / onnxruntime latency on the same files. Prints a markdown table.
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  scripts/fetch-data.sh && vipnas bench peers --data .cache/data")]
+pub struct PeersArgs {
+    /// Output of scripts/fetch-data.sh.
+    #[arg(long, default_value = ".cache/data")]
+    data: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+}
+
+fn run_peers(a: PeersArgs) -> Result<()> {
+    use vipnas::host::bench::{peer_rows, BenchModel};
+    use vipnas::runtime::engine::InputDatum;
+    let rows = peer_rows(&a.data)?;
+    println!("| model | set | AP | PCK@0.1 | ms/frame 1 thread | ms/frame 2 threads |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!("| {} | {} | {:.3} | {:.3} | {:.1} | {:.1} |", r.model, r.set, r.ap, r.pck10, r.ms[0], r.ms[1]);
+    }
+    let python = std::env::var("VIPNAS_PYTHON").unwrap_or_else(|_| {
+        let venv = a.repo.join(".cache/venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    });
+    println!("\n| model | threads | tract ms | onnxruntime ms | tract / ort |\n|---|---|---|---|---|");
+    for (m, s) in [("lightning", 192), ("thunder", 256)] {
+        let bm = BenchModel {
+            name: format!("movenet-{m}"),
+            onnx: a.data.join(format!("models/movenet-{m}/spatial.onnx")),
+            shape: vec![1, s, s, 3],
+            datum: InputDatum::I32,
+        };
+        for t in [1, 2] {
+            let tract = tract_latency(&bm, t, a.runs)?;
+            let ort = ort_latency(&python, &a.repo.join("benches/ort_latency.py"), &bm, t, a.runs)?;
+            let (o, r) =
+                ort.map_or(("n/a".into(), "n/a".into()), |o| (format!("{o:.1}"), format!("{:.2}x", tract / o)));
+            println!("| {} | {t} | {tract:.1} | {o} | {r} |", bm.name);
+        }
+    }
     Ok(())
 }

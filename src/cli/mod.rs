@@ -4,8 +4,12 @@
 #[cfg(feature = "host")]
 mod bench;
 #[cfg(feature = "host")]
+mod data;
+#[cfg(feature = "host")]
 mod eval;
 mod export;
+#[cfg(feature = "host")]
+mod label;
 mod profile;
 mod run;
 mod space;
@@ -40,6 +44,18 @@ enum Command {
     Bench(bench::BenchArgs),
     #[cfg(feature = "host")]
     Eval(eval::EvalArgs),
+    /// COCO-format set utilities.
+    #[cfg(feature = "host")]
+    #[command(subcommand)]
+    Data(DataCommand),
+    #[cfg(feature = "host")]
+    Label(label::LabelArgs),
+}
+
+#[cfg(feature = "host")]
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    Merge(data::DataArgs),
 }
 
 /// Parses arguments, runs the command, prints errors as one line.
@@ -61,6 +77,10 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         #[cfg(feature = "host")]
         Command::Eval(a) => eval::run(a),
+        #[cfg(feature = "host")]
+        Command::Data(DataCommand::Merge(a)) => data::run(a),
+        #[cfg(feature = "host")]
+        Command::Label(a) => label::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -99,6 +99,9 @@ pub struct PredictArgs {
     /// Also measure the whole subnet here (with the board's threads).
     #[arg(long)]
     measure: bool,
+    /// Timed runs for --measure (after 5 warm-ups).
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
 }
 
 pub fn run_predict(a: PredictArgs) -> Result<()> {
@@ -139,7 +142,7 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
     println!("blocks={} sum_ms={:.3}", p.blocks, p.sum_ms);
     println!("predicted_ms={:.3}", p.ms);
     if a.measure {
-        let m = measure(&net, board.threads, 5, 30)?;
+        let m = measure(&net, board.threads, 5, a.runs)?;
         println!("measured_ms={:.3} error={:+.1}%", m.p50_ms, 100.0 * (p.ms - m.p50_ms) / m.p50_ms);
     }
     Ok(())

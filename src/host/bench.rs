@@ -205,3 +205,43 @@ pub fn op_profile(m: &BenchModel, runs: usize) -> Result<Vec<OpTime>> {
     let mut engine = TractEngine::from_path_with(&m.onnx, &m.shape, m.datum, 1)?;
     engine.profile(&bench_input(m), runs)
 }
+
+/// One row of the peer table: a MoveNet model on one labelled camera.
+#[derive(Clone, Debug)]
+pub struct PeerRow {
+    pub model: String,
+    pub set: String,
+    pub ap: f64,
+    pub pck10: f64,
+    /// ms per frame (preprocess + inference + decode) at 1 and 2 threads.
+    pub ms: [f64; 2],
+}
+
+/// MoveNet Lightning and Thunder through our runtime (crop tracking, no
+/// smoothing) on the labelled pose2sim cameras under `data` (scripts/fetch-data.sh),
+/// scored against the primary subject.
+pub fn peer_rows(data: &Path) -> Result<Vec<PeerRow>> {
+    use super::coco::CocoDataset;
+    use super::eval::{coco_stats, pck, predict, RoiMode};
+    use crate::runtime::PoseModel;
+    let mut rows = Vec::new();
+    for m in ["lightning", "thunder"] {
+        let bundle = data.join(format!("models/movenet-{m}"));
+        for cam in ["cam01", "cam02", "cam03"] {
+            let gt = CocoDataset::load(&data.join(format!("pose2sim/person_keypoints_{cam}.json")))?.primary_only();
+            let mut ms = [0.0; 2];
+            let mut scored = None;
+            for (i, threads) in [1, 2].into_iter().enumerate() {
+                let p = predict(PoseModel::load(&bundle, threads)?, &gt, &data.join("pose2sim"), RoiMode::Track)?;
+                ms[i] = p.ms_per_estimate;
+                if scored.is_none() {
+                    let stats = coco_stats(&gt, &p.results)?;
+                    scored = Some((stats[0], pck(&gt, &p.results, &[0.1]).overall[0]));
+                }
+            }
+            let (ap, pck10) = scored.expect("scored");
+            rows.push(PeerRow { model: format!("movenet-{m}"), set: cam.into(), ap, pck10, ms });
+        }
+    }
+    Ok(rows)
+}

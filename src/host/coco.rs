@@ -143,6 +143,39 @@ impl CocoDataset {
     }
 }
 
+impl CocoDataset {
+    /// Several datasets as one: image and annotation ids renumbered from 1,
+    /// file names prefixed with each part's directory (relative to a common root).
+    pub fn merge(parts: &[(CocoDataset, String)]) -> Result<CocoDataset> {
+        let mut out = CocoDataset {
+            info: Some(serde_json::json!({"description": "merged by vipnas data merge"})),
+            licenses: None,
+            images: Vec::new(),
+            annotations: Vec::new(),
+            categories: parts.first().map(|(d, _)| d.categories.clone()).unwrap_or_default(),
+        };
+        for (d, prefix) in parts {
+            let mut new_id = HashMap::new();
+            for im in &d.images {
+                let id = out.images.len() as u64 + 1;
+                new_id.insert(im.id, id);
+                let file_name = if prefix.is_empty() {
+                    im.file_name.clone()
+                } else {
+                    format!("{}/{}", prefix.trim_end_matches('/'), im.file_name)
+                };
+                out.images.push(CocoImage { id, file_name, ..im.clone() });
+            }
+            for a in &d.annotations {
+                let id = out.annotations.len() as u64 + 1;
+                out.annotations.push(CocoAnnotation { id, image_id: new_id[&a.image_id], ..a.clone() });
+            }
+        }
+        out.check()?;
+        Ok(out)
+    }
+}
+
 /// Reads and checks a results file against its ground truth: known image
 /// ids, 51 finite keypoint values, finite scores. Errors name the entry.
 pub fn load_results(path: &Path, gt: &CocoDataset) -> Result<Vec<CocoResult>> {
@@ -234,6 +267,17 @@ mod tests {
         let mut v = minimal();
         v["annotations"][0]["image_id"] = 9.into();
         assert!(format!("{:#}", load(&v).unwrap_err()).contains("image_id 9 is not in `images`"));
+    }
+
+    #[test]
+    fn merge_renumbers_and_prefixes() {
+        let a = load(&minimal()).unwrap();
+        let m = CocoDataset::merge(&[(a.clone(), "cam01".into()), (a, String::new())]).unwrap();
+        assert_eq!(
+            m.images.iter().map(|i| (i.id, i.file_name.as_str())).collect::<Vec<_>>(),
+            [(1, "cam01/a.jpg"), (2, "a.jpg")]
+        );
+        assert_eq!(m.annotations.iter().map(|a| (a.id, a.image_id)).collect::<Vec<_>>(), [(1, 1), (2, 2)]);
     }
 
     #[test]

@@ -4,5 +4,6 @@
 pub mod bench;
 pub mod coco;
 pub mod eval;
+pub mod label;
 pub mod latency_bench;
 pub mod plot;

@@ -90,11 +90,7 @@ impl TractEngine {
             "the model's first output is {:?}, not f32",
             out_fact.datum_type
         );
-        let mut options = RunOptions::default();
-        if threads > 1 {
-            options.executor = Some(tract_linalg::multithread::Executor::multithread(threads));
-        }
-        let state = typed.into_runnable_with_options(&options)?.spawn()?;
+        let state = typed.into_runnable_with_options(&run_options(threads))?.spawn()?;
         Ok(TractEngine { state, input_shape: input_shape.to_vec(), output_shape })
     }
 
@@ -104,6 +100,22 @@ impl TractEngine {
         self.run(&InputTensor::F32(input.to_vec()), &mut out)?;
         Ok((self.output_shape.clone(), out))
     }
+}
+
+/// tract's executor for `threads` (multithreaded with the `multithread` feature).
+fn run_options(threads: usize) -> RunOptions {
+    #[cfg(feature = "multithread")]
+    if threads > 1 {
+        return RunOptions {
+            executor: Some(tract_linalg::multithread::Executor::multithread(threads)),
+            ..RunOptions::default()
+        };
+    }
+    #[cfg(not(feature = "multithread"))]
+    if threads > 1 {
+        log::warn!("built without the `multithread` feature: running 1 thread, not {threads}");
+    }
+    RunOptions::default()
 }
 
 impl Engine for TractEngine {

@@ -67,11 +67,21 @@ pub struct TrackConfig {
     pub reinit_below: f32,
     /// Smooth output keypoints (display); `None` for evaluation.
     pub smoothing: Option<OneEuroConfig>,
+    /// On loss keep the last ROI instead of restarting from the whole frame
+    /// (several trackers following different people must not all jump to one).
+    pub hold_on_loss: bool,
 }
 
 impl Default for TrackConfig {
     fn default() -> Self {
-        TrackConfig { padding: 1.4, min_keypoint_score: 0.3, min_keypoints: 4, reinit_below: 0.2, smoothing: None }
+        TrackConfig {
+            padding: 1.4,
+            min_keypoint_score: 0.3,
+            min_keypoints: 4,
+            reinit_below: 0.2,
+            smoothing: None,
+            hold_on_loss: false,
+        }
     }
 }
 
@@ -89,6 +99,12 @@ impl Tracker {
         Tracker { cfg, roi: None, filters: [[OneEuro::default(); 2]; KEYPOINTS], reinits: 0 }
     }
 
+    /// Starts (or restarts) tracking from a given box, e.g. a person picked by hand.
+    pub fn start_at(&mut self, roi: Roi) {
+        self.roi = Some(roi);
+        self.filters.iter_mut().flatten().for_each(OneEuro::reset);
+    }
+
     /// The ROI for the next frame and whether it is a fresh start (whole frame).
     pub fn next_roi(&self, width: u32, height: u32, aspect: f32) -> (Roi, bool) {
         match self.roi {
@@ -99,7 +115,8 @@ impl Tracker {
 
     /// Takes the pose estimated in this frame: decides the next ROI, then
     /// smooths the keypoints in place if smoothing is on (`dt` in seconds).
-    pub fn update(&mut self, pose: &mut Pose, aspect: f32, dt: f32) {
+    /// Returns whether the person was lost in this frame.
+    pub fn update(&mut self, pose: &mut Pose, aspect: f32, dt: f32) -> bool {
         let c = &self.cfg;
         let (mut x0, mut y0, mut x1, mut y1, mut n) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN, 0);
         for k in pose.keypoints.iter().filter(|k| k[2] >= c.min_keypoint_score) {
@@ -114,7 +131,9 @@ impl Tracker {
             if self.roi.is_some() {
                 self.reinits += 1;
             }
-            self.roi = None;
+            if !c.hold_on_loss {
+                self.roi = None;
+            }
             self.filters.iter_mut().flatten().for_each(OneEuro::reset);
         } else {
             self.roi = Some(Roi::from_box(x0, y0, x1 - x0, y1 - y0, aspect, c.padding));
@@ -125,6 +144,7 @@ impl Tracker {
                 k[1] = f[1].filter(k[1], dt, &cfg);
             }
         }
+        lost
     }
 }
 

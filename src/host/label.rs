@@ -1,0 +1,173 @@
+//! `vipnas label`: pseudo-labels for unlabelled frames from a teacher model run
+//! through the runtime's crop tracking. Confident keypoints keep visibility 2,
+//! the rest are written as (0, 0, 0); a person with too few confident
+//! keypoints in a frame gets no annotation there. Several people are followed
+//! from hand-given starting boxes, each by its own tracker.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+
+use super::coco::{CocoAnnotation, CocoCategory, CocoDataset, CocoImage};
+use crate::coco::{KEYPOINT_NAMES, SKELETON};
+use crate::runtime::preprocess::Roi;
+use crate::runtime::source::dir::load_rgb;
+use crate::runtime::source::DirSource;
+use crate::runtime::track::{TrackConfig, Tracker};
+use crate::runtime::{Frame, Pose, PoseModel};
+
+/// `FRAME:x,y,w,h` — follow the person in this box from this frame on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StartBox {
+    pub frame: u64,
+    pub bbox: [f32; 4],
+}
+
+impl FromStr for StartBox {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("start box `{s}`: expected FRAME:x,y,w,h (e.g. 0:200,20,80,150)");
+        let (frame, b) = s.split_once(':').ok_or_else(err)?;
+        let v: Vec<f32> = b.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>().map_err(|_| err())?;
+        match (frame.trim().parse(), v.as_slice()) {
+            (Ok(frame), &[x, y, w, h]) if w > 0.0 && h > 0.0 => Ok(StartBox { frame, bbox: [x, y, w, h] }),
+            _ => Err(err()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LabelOptions {
+    /// Keypoints at or above this teacher score are kept (visibility 2).
+    pub min_score: f32,
+    /// Fewer kept keypoints than this: no annotation for that person and frame.
+    pub min_keypoints: usize,
+    /// People to follow; empty = one person, found on the whole frame.
+    pub starts: Vec<StartBox>,
+    pub max_frames: Option<u64>,
+    pub description: String,
+}
+
+/// Counts for the report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LabelStats {
+    pub frames: usize,
+    pub annotations: usize,
+    pub skipped: usize,
+    pub keypoints: usize,
+}
+
+fn annotation(id: u64, image: &CocoImage, pose: &Pose, opts: &LabelOptions) -> Option<CocoAnnotation> {
+    let mut keypoints = Vec::with_capacity(51);
+    let (mut x0, mut y0, mut x1, mut y1, mut n) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN, 0u32);
+    for k in &pose.keypoints {
+        if k[2] >= opts.min_score {
+            let (x, y) = (k[0] as f64 - 0.5, k[1] as f64 - 0.5);
+            keypoints.extend([x, y, 2.0]);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            n += 1;
+        } else {
+            keypoints.extend([0.0, 0.0, 0.0]);
+        }
+    }
+    if (n as usize) < opts.min_keypoints {
+        return None;
+    }
+    // The box: visible keypoints + 10 % of the size per side, clipped to the image
+    // (the rule the pose2sim labels were made with); area = w·h·0.53 likewise.
+    let (w, h) = (x1 - x0, y1 - y0);
+    let (bx0, by0) = ((x0 - 0.1 * w).max(0.0), (y0 - 0.1 * h).max(0.0));
+    let (bx1, by1) = ((x1 + 0.1 * w).min(image.width as f64 - 1.0), (y1 + 0.1 * h).min(image.height as f64 - 1.0));
+    let bbox = [bx0, by0, (bx1 - bx0).max(1.0), (by1 - by0).max(1.0)];
+    Some(CocoAnnotation {
+        id,
+        image_id: image.id,
+        category_id: 1,
+        keypoints,
+        num_keypoints: n,
+        bbox,
+        area: bbox[2] * bbox[3] * 0.53,
+        iscrowd: 0,
+        is_primary: None,
+    })
+}
+
+/// Labels every frame of `dir` (JPEG/PNG, name order); file names in the
+/// output are relative to `dir`.
+pub fn label(mut model: PoseModel, dir: &Path, opts: &LabelOptions) -> Result<(CocoDataset, LabelStats)> {
+    let files = DirSource::open(dir)?.files().to_vec();
+    let people = if opts.starts.is_empty() { vec![None] } else { opts.starts.iter().map(Some).collect() };
+    let cfg = TrackConfig { hold_on_loss: !opts.starts.is_empty(), ..TrackConfig::default() };
+    let mut trackers: Vec<Tracker> = people.iter().map(|_| Tracker::new(cfg)).collect();
+    let aspect = model.aspect();
+    let (mut frame, mut pose) = (Frame::default(), Pose::default());
+    let mut images = Vec::new();
+    let mut annotations = Vec::new();
+    let mut stats = LabelStats::default();
+    for (i, path) in files.iter().enumerate().take(opts.max_frames.map_or(usize::MAX, |n| n as usize)) {
+        load_rgb(path, &mut frame).with_context(|| format!("{}: cannot load", path.display()))?;
+        let name = path.strip_prefix(dir).unwrap_or(path).to_string_lossy().into_owned();
+        let image = CocoImage {
+            id: i as u64 + 1,
+            file_name: name,
+            width: frame.width,
+            height: frame.height,
+            frame_index: Some(i as u64),
+        };
+        for (start, tracker) in people.iter().zip(trackers.iter_mut()) {
+            if let Some(s) = start {
+                if (i as u64) < s.frame {
+                    continue;
+                }
+                if i as u64 == s.frame {
+                    let [x, y, w, h] = s.bbox;
+                    tracker.start_at(Roi::from_box(x, y, w, h, aspect, 1.25));
+                }
+            }
+            let (roi, _) = tracker.next_roi(frame.width, frame.height, aspect);
+            model.estimate(&frame, &roi, &mut pose)?;
+            let lost = tracker.update(&mut pose, aspect, 1.0 / 30.0);
+            match (!lost).then(|| annotation(annotations.len() as u64 + 1, &image, &pose, opts)).flatten() {
+                Some(a) => {
+                    stats.keypoints += a.num_keypoints as usize;
+                    annotations.push(a);
+                }
+                None => stats.skipped += 1,
+            }
+        }
+        images.push(image);
+    }
+    if images.is_empty() {
+        bail!("{}: no frames", dir.display());
+    }
+    stats.frames = images.len();
+    stats.annotations = annotations.len();
+    let dataset = CocoDataset {
+        info: Some(serde_json::json!({ "description": opts.description, "min_score": opts.min_score })),
+        licenses: None,
+        images,
+        annotations,
+        categories: vec![CocoCategory {
+            id: 1,
+            name: "person".into(),
+            keypoints: Some(KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect()),
+            skeleton: Some(SKELETON.iter().map(|&(a, b)| [a as u32 + 1, b as u32 + 1]).collect()),
+        }],
+    };
+    dataset.check()?;
+    Ok((dataset, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_boxes_parse() {
+        assert_eq!("12:1,2,30,40".parse::<StartBox>().unwrap(), StartBox { frame: 12, bbox: [1.0, 2.0, 30.0, 40.0] });
+        assert!("1,2,3,4".parse::<StartBox>().unwrap_err().contains("FRAME:x,y,w,h"));
+        assert!("0:1,2,0,4".parse::<StartBox>().is_err());
+        assert!("0:1,2,3".parse::<StartBox>().is_err());
+    }
+}

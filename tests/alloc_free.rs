@@ -99,7 +99,7 @@ fn steady_state_allocations(bundle: &Path, clip: &Path, warm: u64, measured: u64
     let track = TrackConfig { smoothing: Some(OneEuroConfig::default()), ..TrackConfig::default() };
     let manifest = vipnas::bundle::Manifest::load(bundle).unwrap();
     let shape = vipnas::runtime::model::input_shape(&manifest.input);
-    let datum = if manifest.input.dtype == vipnas::bundle::InputType::I32 { InputDatum::I32 } else { InputDatum::F32 };
+    let datum = InputDatum::from(manifest.input.dtype);
     let onnx = bundle.join(&manifest.spatial);
     let tract = TractEngine::from_path_with(&onnx, &shape, datum, 1).unwrap();
     let model = PoseModel::from_engine(manifest, Box::new(Uncounted(tract))).unwrap();

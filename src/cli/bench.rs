@@ -8,7 +8,9 @@ use clap::Args;
 
 use vipnas::arch::{InputSize, SpaceName};
 use vipnas::board::{BoardProfile, LatencyTable};
-use vipnas::host::bench::{default_models, op_profile, ort_latency, pipeline_stages, tract_latency, LatencyRow};
+use vipnas::host::bench::{
+    default_models, op_profile, ort_latency, peer_python, pipeline_stages, tract_latency, LatencyRow,
+};
 use vipnas::host::latency_bench::{error_stats, evaluate, scatter};
 
 /// Benchmarks that print ratios against a peer measured in the same run.
@@ -55,14 +57,7 @@ pub struct RuntimeArgs {
 }
 
 fn run_runtime(a: RuntimeArgs) -> Result<()> {
-    let python = std::env::var("VIPNAS_PYTHON").unwrap_or_else(|_| {
-        let venv = a.repo.join(".cache/venv/bin/python");
-        if venv.exists() {
-            venv.display().to_string()
-        } else {
-            "python3".into()
-        }
-    });
+    let python = peer_python(&a.repo);
     let script = a.repo.join("benches/ort_latency.py");
     let scratch = std::env::temp_dir().join("vipnas-bench");
     let models = default_models(&a.repo, &scratch)?;
@@ -199,14 +194,7 @@ fn run_peers(a: PeersArgs) -> Result<()> {
     for r in &rows {
         println!("| {} | {} | {:.3} | {:.3} | {:.1} | {:.1} |", r.model, r.set, r.ap, r.pck10, r.ms[0], r.ms[1]);
     }
-    let python = std::env::var("VIPNAS_PYTHON").unwrap_or_else(|_| {
-        let venv = a.repo.join(".cache/venv/bin/python");
-        if venv.exists() {
-            venv.display().to_string()
-        } else {
-            "python3".into()
-        }
-    });
+    let python = peer_python(&a.repo);
     println!("\n| model | threads | tract ms | onnxruntime ms | tract / ort |\n|---|---|---|---|---|");
     for (m, s) in [("lightning", 192), ("thunder", 256)] {
         let bm = BenchModel {

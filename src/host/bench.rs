@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::arch::published::published;
 use crate::arch::{InputSize, SpaceName, Weights};
-use crate::bundle::{InputType, Manifest};
+use crate::bundle::Manifest;
 use crate::onnx::{to_bytes, write_network, WriteOptions};
 use crate::runtime::decode::decode_keypoints;
 use crate::runtime::engine::{Engine, InputDatum, OpTime, TractEngine};
@@ -76,6 +76,19 @@ pub fn tract_latency(m: &BenchModel, threads: usize, runs: usize) -> Result<f64>
     Ok(median(times))
 }
 
+/// The Python that runs the onnxruntime peer: `$VIPNAS_PYTHON`, else the test
+/// script's venv under `repo`, else `python3`.
+pub fn peer_python(repo: &Path) -> String {
+    std::env::var("VIPNAS_PYTHON").unwrap_or_else(|_| {
+        let venv = repo.join(".cache/venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    })
+}
+
 /// Median onnxruntime latency via `benches/ort_latency.py`; `None` (reported)
 /// when the Python oracle is not installed.
 pub fn ort_latency(python: &str, script: &Path, m: &BenchModel, threads: usize, runs: usize) -> Result<Option<f64>> {
@@ -114,7 +127,7 @@ pub fn default_models(repo: &Path, scratch: &Path) -> Result<Vec<BenchModel>> {
         name: "movenet-lightning".into(),
         onnx: movenet.join(&m.spatial),
         shape: input_shape(&m.input),
-        datum: if m.input.dtype == InputType::I32 { InputDatum::I32 } else { InputDatum::F32 },
+        datum: m.input.dtype.into(),
     }];
     let subnet = published(SpaceName::Mbv3).expect("mmpose publishes an MBV3 subnet").subnet;
     let net = subnet.network(InputSize::DEFAULT)?;
@@ -153,7 +166,7 @@ impl StageTimes {
 pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<StageTimes> {
     let m = Manifest::load(bundle)?;
     let shape = input_shape(&m.input);
-    let datum = if m.input.dtype == InputType::I32 { InputDatum::I32 } else { InputDatum::F32 };
+    let datum = InputDatum::from(m.input.dtype);
     let mut engine = TractEngine::from_path_with(&bundle.join(&m.spatial), &shape, datum, threads)?;
     let mut input = InputTensor::for_spec(&m.input);
     let mut out = vec![0.0; engine.output_shape().iter().product()];

@@ -37,6 +37,15 @@ pub enum InputDatum {
     I32,
 }
 
+impl From<crate::bundle::InputType> for InputDatum {
+    fn from(t: crate::bundle::InputType) -> InputDatum {
+        match t {
+            crate::bundle::InputType::F32 => InputDatum::F32,
+            crate::bundle::InputType::I32 => InputDatum::I32,
+        }
+    }
+}
+
 impl TractEngine {
     /// Loads an in-memory ONNX model (e.g. straight from the writer).
     pub fn from_proto(proto: &pb::ModelProto, input_shape: &[usize]) -> Result<TractEngine> {

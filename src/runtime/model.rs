@@ -145,10 +145,7 @@ impl PoseModel {
             bail!("{}: no such model bundle or ONNX file", path.display());
         };
         let shape = input_shape(&manifest.input);
-        let datum = match manifest.input.dtype {
-            InputType::F32 => InputDatum::F32,
-            InputType::I32 => InputDatum::I32,
-        };
+        let datum = InputDatum::from(manifest.input.dtype);
         let source = manifest_path.as_deref().unwrap_or(&onnx_path).display().to_string();
         let engine = TractEngine::from_path_with(&onnx_path, &shape, datum, threads).with_context(|| {
             format!("{source}: the model does not accept input {shape:?} ({:?})", manifest.input.dtype)

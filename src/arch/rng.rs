@@ -7,7 +7,7 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5EED_0F_71_9A5u64)
+        Rng(seed ^ 0x5EE_D0F7_19A5)
     }
 
     pub fn next_u64(&mut self) -> u64 {

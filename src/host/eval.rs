@@ -3,7 +3,7 @@
 //! 10 COCO keypoint metrics (hotcoco, which matches pycocotools; golden tests
 //! hold it to 1e-6) and PCK.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -204,6 +204,6 @@ impl Pck {
 }
 
 /// Writes results as a COCO results file.
-pub fn write_results(path: &PathBuf, results: &[CocoResult]) -> Result<()> {
+pub fn write_results(path: &Path, results: &[CocoResult]) -> Result<()> {
     crate::bundle::write_atomic(path, &serde_json::to_vec(results)?)
 }

@@ -84,7 +84,7 @@ pub fn plot_png(
             .into_styled(grid)
             .draw(&mut f);
         let _ = Text::with_alignment(
-            &format!("{t:.4}").trim_end_matches('0').trim_end_matches('.').to_string(),
+            format!("{t:.4}").trim_end_matches('0').trim_end_matches('.'),
             Point::new(px(t), H as i32 - BOTTOM + 14),
             text,
             Alignment::Center,
@@ -99,7 +99,7 @@ pub fn plot_png(
             .into_styled(grid)
             .draw(&mut f);
         let _ = Text::with_alignment(
-            &format!("{t:.4}").trim_end_matches('0').trim_end_matches('.').to_string(),
+            format!("{t:.4}").trim_end_matches('0').trim_end_matches('.'),
             Point::new(LEFT - 6, py(t) + 3),
             text,
             Alignment::Right,

@@ -28,7 +28,7 @@ impl Map {
     }
 }
 
-fn p<'a>(w: &'a Weights, name: &str) -> Vec<f64> {
+fn p(w: &Weights, name: &str) -> Vec<f64> {
     w.get(name).unwrap().data.iter().map(|&v| v as f64).collect()
 }
 

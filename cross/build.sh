@@ -27,7 +27,7 @@ export VIPNAS_UNDER_QEMU=1
 try_rustup() {
   command -v rustup >/dev/null 2>&1 || return 1
   rustup target list --installed 2>/dev/null | grep -qx "$TARGET" && return 0
-  timeout 300 rustup target add "$TARGET"
+  timeout 120 rustup target add "$TARGET"
 }
 
 try_cross() {

@@ -196,3 +196,46 @@ fn eval_of_bundled_movenet_on_bundled_clip() {
         println!("pycocotools on the same results: AP={:.4}", reference[0]);
     }
 }
+
+#[test]
+fn teacher_labels_agree_with_the_real_labels() {
+    use vipnas::host::label::{label, LabelOptions, StartBox};
+    let gt = CocoDataset::load(&repo("tests/data/pose2sim-cam03.json")).unwrap();
+    // Followed from a box around the subject on frame 0, as for sports2d/vtest.
+    let first = gt.annotations.iter().find(|a| a.image_id == gt.images_in_order()[0].id).unwrap();
+    let b = first.bbox.map(|v| v as f32);
+    let opts = LabelOptions {
+        min_score: 0.4,
+        min_keypoints: 5,
+        starts: vec![StartBox { frame: 0, bbox: b }],
+        max_frames: Some(30),
+        description: "test".into(),
+    };
+    let model = PoseModel::load(&repo("models/movenet-lightning"), 1).unwrap();
+    let (labels, stats) = label(model, &repo("tests/data/pose2sim-cam03"), &opts).unwrap();
+    assert_eq!(stats.frames, 30);
+    assert!(stats.annotations >= 28, "{stats:?}");
+    assert!(labels.annotations.iter().all(|a| a.num_keypoints >= 5 && a.bbox[2] > 0.0));
+    // The pseudo-labels, read as results, score high against the real labels.
+    let as_results: Vec<CocoResult> = labels
+        .annotations
+        .iter()
+        .map(|a| {
+            let file = &labels.images.iter().find(|i| i.id == a.image_id).unwrap().file_name;
+            let image_id = gt.images.iter().find(|i| &i.file_name == file).unwrap().id;
+            CocoResult { image_id, category_id: 1, keypoints: a.keypoints.clone(), score: 1.0 }
+        })
+        .collect();
+    let p = pck(&gt, &as_results, &[0.1]);
+    // Only the first 30 frames were labelled: score those.
+    let labelled: std::collections::HashSet<u64> = as_results.iter().map(|r| r.image_id).collect();
+    let mut sub = gt.clone();
+    sub.annotations.retain(|a| labelled.contains(&a.image_id));
+    let p30 = pck(&sub, &as_results, &[0.1]);
+    println!(
+        "teacher labels vs real labels on 30 frames: PCK@0.1 = {:.3} over {} labelled keypoints",
+        p30.overall[0], p30.keypoints
+    );
+    assert!(p30.overall[0] > 0.9, "{}", p30.overall[0]);
+    assert!(p.overall[0] < p30.overall[0], "unlabelled frames count as misses");
+}

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use super::coco::{CocoAnnotation, CocoCategory, CocoDataset, CocoImage};
 use crate::coco::{KEYPOINT_NAMES, SKELETON};
 use crate::runtime::preprocess::Roi;
+use crate::runtime::run::track_step;
 use crate::runtime::source::dir::load_rgb;
 use crate::runtime::source::DirSource;
 use crate::runtime::track::{TrackConfig, Tracker};
@@ -125,9 +126,7 @@ pub fn label(mut model: PoseModel, dir: &Path, opts: &LabelOptions) -> Result<(C
                     tracker.start_at(Roi::from_box(x, y, w, h, aspect, 1.25));
                 }
             }
-            let (roi, _) = tracker.next_roi(frame.width, frame.height, aspect);
-            model.estimate(&frame, &roi, &mut pose)?;
-            let lost = tracker.update(&mut pose, aspect, 1.0 / 30.0);
+            let lost = track_step(&mut model, tracker, &frame, 1.0 / 30.0, &mut pose)?.lost;
             match (!lost).then(|| annotation(annotations.len() as u64 + 1, &image, &pose, opts)).flatten() {
                 Some(a) => {
                     stats.keypoints += a.num_keypoints as usize;

@@ -29,12 +29,33 @@ impl Estimator {
 
     /// Estimates the pose in `frame`; returns whether the tracker started afresh.
     pub fn step(&mut self, frame: &Frame, dt: f32, pose: &mut Pose) -> Result<bool> {
-        let aspect = self.model.aspect();
-        let (roi, fresh) = self.tracker.next_roi(frame.width, frame.height, aspect);
-        self.model.estimate(frame, &roi, pose)?;
-        self.tracker.update(pose, aspect, dt);
-        Ok(fresh)
+        Ok(track_step(&mut self.model, &mut self.tracker, frame, dt, pose)?.fresh)
     }
+}
+
+/// What one tracked estimate did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackStep {
+    /// The crop was the whole frame (start, or after a loss).
+    pub fresh: bool,
+    /// The pose was too weak to follow: the person is lost in this frame.
+    pub lost: bool,
+}
+
+/// One frame for one tracked person: the tracker's ROI, the model's pose in
+/// it, the tracker updated from that pose.
+pub fn track_step(
+    model: &mut PoseModel,
+    tracker: &mut Tracker,
+    frame: &Frame,
+    dt: f32,
+    pose: &mut Pose,
+) -> Result<TrackStep> {
+    let aspect = model.aspect();
+    let (roi, fresh) = tracker.next_roi(frame.width, frame.height, aspect);
+    model.estimate(frame, &roi, pose)?;
+    let lost = tracker.update(pose, aspect, dt);
+    Ok(TrackStep { fresh, lost })
 }
 
 /// What `run` should do besides estimating.

@@ -66,7 +66,7 @@ case "$route" in
     setup_debian
     # Debian's toolchain gets its own target dir: artefacts of two compilers never mix.
     out_dir=target-debian
-    RUSTC=/usr/bin/rustc /usr/bin/cargo "$cmd" --release --target "$TARGET" --target-dir "$out_dir" ;;
+    RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc /usr/bin/cargo "$cmd" --release --target "$TARGET" --target-dir "$out_dir" ;;
 esac
 bin="$out_dir/$TARGET/release/vipnas"
 size=$(stat -c %s "$bin")

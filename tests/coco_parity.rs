@@ -239,3 +239,47 @@ fn teacher_labels_agree_with_the_real_labels() {
     assert!(p30.overall[0] > 0.9, "{}", p30.overall[0]);
     assert!(p.overall[0] < p30.overall[0], "unlabelled frames count as misses");
 }
+
+#[test]
+fn openpose_body25b_converts_to_coco_with_scaling_boxes_and_primary() {
+    use vipnas::host::openpose::{convert, OpenPoseConversion};
+    let dir = common::scratch("openpose");
+    let (json, frames) = (dir.join("cam1_json"), dir.join("frames"));
+    std::fs::create_dir_all(&json).unwrap();
+    std::fs::create_dir_all(&frames).unwrap();
+    // Source video 200x400, frames 100x200 (scale 0.5).
+    for i in 0..2 {
+        image::RgbImage::new(100, 200).save(frames.join(format!("{i:06}.jpg"))).unwrap();
+    }
+    let person = |x0: f64, y0: f64, size: f64, conf: f64| -> Vec<f64> {
+        (0..25)
+            .flat_map(|j| [x0 + size * (j % 5) as f64, y0 + size * (j / 5) as f64, if j == 3 { 0.05 } else { conf }])
+            .collect()
+    };
+    let frame0 = serde_json::json!({"people": [{"pose_keypoints_2d": person(10.0, 20.0, 10.0, 0.9)}, {"pose_keypoints_2d": person(100.0, 100.0, 20.0, 0.8)}]});
+    std::fs::write(json.join("cam01.0000.json"), frame0.to_string()).unwrap();
+    std::fs::write(json.join("cam01.0001.json"), serde_json::json!({"people": []}).to_string()).unwrap();
+    let d = convert(&OpenPoseConversion {
+        json_dir: &json,
+        frames_dir: &frames,
+        prefix: "cam01",
+        id_base: 100000,
+        source_size: (200, 400),
+        conf: 0.1,
+    })
+    .unwrap();
+    assert_eq!(d.images.len(), 2);
+    assert_eq!(d.images[0].file_name, "cam01/000000.jpg");
+    assert_eq!(d.annotations.len(), 2, "frame 1 has nobody");
+    let big = d.annotations.iter().find(|a| a.is_primary == Some(1)).unwrap();
+    // Joint 0 of the big person: (100 + 0.5) * 0.5 - 0.5 = 49.75, y likewise.
+    assert_eq!((big.keypoints[0], big.keypoints[1], big.keypoints[2]), (49.75, 49.75, 2.0));
+    assert_eq!(&big.keypoints[9..12], &[0.0, 0.0, 0.0], "joint 3 below the confidence threshold");
+    assert_eq!(big.num_keypoints, 16);
+    // Box over all 25 joints (x 100..180, y 100..180 in the source), +10 % per side.
+    let (x0, x1) = (49.75, 89.75);
+    assert!((big.bbox[0] - (x0 - 4.0)).abs() < 1e-9 && (big.bbox[2] - 48.0).abs() < 1e-9, "{:?}", big.bbox);
+    assert!((big.area - big.bbox[2] * big.bbox[3] * 0.53).abs() < 1e-9);
+    assert!(x1 > x0);
+    assert_eq!(d.annotations.iter().filter(|a| a.is_primary == Some(0)).count(), 1);
+}

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use vipnas::host::coco::CocoDataset;
+use vipnas::host::openpose::{convert, OpenPoseConversion};
 
 /// Merge COCO keypoint files; each INPUT may carry `:PREFIX`, prepended to its
 /// image file names so that all are relative to one root.
@@ -36,5 +37,58 @@ pub fn run(a: DataArgs) -> Result<()> {
     let merged = CocoDataset::merge(&parts)?;
     vipnas::bundle::write_atomic(&a.out, &serde_json::to_vec(&merged)?)?;
     println!("wrote {}: {} images, {} annotations", a.out.display(), merged.images.len(), merged.annotations.len());
+    Ok(())
+}
+
+/// Convert OpenPose BODY_25B per-frame json (Pose2Sim's labels) to COCO keypoints
+/// for frames extracted from the same video.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  vipnas data openpose --json-dir cam1_json --frames pose2sim/cam01 --prefix cam01 --id-base 100000 --source-size 1088x1920 --out cam01.json"
+)]
+pub struct OpenPoseArgs {
+    #[arg(long)]
+    json_dir: PathBuf,
+    /// Extracted frames NNNNNN.jpg, one per json file.
+    #[arg(long)]
+    frames: PathBuf,
+    /// File-name prefix in the output (relative root).
+    #[arg(long)]
+    prefix: String,
+    /// Image ids start here.
+    #[arg(long, default_value_t = 0)]
+    id_base: u64,
+    /// Size of the video the labels were made on, WIDTHxHEIGHT.
+    #[arg(long)]
+    source_size: String,
+    /// Joint confidence above which a joint is visible.
+    #[arg(long, default_value_t = 0.1)]
+    conf: f64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run_openpose(a: OpenPoseArgs) -> Result<()> {
+    let (w, h) = a
+        .source_size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--source-size `{}`: expected WIDTHxHEIGHT", a.source_size))?;
+    let d = convert(&OpenPoseConversion {
+        json_dir: &a.json_dir,
+        frames_dir: &a.frames,
+        prefix: &a.prefix,
+        id_base: a.id_base,
+        source_size: (w, h),
+        conf: a.conf,
+    })?;
+    vipnas::bundle::write_atomic(&a.out, &serde_json::to_vec(&d)?)?;
+    let primary = d.annotations.iter().filter(|a| a.is_primary == Some(1)).count();
+    println!(
+        "wrote {}: {} images, {} annotations ({primary} primary)",
+        a.out.display(),
+        d.images.len(),
+        d.annotations.len()
+    );
     Ok(())
 }

@@ -56,6 +56,7 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum DataCommand {
     Merge(data::DataArgs),
+    Openpose(data::OpenPoseArgs),
 }
 
 /// Parses arguments, runs the command, prints errors as one line.
@@ -79,6 +80,8 @@ pub fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         #[cfg(feature = "host")]
         Command::Data(DataCommand::Merge(a)) => data::run(a),
+        #[cfg(feature = "host")]
+        Command::Data(DataCommand::Openpose(a)) => data::run_openpose(a),
         #[cfg(feature = "host")]
         Command::Label(a) => label::run(a),
     };

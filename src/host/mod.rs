@@ -6,4 +6,5 @@ pub mod coco;
 pub mod eval;
 pub mod label;
 pub mod latency_bench;
+pub mod openpose;
 pub mod plot;

@@ -283,3 +283,12 @@ fn openpose_body25b_converts_to_coco_with_scaling_boxes_and_primary() {
     assert!(x1 > x0);
     assert_eq!(d.annotations.iter().filter(|a| a.is_primary == Some(0)).count(), 1);
 }
+
+#[test]
+fn missing_images_are_named() {
+    let gt = CocoDataset::load(&repo("tests/data/pose2sim-cam03.json")).unwrap();
+    let model = PoseModel::load(&repo("models/movenet-lightning"), 1).unwrap();
+    let e = predict(model, &gt, Path::new("/nonexistent/frames"), RoiMode::Track).err().unwrap();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("image 300000") && msg.contains("/nonexistent/frames/000000.jpg"), "{msg}");
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing vipnas needs on a Debian/Ubuntu machine,
 # idempotently: Debian packages (libclang for v4l's bindgen, the aarch64 cross
-# linker and qemu-user for the device tests, python3-venv), a Rust toolchain if
-# none is present, and the Python oracles in .cache/venv.
+# linker and qemu-user for the device tests, qemu-system, busybox, kmod and cpio
+# for the vivid camera VM test, python3-venv), a Rust toolchain if none is
+# present, and the Python oracles in .cache/venv.
 #
 #   scripts/setup.sh           everything
 #   scripts/setup.sh --run     only what `vipnas run` needs (no cross, no oracles)
@@ -24,6 +25,10 @@ if [[ $only_run -eq 0 ]]; then
   want gcc-aarch64-linux-gnu
   want libc6-dev-arm64-cross
   want qemu-user-static
+  want qemu-system-x86
+  want busybox-static
+  want kmod
+  want cpio
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 fi
 if ! command -v cargo >/dev/null 2>&1; then

@@ -121,6 +121,7 @@ fn run_writes_one_jsonl_line_and_overlay_per_frame() {
     assert_eq!(lines.len(), n as usize);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["frame"], i as u64);
+        assert_eq!(l["seq"], i as u64, "the file index in the clip");
         assert_eq!(l["keypoints"].as_array().unwrap().len(), 17);
         assert_eq!(l["box"].as_array().unwrap().len(), 4);
         assert_eq!(l["key"], true);

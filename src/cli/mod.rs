@@ -3,6 +3,8 @@
 
 #[cfg(feature = "host")]
 mod bench;
+#[cfg(feature = "camera")]
+mod camera;
 #[cfg(feature = "host")]
 mod data;
 #[cfg(feature = "host")]
@@ -40,6 +42,8 @@ enum Command {
     Run(run::RunArgs),
     Profile(profile::ProfileArgs),
     Predict(profile::PredictArgs),
+    #[cfg(feature = "camera")]
+    Camera(camera::CameraArgs),
     #[cfg(feature = "host")]
     Bench(bench::BenchArgs),
     #[cfg(feature = "host")]
@@ -67,13 +71,15 @@ pub fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_timestamp_millis().init();
     let result = match cli.command {
         Command::Space(a) => space::run(a),
         Command::Export(a) => export::run(a),
         Command::Run(a) => run::run_cmd(a),
         Command::Profile(a) => profile::run_profile(a),
         Command::Predict(a) => profile::run_predict(a),
+        #[cfg(feature = "camera")]
+        Command::Camera(a) => camera::run(a),
         #[cfg(feature = "host")]
         Command::Bench(a) => bench::run(a),
         #[cfg(feature = "host")]

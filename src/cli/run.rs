@@ -15,7 +15,7 @@ use vipnas::runtime::{run, Estimator, PoseModel, RunOptions};
 /// with --overlay) and prints a summary ending in `frames=… fps=… in_budget=…%`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n\nSources: v4l:/dev/videoN[@WxH], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
+    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n\nSources: v4l:/dev/videoN[@WxH][:YUYV|MJPG|RGB3], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
 )]
 pub struct RunArgs {
     /// A model bundle directory or a bare .onnx (MoveNet, heatmap models).
@@ -64,7 +64,7 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
     let threads = a.threads.or(board.as_ref().map(|b| b.threads)).unwrap_or(1);
     anyhow::ensure!(fps > 0.0 && fps.is_finite(), "--fps must be positive");
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-    let mut source = a.source.open()?;
+    let mut source = a.source.open_at(Some(fps))?;
     let mut model = PoseModel::load(&a.model, threads)?;
     model.refine = match a.refine {
         RefineArg::Quarter => Refine::Quarter,

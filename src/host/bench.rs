@@ -180,7 +180,7 @@ pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<Sta
         let s = Instant::now();
         match src.read(&mut frame)? {
             Read::End => break,
-            Read::Lost(why) => bail!("{why}"),
+            Read::Lost(why) | Read::Interrupted(why) => bail!("{why}"),
             Read::Frame => {}
         }
         t.capture += ms(s);

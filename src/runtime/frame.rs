@@ -8,11 +8,14 @@ pub struct Frame {
     pub height: u32,
     /// `width * height * 3` bytes, row-major RGB.
     pub rgb: Vec<u8>,
+    /// The source's number for this frame: the driver's sequence counter for a
+    /// camera (gaps are frames the driver dropped), the file or frame index otherwise.
+    pub sequence: u64,
 }
 
 impl Frame {
     pub fn new(width: u32, height: u32) -> Frame {
-        Frame { width, height, rgb: vec![0; width as usize * height as usize * 3] }
+        Frame { width, height, rgb: vec![0; width as usize * height as usize * 3], sequence: 0 }
     }
 
     /// Sets the size, reusing the buffer (allocates only if it must grow).

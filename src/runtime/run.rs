@@ -90,8 +90,15 @@ impl std::fmt::Display for RunSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "lost={} reconnects={} reinits={} budget_ms={:.1} mean_ms={:.2} wall_s={:.2}",
-            self.source.lost, self.source.reconnects, self.reinits, self.budget_ms, self.mean_ms, self.wall_s
+            "captured={} lost={} errors={} reconnects={} reinits={} budget_ms={:.1} mean_ms={:.2} wall_s={:.2}",
+            self.source.captured(),
+            self.source.lost,
+            self.source.errors,
+            self.source.reconnects,
+            self.reinits,
+            self.budget_ms,
+            self.mean_ms,
+            self.wall_s
         )?;
         write!(
             f,
@@ -124,6 +131,10 @@ pub fn run(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunOptions)
                 index += 1;
                 continue;
             }
+            Read::Interrupted(why) => {
+                log::warn!("capture interrupted: {why}");
+                continue;
+            }
             Read::Frame => {}
         }
         let t0 = Instant::now();
@@ -133,7 +144,7 @@ pub fn run(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunOptions)
         }
         let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
         stats.record(latency_ms);
-        let record = FrameRecord { index, key: true, reinit, net: "spatial", latency_ms };
+        let record = FrameRecord { index, sequence: frame.sequence, key: true, reinit, net: "spatial", latency_ms };
         sink.write(&record, &pose)?;
         if opts.overlay {
             save_png(&frame, &overlay_dir.join(format!("{index:06}.png")))?;

@@ -13,6 +13,8 @@ use super::pose::Pose;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FrameRecord {
     pub index: u64,
+    /// The source's number for the frame ([`crate::runtime::frame::Frame::sequence`]).
+    pub sequence: u64,
     /// The spatial (key-frame) net ran (always, until temporal nets exist).
     pub key: bool,
     /// The tracker restarted from the whole frame.
@@ -32,15 +34,16 @@ impl JsonlSink {
         Ok(JsonlSink { out: BufWriter::with_capacity(1 << 16, f) })
     }
 
-    /// One line: `{"frame":…,"key":…,"reinit":…,"net":…,"latency_ms":…,"box":[x,y,w,h],
+    /// One line: `{"frame":…,"seq":…,"key":…,"reinit":…,"net":…,"latency_ms":…,"box":[x,y,w,h],
     /// "keypoints":[[x,y,score]×17]}`, coordinates in COCO pixel convention.
     pub fn write(&mut self, r: &FrameRecord, pose: &Pose) -> Result<()> {
         let o = &mut self.out;
         let [bx, by, bw, bh] = pose.bbox;
         write!(
             o,
-            "{{\"frame\":{},\"key\":{},\"reinit\":{},\"net\":\"{}\",\"latency_ms\":{:.3},\"box\":[{:.2},{:.2},{:.2},{:.2}],\"keypoints\":[",
+            "{{\"frame\":{},\"seq\":{},\"key\":{},\"reinit\":{},\"net\":\"{}\",\"latency_ms\":{:.3},\"box\":[{:.2},{:.2},{:.2},{:.2}],\"keypoints\":[",
             r.index,
+            r.sequence,
             r.key,
             r.reinit,
             r.net,
@@ -55,6 +58,8 @@ impl JsonlSink {
             write!(o, "{sep}[{:.2},{:.2},{:.4}]", k[0] - 0.5, k[1] - 0.5, k[2])?;
         }
         o.write_all(b"]}\n")?;
+        // Whole lines reach the file as they are made: a live consumer can tail it.
+        o.flush()?;
         Ok(())
     }
 

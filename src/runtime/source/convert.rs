@@ -1,5 +1,5 @@
-//! Pixel-format conversion to RGB8: YUYV (V4L2 webcams), planar YCbCr 4:2:0 /
-//! 4:2:2 / 4:4:4 (y4m) and MJPEG. BT.601 coefficients, limited ("TV", 16–235)
+//! Pixel-format conversion to RGB8: YUYV (V4L2 webcams), packed RGB24 (V4L2
+//! `RGB3`), planar YCbCr 4:2:0 / 4:2:2 / 4:4:4 (y4m) and MJPEG. BT.601 coefficients, limited ("TV", 16–235)
 //! or full range.
 
 use anyhow::{ensure, Context, Result};
@@ -63,6 +63,23 @@ pub fn yuyv_to_rgb(src: &[u8], width: u32, height: u32, stride: usize, range: Ra
             px[..3].copy_from_slice(&ycbcr_to_rgb(y0, u, v, range));
             px[3..].copy_from_slice(&ycbcr_to_rgb(y1, u, v, range));
         }
+    }
+    Ok(())
+}
+
+/// Packed RGB24 rows of `stride` bytes into `out` (a copy without the padding).
+pub fn rgb24_to_rgb(src: &[u8], width: u32, height: u32, stride: usize, out: &mut Frame) -> Result<()> {
+    let row_bytes = width as usize * 3;
+    let stride = stride.max(row_bytes);
+    ensure!(
+        height > 0 && src.len() >= stride * (height as usize - 1) + row_bytes,
+        "RGB3 buffer has {} bytes, {width}x{height} needs {}",
+        src.len(),
+        stride * height as usize
+    );
+    out.resize(width, height);
+    for (y, dst) in out.rgb.chunks_exact_mut(row_bytes).enumerate() {
+        dst.copy_from_slice(&src[y * stride..y * stride + row_bytes]);
     }
     Ok(())
 }

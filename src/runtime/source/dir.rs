@@ -48,6 +48,7 @@ impl FrameSource for DirSource {
         self.next += 1;
         match load_rgb(path, frame) {
             Ok(()) => {
+                frame.sequence = self.next as u64 - 1;
                 self.stats.delivered += 1;
                 Ok(Read::Frame)
             }

@@ -5,11 +5,12 @@
 //! implementation; the tests drive this logic with a scripted fake.
 
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use anyhow::Result;
 
-use super::convert::{jpeg_to_rgb, yuyv_to_rgb, Range};
+use super::convert::{jpeg_to_rgb, rgb24_to_rgb, yuyv_to_rgb, Range};
 use super::{FrameSource, Read, SourceStats};
 use crate::runtime::frame::Frame;
 
@@ -18,6 +19,10 @@ use crate::runtime::frame::Frame;
 pub enum PixelFormat {
     /// Packed 4:2:2, `stride` bytes per row.
     Yuyv {
+        stride: usize,
+    },
+    /// Packed R, G, B bytes (V4L2 `RGB3`), `stride` bytes per row.
+    Rgb24 {
         stride: usize,
     },
     Mjpeg,
@@ -116,8 +121,22 @@ impl<O: CameraOpener> Reconnecting<O> {
         self
     }
 
+    /// Closes the camera (its handle too: some drivers, vivid's among them,
+    /// come back only once every handle is closed).
+    fn close(&mut self) {
+        if let Some(cam) = self.cam.take() {
+            // A capture crate may panic while tearing down a broken stream (v4l's
+            // MmapStream does when STREAMOFF fails with anything but ENODEV):
+            // contain it, the device is reopened anyway.
+            if catch_unwind(AssertUnwindSafe(move || drop(cam))).is_err() {
+                log::error!("{}: closing the broken stream panicked; reopening anyway", self.opener.describe());
+            }
+        }
+    }
+
     /// Reopens after a failure, sleeping the back-off between attempts.
     fn reconnect(&mut self) -> Result<()> {
+        let start = std::time::Instant::now();
         loop {
             let Some(delay) = self.backoff.next_delay() else {
                 anyhow::bail!(
@@ -129,7 +148,12 @@ impl<O: CameraOpener> Reconnecting<O> {
             (self.sleep)(delay);
             match self.opener.open() {
                 Ok(cam) => {
-                    log::warn!("{}: reconnected", self.opener.describe());
+                    log::warn!(
+                        "{}: reconnected after {} attempt(s), {} ms",
+                        self.opener.describe(),
+                        self.backoff.attempts,
+                        start.elapsed().as_millis()
+                    );
                     self.cam = Some(cam);
                     self.stats.reconnects += 1;
                     self.last_sequence = None;
@@ -164,10 +188,12 @@ impl<O: CameraOpener> FrameSource for Reconnecting<O> {
                 }
                 let converted = match format {
                     PixelFormat::Yuyv { stride } => yuyv_to_rgb(raw.data, w, h, stride, Range::Limited, frame),
+                    PixelFormat::Rgb24 { stride } => rgb24_to_rgb(raw.data, w, h, stride, frame),
                     PixelFormat::Mjpeg => jpeg_to_rgb(raw.data, frame),
                 };
                 match converted {
                     Ok(()) => {
+                        frame.sequence = raw.sequence as u64;
                         self.stats.delivered += 1;
                         Ok(Read::Frame)
                     }
@@ -178,10 +204,10 @@ impl<O: CameraOpener> FrameSource for Reconnecting<O> {
                 }
             }
             Err(e) => {
-                self.stats.lost += 1;
+                self.stats.errors += 1;
                 log::warn!("{}: capture failed ({e}); closing and reconnecting", self.opener.describe());
-                self.cam = None;
-                Ok(Read::Lost(format!("{}: {e}", self.opener.describe())))
+                self.close();
+                Ok(Read::Interrupted(format!("{}: {e}", self.opener.describe())))
             }
         }
     }
@@ -277,9 +303,9 @@ mod tests {
         // First open succeeds; after the failure two reopens fail, the third works.
         let (out, stats, slept) = run(steps, vec![true, false, false, true], 5);
         assert_eq!(out[0], Read::Frame);
-        assert!(matches!(out[2], Read::Lost(_)));
+        assert!(matches!(out[2], Read::Interrupted(ref m) if m.contains("fake failure")));
         assert_eq!(&out[3..], &[Read::Frame, Read::Frame]);
-        assert_eq!(stats, SourceStats { delivered: 4, lost: 1, reconnects: 1 });
+        assert_eq!(stats, SourceStats { delivered: 4, lost: 0, errors: 1, reconnects: 1 });
         assert_eq!(slept, vec![Duration::from_millis(50), Duration::from_millis(100), Duration::from_millis(200)]);
     }
 
@@ -290,14 +316,15 @@ mod tests {
         assert!(matches!(out[1], Read::Lost(ref m) if m.contains("flagged")));
         assert!(matches!(out[3], Read::Lost(ref m) if m.contains("YUYV buffer")));
         // Lost: the flagged one, sequences 2, 3, 4 (gap), the garbage one.
-        assert_eq!(stats, SourceStats { delivered: 3, lost: 5, reconnects: 0 });
+        assert_eq!(stats, SourceStats { delivered: 3, lost: 5, errors: 0, reconnects: 0 });
+        assert_eq!(stats.captured(), 8, "sequences 0..=7");
     }
 
     #[test]
     fn gives_up_after_max_attempts() {
         let steps = vec![Step::Frame(0), Step::Fail(io::ErrorKind::Other)];
         let (out, _, slept) = run(steps, vec![true, false, false, false, false, false, false], 3);
-        assert!(matches!(out[1], Read::Lost(_)));
+        assert!(matches!(out[1], Read::Interrupted(_)));
         assert_eq!(out[2], Read::End, "the error surfaces (mapped to End by the test)");
         assert_eq!(slept.len(), 5);
         assert_eq!(*slept.last().unwrap(), Duration::from_millis(400));

@@ -86,6 +86,7 @@ impl FrameSource for SyntheticSource {
             return Ok(Read::End);
         }
         self.draw(self.index, frame);
+        frame.sequence = self.index;
         self.index += 1;
         self.stats.delivered += 1;
         Ok(Read::Frame)

@@ -158,6 +158,7 @@ impl FrameSource for Y4mSource {
                 planar_to_rgb(y, cb, cr, w, h, (sx, sy), self.header.range, frame);
             }
         }
+        frame.sequence = self.stats.delivered + self.stats.lost;
         self.stats.delivered += 1;
         Ok(Read::Frame)
     }

@@ -3,6 +3,7 @@
 
 pub mod blocks;
 pub mod cost;
+pub mod elastic;
 pub mod lower;
 pub mod net;
 pub mod published;
@@ -13,6 +14,7 @@ pub mod tables;
 pub mod weights;
 
 pub use cost::Cost;
+pub use elastic::SupernetLayout;
 pub use lower::InputSize;
 pub use net::{Network, Shape};
 pub use space::{SearchSpace, SpaceName};

@@ -111,26 +111,53 @@ impl Weights {
     /// the last BN of residual branches (as zero-init-residual does, but not zero,
     /// so that every block still matters in the numerics tests).
     pub fn random(net: &Network, seed: u64) -> Weights {
-        let mut rng = Rng::new(seed);
         let residual_ends = residual_branch_ends(net);
-        let mut tensors = BTreeMap::new();
-        for (i, node) in net.nodes.iter().enumerate() {
+        let specs = net.nodes.iter().enumerate().flat_map(|(i, node)| {
             let damp = residual_ends.contains(&(i + 1));
-            for p in node.param_specs() {
-                let len: usize = p.shape.iter().product();
-                let mut draw =
-                    |f: &mut dyn FnMut(&mut Rng) -> f64| (0..len).map(|_| f(&mut rng) as f32).collect::<Vec<_>>();
-                let data = match p.kind {
-                    ParamKind::Weight { fan_in } => {
-                        let std = (2.0 / fan_in.max(1) as f64).sqrt();
-                        draw(&mut |r| r.normal() * std)
-                    }
-                    ParamKind::Bias | ParamKind::NormShift | ParamKind::RunningMean => draw(&mut |r| r.normal() * 0.1),
-                    ParamKind::NormScale if damp => draw(&mut |r| 0.1 + 0.2 * r.uniform()),
-                    ParamKind::NormScale | ParamKind::RunningVar => draw(&mut |r| 0.8 + 0.4 * r.uniform()),
-                };
-                tensors.insert(p.name, Tensor::new(p.shape, data));
-            }
+            node.param_specs().into_iter().map(move |p| (p, damp))
+        });
+        Weights::random_specs(specs, seed)
+    }
+
+    /// Seeded random tensors for the given specs (`true`: the end of a
+    /// residual branch, whose norm scale is kept small), as [`Weights::random`].
+    pub fn random_specs(specs: impl IntoIterator<Item = (ParamSpec, bool)>, seed: u64) -> Weights {
+        let mut rng = Rng::new(seed);
+        let mut tensors = BTreeMap::new();
+        for (p, damp) in specs {
+            let len: usize = p.shape.iter().product();
+            let mut draw =
+                |f: &mut dyn FnMut(&mut Rng) -> f64| (0..len).map(|_| f(&mut rng) as f32).collect::<Vec<_>>();
+            let data = match p.kind {
+                ParamKind::Weight { fan_in } => {
+                    let std = (2.0 / fan_in.max(1) as f64).sqrt();
+                    draw(&mut |r| r.normal() * std)
+                }
+                ParamKind::Bias | ParamKind::NormShift | ParamKind::RunningMean => draw(&mut |r| r.normal() * 0.1),
+                ParamKind::NormScale if damp => draw(&mut |r| 0.1 + 0.2 * r.uniform()),
+                ParamKind::NormScale | ParamKind::RunningVar => draw(&mut |r| 0.8 + 0.4 * r.uniform()),
+            };
+            tensors.insert(p.name, Tensor::new(p.shape, data));
+        }
+        Weights { tensors }
+    }
+
+    /// The usual starting point for training: He-normal weights, zero biases
+    /// and shifts, unit norm scales, identity running statistics.
+    pub fn for_training(specs: impl IntoIterator<Item = ParamSpec>, seed: u64) -> Weights {
+        let mut rng = Rng::new(seed);
+        let mut tensors = BTreeMap::new();
+        for p in specs {
+            let len: usize = p.shape.iter().product();
+            let data = match p.kind {
+                ParamKind::Weight { fan_in } => {
+                    let std = (2.0 / fan_in.max(1) as f64).sqrt();
+                    (0..len).map(|_| (rng.normal() * std) as f32).collect()
+                }
+                ParamKind::Bias | ParamKind::NormShift | ParamKind::RunningMean => vec![0.0; len],
+                ParamKind::NormScale | ParamKind::RunningVar => vec![1.0; len],
+            };
+            tensors.insert(p.name, Tensor::new(p.shape, data));
         }
         Weights { tensors }
     }
@@ -160,7 +187,7 @@ impl Weights {
 
 /// Nodes whose output is summed with a shortcut (the end of a residual branch,
 /// looking through attention blocks and upsampling).
-fn residual_branch_ends(net: &Network) -> HashSet<ValueId> {
+pub(crate) fn residual_branch_ends(net: &Network) -> HashSet<ValueId> {
     let mut ends = HashSet::new();
     for node in &net.nodes {
         if let Op::Sum { .. } = node.op {

@@ -25,6 +25,7 @@ enum BenchKind {
     Runtime(RuntimeArgs),
     Latency(LatencyArgs),
     Peers(PeersArgs),
+    Train(super::bench_train::TrainArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -32,6 +33,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         BenchKind::Runtime(r) => run_runtime(r),
         BenchKind::Latency(l) => run_latency(l),
         BenchKind::Peers(p) => run_peers(p),
+        BenchKind::Train(t) => super::bench_train::run(t),
     }
 }
 

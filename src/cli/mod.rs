@@ -3,6 +3,8 @@
 
 #[cfg(feature = "host")]
 mod bench;
+#[cfg(feature = "host")]
+mod bench_train;
 #[cfg(feature = "camera")]
 mod camera;
 #[cfg(feature = "host")]

@@ -1,5 +1,5 @@
-//! Host-side work (cargo feature `host`): benchmarks and plots now; supernet
-//! training, search and evaluation as they land.
+//! Host-side work (cargo feature `host`): evaluation, labelling, benchmarks,
+//! plots, and the weight-sharing supernet on burn (training lands next).
 
 pub mod bench;
 pub mod coco;
@@ -8,3 +8,5 @@ pub mod label;
 pub mod latency_bench;
 pub mod openpose;
 pub mod plot;
+pub mod supernet;
+pub mod train_bench;

@@ -65,8 +65,8 @@ vipnas run --model /model --source v4l:/dev/video0@640x480 --frames 100 --fps 2 
 pid=$!
 # A hung run is killed (and fails the test) rather than hanging the VM.
 (sleep 150; kill "$pid" 2>/dev/null && echo "watchdog killed the run" >> faults.log) &
-wait_for 10 && fault "Percentage of Dropped Buffers=50"
-wait_for 25 && fault "Percentage of Dropped Buffers=0"
+wait_for 10 && fault "Percentage of Dropped Buffers=30"
+wait_for 28 && fault "Percentage of Dropped Buffers=0"
 wait_for 30 && fault "Inject V4L2_BUF_FLAG_ERROR"
 wait_for 40 && fault "Inject Fatal Streaming Error"
 wait_for 50 && fault "Inject VIDIOC_QBUF Error"

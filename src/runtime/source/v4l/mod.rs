@@ -23,8 +23,16 @@ use super::CaptureFormat;
 
 /// Default capture size when none is requested.
 pub const DEFAULT_SIZE: (u32, u32) = (640, 480);
-/// A dequeue that waits longer than this counts as a failure (then reconnect).
+/// A dequeue that waits longer than this, or 10 frame intervals if that is
+/// longer, counts as a failure (then reconnect).
 pub const DEQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a dequeue may wait at `fps` before the device counts as failed:
+/// a slow camera (or one dropping a few frames in a row) is not a dead one.
+pub fn dequeue_timeout(fps: Option<f64>) -> Duration {
+    let intervals = fps.filter(|f| *f > 0.0).map(|f| Duration::from_secs_f64(10.0 / f)).unwrap_or_default();
+    DEQUEUE_TIMEOUT.max(intervals)
+}
 /// The frame rate asked of the driver when none is given (it may give less).
 pub const DEFAULT_FPS: f64 = 30.0;
 
@@ -127,7 +135,7 @@ impl CameraOpener for V4lOpener {
             .map(|p| p.interval.denominator as f64 / p.interval.numerator as f64);
         let mut stream = MmapStream::with_buffers(&device, Type::VideoCapture, 4)
             .with_context(|| format!("{}: cannot start mmap streaming", p.display()))?;
-        stream.set_timeout(DEQUEUE_TIMEOUT);
+        stream.set_timeout(dequeue_timeout(fps));
         log::info!("{}: {} {}x{} at {:?} fps", p.display(), fmt.fourcc, fmt.width, fmt.height, fps);
         Ok(V4lCamera { stream, _device: device, format: (pixel, fmt.width, fmt.height), fps })
     }
@@ -156,6 +164,13 @@ impl Camera for V4lCamera {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_cameras_get_longer_dequeue_timeouts() {
+        assert_eq!(dequeue_timeout(Some(30.0)), DEQUEUE_TIMEOUT);
+        assert_eq!(dequeue_timeout(None), DEQUEUE_TIMEOUT);
+        assert_eq!(dequeue_timeout(Some(2.0)), Duration::from_secs(5));
+    }
 
     #[test]
     fn fourcc_names_are_printable() {

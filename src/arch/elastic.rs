@@ -1,0 +1,227 @@
+//! Weight sharing across the five elastic dimensions: every subnet's
+//! parameters are slices of one set of supernet tensors.
+//!
+//! The rules, as the paper states them (and OFA/BigNAS do): depth takes the
+//! first D blocks of a stage (names are positional, so this is free); width and
+//! expansion take the first W output channels; group keeps the first I/g input
+//! channels of every filter; kernel takes the centred k×k crop of the largest
+//! kernel; attention on/off includes or leaves out the block's SE/GC
+//! parameters. On a 4-D weight that is: prefix on dims 0 and 1, centred crop on
+//! dims 2 and 3; on a 1-D parameter (bias, norm), a prefix.
+//!
+//! [`SupernetLayout`] is the shape of each supernet tensor: for every name any
+//! subnet of the space has, the largest extent along each dim over all of its
+//! subnets (the max subnet alone is not enough: its fewest groups at the
+//! largest width can still give fewer inputs per filter than a narrower
+//! choice with fewer groups).
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, ensure, Result};
+
+use super::lower::InputSize;
+use super::net::Network;
+use super::space::{BlockSpace, SearchSpace, SpaceName};
+use super::subnet::{BlockChoice, HeadChoice, Sample, Subnet};
+use super::weights::{residual_branch_ends, ParamKind, ParamSpec, Tensor, Weights};
+
+/// Where a subnet tensor of `small` shape sits inside a supernet tensor of
+/// `big` shape: the start offset along each dim.
+pub fn slice_offsets(big: &[usize], small: &[usize]) -> Result<Vec<usize>> {
+    ensure!(big.len() == small.len(), "rank {} vs {}", big.len(), small.len());
+    big.iter()
+        .zip(small)
+        .enumerate()
+        .map(|(d, (&b, &s))| {
+            ensure!(s <= b, "dim {d}: {s} exceeds the supernet's {b}");
+            // Kernel dims of a 4-D weight: centred crop (odd kernels in, odd out).
+            Ok(if big.len() == 4 && d >= 2 { (b - s) / 2 } else { 0 })
+        })
+        .collect()
+}
+
+impl Tensor {
+    /// The slice of this supernet tensor that a subnet tensor of `shape` uses.
+    pub fn elastic_slice(&self, shape: &[usize]) -> Result<Tensor> {
+        let offsets = slice_offsets(&self.shape, shape)?;
+        let rank = shape.len();
+        let mut strides = vec![1usize; rank];
+        for d in (0..rank.saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * self.shape[d + 1];
+        }
+        let len: usize = shape.iter().product();
+        let mut data = Vec::with_capacity(len);
+        let mut idx = vec![0usize; rank];
+        for _ in 0..len {
+            let at: usize = (0..rank).map(|d| (idx[d] + offsets[d]) * strides[d]).sum();
+            data.push(self.data[at]);
+            for d in (0..rank).rev() {
+                idx[d] += 1;
+                if idx[d] < shape[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        Ok(Tensor::new(shape.to_vec(), data))
+    }
+}
+
+impl Weights {
+    /// A subnet's weights cut out of supernet weights (for export, evaluation
+    /// and the standalone-network checks).
+    pub fn slice_for(&self, net: &Network) -> Result<Weights> {
+        let mut tensors = BTreeMap::new();
+        for node in &net.nodes {
+            for p in node.param_specs() {
+                let big = self.get(&p.name)?;
+                let t = big.elastic_slice(&p.shape).map_err(|e| anyhow::anyhow!("`{}`: {e}", p.name))?;
+                tensors.insert(p.name, t);
+            }
+        }
+        Ok(Weights { tensors })
+    }
+}
+
+/// The supernet's tensors: name → largest shape, with what kind each is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupernetLayout {
+    pub space: SpaceName,
+    pub input: InputSize,
+    pub params: BTreeMap<String, ParamSpec>,
+}
+
+impl SupernetLayout {
+    /// Sweeps every block choice of every stage (and branch) and every head
+    /// choice, the rest held at the max subnet, and keeps the largest extent
+    /// of each dim of each parameter.
+    pub fn of(space_name: SpaceName, input: InputSize) -> Result<SupernetLayout> {
+        let space = SearchSpace::get(space_name);
+        let max = Subnet::sample(&space, Sample::Max);
+        let mut layout = SupernetLayout { space: space_name, input, params: BTreeMap::new() };
+        layout.absorb(&max.network(input)?)?;
+        for (i, row) in space.stages.iter().enumerate() {
+            for (b, branch) in row.branches.iter().enumerate() {
+                for choice in all_choices(branch) {
+                    let mut s = max.clone();
+                    s.stages[i].branches[b] = choice;
+                    layout.absorb(&s.network(input)?)?;
+                }
+            }
+        }
+        if let Some(head) = &space.head {
+            for width in head.width.choices() {
+                for group in head.group.choices(width) {
+                    let mut s = max.clone();
+                    s.head = Some(HeadChoice { width, group });
+                    layout.absorb(&s.network(input)?)?;
+                }
+            }
+        }
+        Ok(layout)
+    }
+
+    fn absorb(&mut self, net: &Network) -> Result<()> {
+        for node in &net.nodes {
+            for p in node.param_specs() {
+                match self.params.get_mut(&p.name) {
+                    None => {
+                        self.params.insert(p.name.clone(), p);
+                    }
+                    Some(have) => {
+                        if have.shape.len() != p.shape.len() {
+                            bail!("`{}`: rank {} vs {}", p.name, have.shape.len(), p.shape.len());
+                        }
+                        for (a, b) in have.shape.iter_mut().zip(&p.shape) {
+                            *a = (*a).max(*b);
+                        }
+                        if let (ParamKind::Weight { fan_in: a }, ParamKind::Weight { fan_in: b }) =
+                            (&mut have.kind, p.kind)
+                        {
+                            *a = (*a).max(b);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seeded random supernet tensors, as [`Weights::random`] draws them for
+    /// one network (norm scales at the ends of the max subnet's residual
+    /// branches kept small): for numerics tests and profiling.
+    pub fn random_weights(&self, seed: u64) -> Result<Weights> {
+        let max = Subnet::sample(&SearchSpace::get(self.space), Sample::Max).network(self.input)?;
+        let damped: Vec<String> =
+            residual_branch_ends(&max).into_iter().map(|v| format!("{}.", max.nodes[v - 1].name)).collect();
+        let specs = self.params.values().map(|p| (p.clone(), damped.iter().any(|d| p.name.starts_with(d.as_str()))));
+        Ok(Weights::random_specs(specs, seed))
+    }
+
+    /// The usual starting point for training ([`Weights::for_training`]).
+    pub fn training_weights(&self, seed: u64) -> Weights {
+        Weights::for_training(self.params.values().cloned(), seed)
+    }
+
+    /// Number of scalars in the supernet.
+    pub fn numel(&self) -> usize {
+        self.params.values().map(|p| p.shape.iter().product::<usize>()).sum()
+    }
+}
+
+/// Every block choice a row allows.
+fn all_choices(row: &BlockSpace) -> Vec<BlockChoice> {
+    let mut out = Vec::new();
+    let attention: &[bool] = if row.attention_searchable { &[false, true] } else { &[false] };
+    for width in row.width.choices() {
+        for expansion in row.expansion.choices() {
+            for kernel in row.kernel.choices() {
+                for group in row.group.choices(row.grouped_channels(width, expansion)) {
+                    for &attention in attention {
+                        out.push(BlockChoice { width, kernel, group, attention, expansion });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::rng::Rng;
+
+    #[test]
+    fn slices_take_prefixes_and_centred_kernels() {
+        // 2 out × 1 in × 3×3, values = their flat index.
+        let t = Tensor::new(vec![2, 1, 3, 3], (0..18).map(|v| v as f32).collect());
+        let s = t.elastic_slice(&[1, 1, 1, 1]).unwrap();
+        assert_eq!(s.data, vec![4.0], "the centre tap of the first filter");
+        let s = t.elastic_slice(&[2, 1, 3, 3]).unwrap();
+        assert_eq!(s, t);
+        let b = Tensor::new(vec![4], vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(b.elastic_slice(&[2]).unwrap().data, vec![1.0, 2.0]);
+        let e = t.elastic_slice(&[3, 1, 3, 3]).unwrap_err().to_string();
+        assert_eq!(e, "dim 0: 3 exceeds the supernet's 2");
+    }
+
+    #[test]
+    fn every_sampled_subnet_is_a_slice_of_the_layout() {
+        let input = InputSize::new(128, 96).unwrap();
+        for name in SpaceName::ALL {
+            let layout = SupernetLayout::of(name, input).unwrap();
+            let space = SearchSpace::get(name);
+            let mut rng = Rng::new(7);
+            for how in [Sample::Max, Sample::Min].into_iter().chain((0..20).map(|_| Sample::Random(rng.next_u64()))) {
+                let net = Subnet::sample(&space, how).network(input).unwrap();
+                for node in &net.nodes {
+                    for p in node.param_specs() {
+                        let big = &layout.params.get(&p.name).unwrap_or_else(|| panic!("{name}: {}", p.name)).shape;
+                        slice_offsets(big, &p.shape).unwrap_or_else(|e| panic!("{name} {}: {e}", p.name));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `vipnas bench train`: burn (ours) vs PyTorch (peer), one supernet training
+//! step of the same subnet, batch and thread count, back to back.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet};
+use vipnas::host::train_bench::{burn_step, torch_step, StepTiming};
+
+/// Training-step benchmark against PyTorch CPU.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  scripts/bench-train.sh                 # installs PyTorch into .cache/venv-torch, then runs this\n  vipnas bench train --batch 16 --input 256x192 --threads 1,2\n\nThe peer runs benches/train_step.py with $VIPNAS_TORCH_PYTHON (default .cache/venv-torch/bin/python)."
+)]
+pub struct TrainArgs {
+    #[arg(long, default_value = "mbv3")]
+    space: SpaceName,
+    /// The subnet: the space's max (default) or min.
+    #[arg(long, default_value = "max")]
+    sample: String,
+    #[arg(long, default_value = "256x192")]
+    input: InputSize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Repository root (peer script).
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Internal: measure burn only, in this process (its thread count is fixed at start).
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let space = SearchSpace::get(a.space);
+    let subnet = match a.sample.as_str() {
+        "max" => Subnet::sample(&space, Sample::Max),
+        "min" => Subnet::sample(&space, Sample::Min),
+        other => bail!("--sample {other}: expected max or min"),
+    };
+    if a.child {
+        let t = burn_step(&subnet, a.input, a.batch, a.warmup, a.steps)?;
+        println!("ms_per_step={:.2} loss={:.5}", t.ms, t.loss);
+        return Ok(());
+    }
+    let python = std::env::var("VIPNAS_TORCH_PYTHON").unwrap_or_else(|_| {
+        let venv = a.repo.join(".cache/venv-torch/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    });
+    let script = a.repo.join("benches/train_step.py");
+    let net = subnet.network(a.input)?;
+    println!(
+        "== one training step, {} {} at {}, batch {} (median of {} after {} warm-up; ms); ratio = burn / PyTorch",
+        a.space, a.sample, a.input, a.batch, a.steps, a.warmup
+    );
+    println!(
+        "{:>7} {:>10} {:>10} {:>8} {:>14} {:>14}",
+        "threads", "burn", "pytorch", "ratio", "burn img/s", "torch img/s"
+    );
+    let exe = std::env::current_exe()?;
+    for &t in &a.threads {
+        // Flex sizes its thread pool once per process: one child per count.
+        let out = Command::new(&exe)
+            .args(["bench", "train", "--child", "--space", a.space.as_str(), "--sample", &a.sample])
+            .args(["--input", &a.input.to_string(), "--batch", &a.batch.to_string()])
+            .args(["--warmup", &a.warmup.to_string(), "--steps", &a.steps.to_string()])
+            .env("RAYON_NUM_THREADS", t.to_string())
+            .output()
+            .context("cannot start the burn measurement")?;
+        let ours = StepTiming::parse(&String::from_utf8_lossy(&out.stdout))
+            .with_context(|| format!("burn child failed: {}", String::from_utf8_lossy(&out.stderr)))?;
+        let peer = torch_step(&python, &script, &net, a.batch, t, a.warmup, a.steps)?;
+        let ips = |ms: f64| a.batch as f64 * 1e3 / ms;
+        match peer {
+            Ok(p) => println!(
+                "{t:>7} {:>10.1} {:>10.1} {:>7.2}x {:>14.2} {:>14.2}",
+                ours.ms,
+                p.ms,
+                ours.ms / p.ms,
+                ips(ours.ms),
+                ips(p.ms)
+            ),
+            Err(why) => {
+                println!("{t:>7} {:>10.1} {:>10} {:>8} {:>14.2} {:>14}", ours.ms, "n/a", "n/a", ips(ours.ms), "n/a");
+                eprintln!("peer skipped: {why}");
+            }
+        }
+    }
+    Ok(())
+}

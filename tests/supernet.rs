@@ -1,0 +1,134 @@
+//! Weight sharing, numerically: a subnet's forward pass inside the burn
+//! supernet equals tract running the ONNX written from its sliced weights (a
+//! standalone network), on real frames; gradients reach exactly the slices a
+//! subnet uses.
+
+mod common;
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet, SupernetLayout};
+use vipnas::host::supernet::{Norm, Supernet};
+use vipnas::onnx::{write_network, WriteOptions};
+use vipnas::runtime::TractEngine;
+
+/// A real frame of the bundled clip, resized to `input`, ImageNet-normalised, CHW.
+fn real_image(input: InputSize, index: usize) -> Vec<f32> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pose2sim-cam03");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"));
+    files.sort();
+    let img = image::open(&files[index]).unwrap().to_rgb8();
+    let (h, w) = (input.height, input.width);
+    let img = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+    let mut out = vec![0f32; 3 * (h * w) as usize];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * (h * w) as usize + i] = (px[c] as f32 / 255.0 - mean[c]) / std[c];
+        }
+    }
+    out
+}
+
+fn subnets(space: SpaceName) -> Vec<(String, Subnet)> {
+    let s = SearchSpace::get(space);
+    let mut v =
+        vec![("max".to_string(), Subnet::sample(&s, Sample::Max)), ("min".into(), Subnet::sample(&s, Sample::Min))];
+    let randoms = if common::under_qemu() { 1 } else { 3 };
+    for seed in 0..randoms {
+        v.push((format!("random{seed}"), Subnet::sample(&s, Sample::Random(100 + seed))));
+    }
+    v
+}
+
+#[test]
+fn subnets_in_the_supernet_equal_their_exported_onnx_in_tract() {
+    let input = InputSize::new(128, 96).unwrap();
+    let device = Device::flex();
+    let shape = [1, 3, input.height as usize, input.width as usize];
+    for (k, space) in SpaceName::ALL.into_iter().enumerate() {
+        let layout = SupernetLayout::of(space, input).unwrap();
+        let weights = layout.random_weights(k as u64).unwrap();
+        let supernet = Supernet::from_weights(layout, &weights, &device).unwrap();
+        for (i, (name, subnet)) in subnets(space).into_iter().enumerate() {
+            let net = subnet.network(input).unwrap();
+            let standalone = weights.slice_for(&net).unwrap();
+            let model = write_network(&net, &standalone, &WriteOptions::default()).unwrap();
+            let mut engine = TractEngine::from_proto(&model, &shape).unwrap();
+            let x = real_image(input, 7 * i);
+            let (_, want) = engine.run_f32(&x).unwrap();
+            let xt: Tensor<4> = Tensor::from_data(TensorData::new(x, shape), &device);
+            let got = supernet.forward(&net, xt, Norm::Running, None).into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(got.len(), want.len());
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            println!("{space} {name}: max|supernet - tract| = {diff:.2e} (max|out| {scale:.3})");
+            assert!(scale > 1e-2, "{space} {name}: output scale {scale}");
+            assert!(diff <= 1e-4, "{space} {name}: the supernet's forward differs from tract by {diff}");
+        }
+    }
+}
+
+#[test]
+fn gradients_reach_exactly_the_slices_a_subnet_uses() {
+    let input = InputSize::new(64, 64).unwrap();
+    let device = Device::flex().autodiff();
+    let layout = SupernetLayout::of(SpaceName::Mbv3, input).unwrap();
+    let weights = layout.training_weights(3);
+    let supernet = Supernet::from_weights(layout.clone(), &weights, &device).unwrap();
+    let subnet = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min);
+    let net = subnet.network(input).unwrap();
+    let x: Tensor<4> = Tensor::from_data(TensorData::new(common::test_image(3, 64, 64, 1), [1, 3, 64, 64]), &device);
+    let loss = supernet.forward(&net, x, Norm::Batch, None).powi_scalar(2).mean();
+    let grads = loss.backward();
+    // The min subnet's stage-2 depthwise conv: a centred crop of the supernet's kernel.
+    let name = "stage2.block0.dw.weight";
+    let used = net.nodes.iter().find(|n| format!("{}.weight", n.name) == name).unwrap();
+    let vipnas::arch::net::Op::Conv(c) = used.op else { panic!() };
+    let big = layout.params[name].shape.clone();
+    let i = layout.params.keys().position(|n| n == name).unwrap();
+    let trainable_before = layout.params.iter().take(i).filter(|(n, _)| !n.contains("running_")).count();
+    let g = supernet.params.tensors[trainable_before].grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let [o, ci, k] = [c.cout as usize, (c.cin / c.groups) as usize, c.kernel as usize];
+    let off = (big[2] - k) / 2;
+    let (mut inside, mut outside) = (0f32, 0f32);
+    for (flat, v) in g.iter().enumerate() {
+        let (a, rest) = (flat / (big[1] * big[2] * big[3]), flat % (big[1] * big[2] * big[3]));
+        let (b, rest) = (rest / (big[2] * big[3]), rest % (big[2] * big[3]));
+        let (y, xk) = (rest / big[3], rest % big[3]);
+        let used = a < o && b < ci && (off..off + k).contains(&y) && (off..off + k).contains(&xk);
+        if used {
+            inside = inside.max(v.abs());
+        } else {
+            outside = outside.max(v.abs());
+        }
+    }
+    println!(
+        "{name}: supernet {big:?}, subnet uses [{o}, {ci}, {k}, {k}]: max|grad| inside {inside:.3e}, outside {outside}"
+    );
+    assert!(k < big[2], "the min subnet crops the kernel");
+    assert!(inside > 0.0, "the used slice gets gradient");
+    assert_eq!(outside, 0.0, "nothing outside the slice moves");
+}
+
+#[test]
+fn bn_recalibration_on_one_batch_reproduces_training_mode_outputs() {
+    let input = InputSize::new(64, 64).unwrap();
+    let device = Device::flex();
+    let layout = SupernetLayout::of(SpaceName::Mbv3, input).unwrap();
+    let weights = layout.random_weights(5).unwrap();
+    let mut supernet = Supernet::from_weights(layout, &weights, &device).unwrap();
+    let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Random(9)).network(input).unwrap();
+    let batch: Vec<f32> = (0..4).flat_map(|i| common::test_image(3, 64, 64, 20 + i)).collect();
+    let x: Tensor<4> = Tensor::from_data(TensorData::new(batch, [4, 3, 64, 64]), &device);
+    let train = supernet.forward(&net, x.clone(), Norm::Batch, None).into_data().try_to_vec::<f32>().unwrap();
+    let before = supernet.forward(&net, x.clone(), Norm::Running, None).into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(supernet.recalibrate(&net, [x.clone()]).unwrap(), 1);
+    let after = supernet.forward(&net, x, Norm::Running, None).into_data().try_to_vec::<f32>().unwrap();
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    println!("max|running - batch|: before {:.3e}, after {:.3e}", diff(&before, &train), diff(&after, &train));
+    assert!(diff(&before, &train) > 1e-2, "random running statistics differ from the batch's");
+    assert!(diff(&after, &train) < 1e-4, "recalibrated statistics reproduce training mode");
+}

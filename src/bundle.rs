@@ -58,6 +58,23 @@ pub struct InputSpec {
     pub std: [f32; 3],
 }
 
+impl InputSpec {
+    /// The input of our heatmap subnets: NCHW float RGB, ImageNet normalisation
+    /// (what the trainer feeds and the exporter writes into the manifest).
+    pub fn for_subnet(input: InputSize) -> InputSpec {
+        InputSpec {
+            name: "input".into(),
+            height: input.height,
+            width: input.width,
+            layout: Layout::Nchw,
+            dtype: InputType::F32,
+            color: ColorOrder::Rgb,
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+        }
+    }
+}
+
 /// What the model outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -135,16 +152,7 @@ impl Manifest {
             name: name.into(),
             space: Some(subnet.space),
             subnet: Some(subnet.clone()),
-            input: InputSpec {
-                name: "input".into(),
-                height: input.height,
-                width: input.width,
-                layout: Layout::Nchw,
-                dtype: InputType::F32,
-                color: ColorOrder::Rgb,
-                mean: IMAGENET_MEAN,
-                std: IMAGENET_STD,
-            },
+            input: InputSpec::for_subnet(input),
             output: OutputSpec { name: "heatmaps".into(), kind: OutputKind::Heatmap, stride: Some(4) },
             keypoints: KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect(),
             skeleton: SKELETON.iter().map(|&(a, b)| [a, b]).collect(),

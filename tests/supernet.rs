@@ -132,3 +132,63 @@ fn bn_recalibration_on_one_batch_reproduces_training_mode_outputs() {
     assert!(diff(&before, &train) > 1e-2, "random running statistics differ from the batch's");
     assert!(diff(&after, &train) < 1e-4, "recalibrated statistics reproduce training mode");
 }
+
+#[test]
+fn sandwich_steps_on_real_frames_lower_every_subnets_loss() {
+    use vipnas::arch::rng::Rng;
+    use vipnas::bundle::InputSpec;
+    use vipnas::host::dataset::{prepare, Augment, TrainSet};
+    use vipnas::host::sandwich::{sandwich_loss, Batch};
+    use vipnas::runtime::preprocess::InputTensor;
+
+    let input = InputSize::new(64, 64).unwrap();
+    let device = Device::flex().autodiff();
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pose2sim-cam03");
+    let set = TrainSet::load(&clip.with_extension("json"), &clip).unwrap();
+    let spec = InputSpec::for_subnet(input);
+    let (b, plane) = (4, 16 * 16);
+    let (mut xs, mut ts, mut ws) = (Vec::new(), vec![0f32; b * 17 * plane], Vec::new());
+    let mut frame = vipnas::runtime::Frame::default();
+    let mut rng = Rng::new(1);
+    for i in 0..b {
+        let mut x = InputTensor::for_spec(&spec);
+        let mut w = [0f32; 17];
+        let s = &set.samples[i * 12];
+        prepare(
+            s,
+            &spec,
+            &Augment::default(),
+            &mut rng,
+            &mut frame,
+            &mut x,
+            &mut ts[i * 17 * plane..(i + 1) * 17 * plane],
+            &mut w,
+        )
+        .unwrap();
+        let InputTensor::F32(x) = x else { panic!() };
+        xs.extend(x);
+        ws.extend(w);
+    }
+    let batch = Batch::from_host(xs, ts, ws, (b, 64, 64), &device);
+    let layout = SupernetLayout::of(SpaceName::Mbv3, input).unwrap();
+    let mut sn = Supernet::from_weights(layout.clone(), &layout.training_weights(0), &device).unwrap();
+    let space = SearchSpace::get(SpaceName::Mbv3);
+    let nets: Vec<_> = [Sample::Max, Sample::Min, Sample::Random(4)]
+        .into_iter()
+        .map(|s| Subnet::sample(&space, s).network(input).unwrap())
+        .collect();
+    let mut optim = burn::optim::AdamConfig::new().with_epsilon(1e-8).init();
+    let mut history = Vec::new();
+    let steps = 8;
+    for _ in 0..steps {
+        let loss = sandwich_loss(&sn, &nets, &batch);
+        history.push(loss.each.clone());
+        let grads = burn::optim::GradientsParams::from_grads(loss.total.backward(), &sn.params);
+        sn.params = optim.step(2e-3, sn.params, grads);
+    }
+    let (first, last) = (&history[0], &history[history.len() - 1]);
+    println!("losses (max, min, random) first {first:?} last {last:?}");
+    for (k, (a, b)) in first.iter().zip(last).enumerate() {
+        assert!(b < &(a * 0.7), "subnet {k}: loss {a} -> {b} did not fall");
+    }
+}

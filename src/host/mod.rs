@@ -3,10 +3,13 @@
 
 pub mod bench;
 pub mod coco;
+pub mod dataset;
 pub mod eval;
+pub mod heatmap;
 pub mod label;
 pub mod latency_bench;
 pub mod openpose;
 pub mod plot;
+pub mod sandwich;
 pub mod supernet;
 pub mod train_bench;

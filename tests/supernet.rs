@@ -192,3 +192,22 @@ fn sandwich_steps_on_real_frames_lower_every_subnets_loss() {
         assert!(b < &(a * 0.7), "subnet {k}: loss {a} -> {b} did not fall");
     }
 }
+
+#[test]
+fn subnets_outside_the_tables_are_refused_by_name() {
+    let input = InputSize::new(64, 64).unwrap();
+    let layout = SupernetLayout::of(SpaceName::Mbv3, input).unwrap();
+    let supernet = Supernet::from_weights(layout.clone(), &layout.random_weights(0).unwrap(), &Device::flex()).unwrap();
+    let sampled = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Random(3)).network(input).unwrap();
+    supernet.check(&sampled).unwrap();
+    // mmpose's published subnet: its head (160 channels in 160 groups) is outside
+    // Table 1's head rows, but its tensors are still slices of the supernet's.
+    let published = vipnas::arch::published::published(SpaceName::Mbv3).unwrap().subnet.network(input).unwrap();
+    supernet.check(&published).unwrap();
+    // A stem wider than Table 1 allows is not.
+    let mut wide = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Max);
+    wide.stem.width += 8;
+    let e = format!("{:#}", supernet.check(&wide.network(input).unwrap()).unwrap_err());
+    assert!(e.starts_with("`stem.conv.weight` of shape [") && e.contains("is not a slice of the supernet's"), "{e}");
+    println!("{e}");
+}

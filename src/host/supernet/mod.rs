@@ -68,6 +68,23 @@ impl Supernet {
         Ok(Supernet { layout, params: SupernetParams { tensors }, running, index })
     }
 
+    /// Checks that `net` is a subnet of this supernet: every parameter it needs
+    /// exists and fits. [`Supernet::forward`] assumes it (and panics otherwise);
+    /// a subnet wider than its space's tables fails here, naming the tensor.
+    pub fn check(&self, net: &Network) -> Result<()> {
+        for node in &net.nodes {
+            for p in node.param_specs() {
+                let Some(big) = self.layout.params.get(&p.name) else {
+                    anyhow::bail!("the {} supernet has no parameter `{}`", self.layout.space, p.name);
+                };
+                slice_offsets(&big.shape, &p.shape).with_context(|| {
+                    format!("`{}` of shape {:?} is not a slice of the supernet's {:?}", p.name, p.shape, big.shape)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every supernet tensor, trained values and running statistics.
     pub fn to_weights(&self) -> Result<Weights> {
         let mut out = self.running.clone();

@@ -45,7 +45,8 @@ impl LatencyRow {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of timings (upper middle for an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

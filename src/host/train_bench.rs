@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
 
+use super::bench::median;
 use super::supernet::{Norm, Supernet};
 use crate::arch::{InputSize, Network, Subnet, SupernetLayout};
 
@@ -37,11 +38,6 @@ impl StepTiming {
         }
         Some(StepTiming { ms: ms?, loss: loss? })
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Times `steps` training steps of `subnet` inside its supernet on burn

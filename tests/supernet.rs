@@ -171,7 +171,10 @@ fn sandwich_steps_on_real_frames_lower_every_subnets_loss() {
     }
     let batch = Batch::from_host(xs, ts, ws, (b, 64, 64), &device);
     let layout = SupernetLayout::of(SpaceName::Mbv3, input).unwrap();
-    let mut sn = Supernet::from_weights(layout.clone(), &layout.training_weights(0), &device).unwrap();
+    // He-normal everywhere, the heatmap layer included (training proper starts it
+    // near zero): every subnet starts far from its target, so each loss must fall.
+    let start = vipnas::arch::Weights::for_training(layout.params.values().cloned(), 0);
+    let mut sn = Supernet::from_weights(layout.clone(), &start, &device).unwrap();
     let space = SearchSpace::get(SpaceName::Mbv3);
     let nets: Vec<_> = [Sample::Max, Sample::Min, Sample::Random(4)]
         .into_iter()

@@ -83,6 +83,9 @@ impl Weights {
     }
 }
 
+/// The heatmap layer's weight (every space ends in it).
+const FINAL_WEIGHT: &str = "head.final.weight";
+
 /// The supernet's tensors: name → largest shape, with what kind each is.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SupernetLayout {
@@ -158,9 +161,16 @@ impl SupernetLayout {
         Ok(Weights::random_specs(specs, seed))
     }
 
-    /// The usual starting point for training ([`Weights::for_training`]).
+    /// The usual starting point for training ([`Weights::for_training`]),
+    /// except the final 1×1 conv: normal with σ 0.001, as mmpose initialises
+    /// its heatmap heads, so training starts from near-zero heatmaps.
     pub fn training_weights(&self, seed: u64) -> Weights {
-        Weights::for_training(self.params.values().cloned(), seed)
+        let mut w = Weights::for_training(self.params.values().cloned(), seed);
+        if let Some(t) = w.tensors.get_mut(FINAL_WEIGHT) {
+            let mut rng = crate::arch::rng::Rng::new(seed ^ 0xF1A1);
+            t.data.iter_mut().for_each(|v| *v = (rng.normal() * 1e-3) as f32);
+        }
+        w
     }
 
     /// Number of scalars in the supernet.

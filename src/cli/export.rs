@@ -1,4 +1,5 @@
-//! `vipnas export`: write a model bundle (manifest + ONNX) for a subnet.
+//! `vipnas export`: write a model bundle (manifest + ONNX) for a subnet,
+//! with trained weights from a checkpoint or seeded random ones.
 
 use std::path::PathBuf;
 
@@ -12,36 +13,53 @@ use vipnas::onnx::{to_bytes, write_network, WriteOptions};
 use super::subnet_args::SubnetArgs;
 
 /// Write a model bundle: manifest.json + spatial.onnx (BatchNorm folded).
-/// Without a checkpoint the weights are random (seeded): for profiling and tests.
+/// With --checkpoint the subnet's weights are cut from the trained supernet
+/// after BatchNorm recalibration; without, they are random (seeded): for
+/// profiling and tests.
 #[derive(Args, Debug)]
-#[command(
-    after_help = "Examples:\n  vipnas export --space mbv3 --sample random --seed 1 --out /tmp/b\n  vipnas export --subnet my_subnet.json --input 128x96 --out models/mine"
-)]
+#[command(after_help = "Examples:
+  vipnas export --checkpoint runs/mbv3/checkpoint.vnck --sample max --out models/mbv3-max
+  vipnas export --checkpoint runs/mbv3/checkpoint.vnck --subnet searched.json --out models/pi4
+  vipnas export --space mbv3 --sample random --seed 1 --out /tmp/b")]
 pub struct ExportArgs {
     #[command(flatten)]
     pick: SubnetArgs,
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Seed of the random weights.
-    #[arg(long, default_value_t = 0)]
+    /// A training checkpoint (`vipnas train`): trained weights, the run's input size.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Images for BatchNorm recalibration (with --checkpoint).
+    #[arg(long, default_value_t = 256, requires = "checkpoint")]
+    calib_images: usize,
+    /// Recalibrate on this COCO file instead of the run's training set (with --calib-dir).
+    #[arg(long, value_name = "ANN.json", requires_all = ["checkpoint", "calib_dir"])]
+    calib_coco: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", requires = "calib_coco")]
+    calib_dir: Option<PathBuf>,
+    /// Seed of the random weights (without --checkpoint).
+    #[arg(long, default_value_t = 0, conflicts_with = "checkpoint")]
     weight_seed: u64,
     /// Bundle name (defaults to the output directory's name).
     #[arg(long)]
     name: Option<String>,
 }
 
-pub fn run(a: ExportArgs) -> Result<()> {
+pub fn run(mut a: ExportArgs) -> Result<()> {
+    let name = a.name.clone().unwrap_or_else(|| {
+        a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into())
+    });
+    if let Some(ckpt) = a.checkpoint.clone() {
+        return from_checkpoint(&mut a, &ckpt, &name);
+    }
     let subnet = a.pick.resolve()?;
-    let input = a.pick.input;
+    let input = a.pick.input();
     let net = subnet.network(input)?;
     let weights = Weights::random(&net, a.weight_seed);
     let opts =
         WriteOptions { doc: subnet.to_string(), graph_name: format!("vipnas-{}", subnet.space), ..Default::default() };
     let model = write_network(&net, &weights, &opts)?;
-    let name = a.name.clone().unwrap_or_else(|| {
-        a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into())
-    });
     let cost = net.cost();
     let manifest = Manifest::for_subnet(&name, &subnet, input, cost, format!("random (seed {})", a.weight_seed));
     let path = write_bundle(&a.out, &manifest, &[(SPATIAL_ONNX, to_bytes(&model))])?;
@@ -55,4 +73,40 @@ pub fn run(a: ExportArgs) -> Result<()> {
         cost.mparams()
     );
     Ok(())
+}
+
+#[cfg(feature = "host")]
+fn from_checkpoint(a: &mut ExportArgs, ckpt: &std::path::Path, name: &str) -> Result<()> {
+    use vipnas::host::train::checkpoint::Checkpoint;
+    use vipnas::host::train::export::{export_subnet, Calibration};
+    let config = Checkpoint::read_header(ckpt)?.config;
+    if let Some(input) = a.pick.input {
+        anyhow::ensure!(
+            input == config.input,
+            "--input {input}: checkpoint {} was trained at {}; its subnets export at that size",
+            ckpt.display(),
+            config.input
+        );
+    }
+    if a.pick.subnet.is_none() {
+        a.pick.space.get_or_insert(config.space);
+    }
+    let subnet = a.pick.resolve()?;
+    let calib = Calibration { set: a.calib_coco.clone().zip(a.calib_dir.clone()), images: a.calib_images };
+    let path = export_subnet(ckpt, &subnet, &calib, &a.out, name)?;
+    let cost = subnet.network(config.input)?.cost();
+    println!(
+        "wrote {} ({} {}, trained, flops={:.4}G params={:.4}M)",
+        path.display(),
+        subnet.space,
+        config.input,
+        cost.gflops(),
+        cost.mparams()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "host"))]
+fn from_checkpoint(_: &mut ExportArgs, _: &std::path::Path, _: &str) -> Result<()> {
+    anyhow::bail!("--checkpoint needs the host build (cargo build --release --features host)")
 }

@@ -18,6 +18,8 @@ mod profile;
 mod run;
 mod space;
 mod subnet_args;
+#[cfg(feature = "host")]
+mod train;
 
 use std::process::ExitCode;
 
@@ -56,6 +58,8 @@ enum Command {
     Data(DataCommand),
     #[cfg(feature = "host")]
     Label(label::LabelArgs),
+    #[cfg(feature = "host")]
+    Train(train::TrainArgs),
 }
 
 #[cfg(feature = "host")]
@@ -92,6 +96,8 @@ pub fn main() -> ExitCode {
         Command::Data(DataCommand::Openpose(a)) => data::run_openpose(a),
         #[cfg(feature = "host")]
         Command::Label(a) => label::run(a),
+        #[cfg(feature = "host")]
+        Command::Train(a) => train::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -115,7 +115,7 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
             let input = vipnas::arch::InputSize::new(m.input.height, m.input.width).map_err(anyhow::Error::msg)?;
             (s, input)
         }
-        None => (a.pick.resolve()?, a.pick.input),
+        None => (a.pick.resolve()?, a.pick.input()),
     };
     let path = a.table.clone().unwrap_or_else(|| board.latency_table_path());
     if !path.exists() {

@@ -33,10 +33,10 @@ pub fn run(a: SpaceArgs) -> Result<()> {
     let subnet = a.pick.resolve()?;
     println!("{}", serde_json::to_string_pretty(&subnet)?);
     if a.stats {
-        let net = subnet.network(a.pick.input)?;
+        let net = subnet.network(a.pick.input())?;
         let cost = net.cost();
         let out = net.output_shape();
-        println!("input={} heatmaps={}x{}x{} macs={:.4}G", a.pick.input, out.c, out.h, out.w, cost.macs as f64 / 1e9);
+        println!("input={} heatmaps={}x{}x{} macs={:.4}G", a.pick.input(), out.c, out.h, out.w, cost.macs as f64 / 1e9);
         println!("flops={:.4} params={:.4}", cost.gflops(), cost.mparams());
     }
     Ok(())

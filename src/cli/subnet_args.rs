@@ -34,9 +34,9 @@ pub struct SubnetArgs {
     /// mmpose's published ViPNAS subnet of the space (mbv3, resnet50).
     #[arg(long, conflicts_with = "sample")]
     pub published: bool,
-    /// Network input HEIGHTxWIDTH (multiples of 32).
-    #[arg(long, default_value = "256x192", value_parser = parse_input)]
-    pub input: InputSize,
+    /// Network input HEIGHTxWIDTH (multiples of 32) [default: 256x192; a checkpoint's own].
+    #[arg(long, value_parser = parse_input)]
+    pub input: Option<InputSize>,
 }
 
 fn parse_space(s: &str) -> Result<SpaceName, String> {
@@ -48,6 +48,11 @@ fn parse_input(s: &str) -> Result<InputSize, String> {
 }
 
 impl SubnetArgs {
+    /// `--input`, or mmpose's 256×192.
+    pub fn input(&self) -> InputSize {
+        self.input.unwrap_or(InputSize::new(256, 192).expect("valid"))
+    }
+
     /// The chosen subnet; sampling defaults to `max`. Off-table subnets are
     /// accepted only when published (mmpose's MBV3 head is outside Table 1).
     pub fn resolve(&self) -> Result<Subnet> {

@@ -1,5 +1,5 @@
 //! Host-side work (cargo feature `host`): evaluation, labelling, benchmarks,
-//! plots, and the weight-sharing supernet on burn (training lands next).
+//! plots, and the weight-sharing supernet on burn with its training.
 
 pub mod bench;
 pub mod coco;
@@ -12,4 +12,5 @@ pub mod openpose;
 pub mod plot;
 pub mod sandwich;
 pub mod supernet;
+pub mod train;
 pub mod train_bench;

@@ -85,6 +85,11 @@ impl Supernet {
         Ok(())
     }
 
+    /// Trainable tensors' names and 4-D shapes, in `params.tensors` order.
+    pub fn trainable_names(&self) -> impl Iterator<Item = (&str, [usize; 4])> + '_ {
+        self.layout.params.iter().filter(|(_, p)| trainable(p.kind)).map(|(n, p)| (n.as_str(), as4(&p.shape)))
+    }
+
     /// Every supernet tensor, trained values and running statistics.
     pub fn to_weights(&self) -> Result<Weights> {
         let mut out = self.running.clone();

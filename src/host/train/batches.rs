@@ -1,0 +1,175 @@
+//! Batches in a fixed order: epoch `e` visits the samples in a permutation
+//! drawn from (seed, e); the sample at global position `p` is augmented with
+//! a generator seeded by (seed, p). A batch is therefore a function of the
+//! seed and the step alone — the same with any number of threads and after
+//! a resume. Batches are prepared (decode, augment, targets) in parallel on a
+//! background thread, a few steps ahead of training.
+
+use std::collections::BTreeSet;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+
+use crate::arch::rng::Rng;
+use crate::bundle::InputSpec;
+use crate::coco::KEYPOINTS;
+use crate::host::dataset::{prepare, Augment, TrainSet, SKIP_CAP};
+use crate::runtime::preprocess::InputTensor;
+use crate::runtime::Frame;
+
+/// One batch in host memory.
+pub struct HostBatch {
+    pub step: u64,
+    /// `B × 3 × H × W`.
+    pub x: Vec<f32>,
+    /// `B × 17 × H/4 × W/4`.
+    pub targets: Vec<f32>,
+    /// `B × 17`.
+    pub weights: Vec<f32>,
+}
+
+/// Which sample sits at each global position.
+#[derive(Clone, Debug)]
+pub struct BatchPlan {
+    pub samples: usize,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    Rng::new(a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b).next_u64()
+}
+
+impl BatchPlan {
+    /// The visiting order of epoch `e` (Fisher–Yates).
+    pub fn permutation(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.samples).collect();
+        let mut rng = Rng::new(mix(self.seed, epoch));
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        order
+    }
+
+    /// `(sample index, augmentation seed)` for each slot of `step`'s batch.
+    pub fn slots(&self, step: u64, cache: &mut Option<(u64, Vec<usize>)>) -> Vec<(usize, u64)> {
+        (0..self.batch as u64)
+            .map(|j| {
+                let p = step * self.batch as u64 + j;
+                let epoch = p / self.samples as u64;
+                if cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                    *cache = Some((epoch, self.permutation(epoch)));
+                }
+                let order = &cache.as_ref().unwrap().1;
+                (order[(p % self.samples as u64) as usize], mix(self.seed ^ 0xA5A5, p))
+            })
+            .collect()
+    }
+}
+
+/// Prepares one slot; a sample that fails to load is replaced by the next
+/// one in the set (recorded in `failed`).
+fn prepare_slot(
+    set: &TrainSet,
+    spec: &InputSpec,
+    aug: &Augment,
+    (index, seed): (usize, u64),
+    plane: usize,
+) -> (Vec<f32>, Vec<f32>, [f32; KEYPOINTS], Vec<String>) {
+    let mut failed = Vec::new();
+    let mut frame = Frame::default();
+    let mut x = InputTensor::for_spec(spec);
+    let mut heatmaps = vec![0f32; KEYPOINTS * plane];
+    let mut weights = [0f32; KEYPOINTS];
+    for k in 0..set.samples.len() {
+        let s = &set.samples[(index + k) % set.samples.len()];
+        match prepare(s, spec, aug, &mut Rng::new(seed), &mut frame, &mut x, &mut heatmaps, &mut weights) {
+            Ok(()) => break,
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+    }
+    let InputTensor::F32(x) = x else { unreachable!("training inputs are f32") };
+    (x, heatmaps, weights, failed)
+}
+
+/// Starts the background thread that prepares the batches of steps
+/// `from..to`, at most `ahead` in advance. A batch with a failing sample is
+/// filled from the next sample; once more than [`SKIP_CAP`] of the set has
+/// failed the stream ends in an error naming the samples.
+pub fn prefetch(
+    set: Arc<TrainSet>,
+    spec: InputSpec,
+    aug: Augment,
+    plan: BatchPlan,
+    (from, to): (u64, u64),
+    ahead: usize,
+) -> Receiver<Result<HostBatch>> {
+    let (tx, rx) = sync_channel(ahead);
+    std::thread::spawn(move || {
+        let plane = (spec.height as usize / 4) * (spec.width as usize / 4);
+        let mut cache = None;
+        let mut failed = BTreeSet::new();
+        for step in from..to {
+            let slots = plan.slots(step, &mut cache);
+            let prepared: Vec<_> = slots.par_iter().map(|&slot| prepare_slot(&set, &spec, &aug, slot, plane)).collect();
+            let mut batch = HostBatch { step, x: Vec::new(), targets: Vec::new(), weights: Vec::new() };
+            for (x, t, w, f) in prepared {
+                batch.x.extend(x);
+                batch.targets.extend(t);
+                batch.weights.extend(w);
+                for e in f {
+                    if failed.insert(e.clone()) {
+                        log::warn!("skipped {e}");
+                    }
+                }
+            }
+            let result = if failed.len() as f64 > SKIP_CAP * set.samples.len() as f64 {
+                let first = failed.iter().next().cloned().unwrap_or_default();
+                Err(anyhow::anyhow!(
+                    "{} of {} samples failed to load (over {:.0} %), e.g. {first}",
+                    failed.len(),
+                    set.samples.len(),
+                    SKIP_CAP * 100.0
+                ))
+            } else {
+                Ok(batch)
+            };
+            let stop = result.is_err();
+            if tx.send(result).is_err() || stop {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Receives the batch of `step`.
+pub fn next(rx: &Receiver<Result<HostBatch>>, step: u64) -> Result<HostBatch> {
+    let Ok(b) = rx.recv() else { bail!("the batch preparation thread stopped") };
+    let b = b?;
+    anyhow::ensure!(b.step == step, "batch for step {} arrived at step {step}", b.step);
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_epoch_visits_each_sample_once_in_a_seeded_order() {
+        let plan = BatchPlan { samples: 10, batch: 4, seed: 7 };
+        let mut cache = None;
+        let visited: Vec<usize> = (0..5).flat_map(|s| plan.slots(s, &mut cache)).map(|(i, _)| i).collect();
+        let mut first: Vec<usize> = visited[..10].to_vec();
+        first.sort();
+        assert_eq!(first, (0..10).collect::<Vec<_>>());
+        assert_ne!(visited[..10], visited[10..20], "epochs are reshuffled");
+        assert_ne!(visited[..10], (0..10).collect::<Vec<_>>());
+        // A fresh plan (a resumed run) gives the same batch at the same step.
+        assert_eq!(plan.slots(3, &mut None), plan.slots(3, &mut cache));
+        let other = BatchPlan { seed: 8, ..plan.clone() };
+        assert_ne!(other.slots(0, &mut None), plan.slots(0, &mut None));
+    }
+}

@@ -1,0 +1,262 @@
+//! Training checkpoints: everything needed to continue a run exactly where it
+//! stopped — the supernet's tensors (running statistics included), Adam's
+//! moments, the step, and the run's configuration (the batch order and the
+//! subnets of a step follow from the seed and the step, so no generator state
+//! is stored).
+//!
+//! Layout of `checkpoint.vnck`: the magic line `VIPNAS-CHECKPOINT\n`, a
+//! little-endian u64 header length, a JSON [`Header`], then the payload: for
+//! each tensor of the header in order its f32 values (little-endian), then,
+//! for trainable ones, Adam's first and second moments. The header carries an
+//! FNV-1a 64 hash of the payload, so a truncated or damaged file is refused.
+//! Written through a temporary file and a rename: a kill mid-write leaves the
+//! previous checkpoint intact.
+
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::TrainConfig;
+use crate::arch::weights::{Tensor, Weights};
+use crate::arch::SupernetLayout;
+use crate::bundle::write_atomic;
+
+const MAGIC: &[u8] = b"VIPNAS-CHECKPOINT\n";
+/// Bumped whenever the layout of a checkpoint changes.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// One tensor's entry in the header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Adam moments follow (trainable tensors).
+    pub moments: bool,
+    /// Adam updates this tensor has had.
+    #[serde(default)]
+    pub updates: u64,
+}
+
+/// The JSON header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub format_version: u32,
+    /// `vipnas <version>` that wrote it.
+    pub created_by: String,
+    pub config: TrainConfig,
+    /// Steps completed.
+    pub step: u64,
+    pub tensors: Vec<TensorEntry>,
+    pub payload_bytes: u64,
+    pub payload_fnv1a64: String,
+}
+
+/// A checkpoint in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub header: Header,
+    /// Supernet-shaped tensors (trained values and running statistics).
+    pub weights: Weights,
+    /// Adam's `(m, v)` per trainable tensor name.
+    pub moments: std::collections::BTreeMap<String, (Vec<f32>, Vec<f32>)>,
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The header's length, after checking the magic line.
+fn header_len(bytes: &[u8]) -> Result<usize> {
+    let Some(rest) = bytes.strip_prefix(MAGIC) else {
+        bail!("not a vipnas training checkpoint (no `VIPNAS-CHECKPOINT` line at the start)");
+    };
+    ensure!(rest.len() >= 8, "truncated: no header");
+    Ok(u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize)
+}
+
+/// The JSON header, its version checked first so an old or new file says so.
+fn parse_header(json: &[u8]) -> Result<Header> {
+    let value: serde_json::Value = serde_json::from_slice(json).context("header is not JSON")?;
+    let version = value.get("format_version").and_then(|v| v.as_u64());
+    ensure!(
+        version == Some(CHECKPOINT_VERSION as u64),
+        "format_version {} — this vipnas ({}) reads version {CHECKPOINT_VERSION}",
+        version.map_or("missing".to_string(), |v| v.to_string()),
+        env!("CARGO_PKG_VERSION")
+    );
+    serde_json::from_value(value).context("header")
+}
+
+fn push_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    out.reserve(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint atomically.
+    pub fn save(&mut self, path: &Path) -> Result<()> {
+        let mut payload = Vec::new();
+        for e in &self.header.tensors {
+            let t = self.weights.get(&e.name)?;
+            ensure!(
+                t.shape == e.shape,
+                "checkpoint: `{}` has shape {:?}, the header says {:?}",
+                e.name,
+                t.shape,
+                e.shape
+            );
+            push_f32s(&mut payload, &t.data);
+            if e.moments {
+                let (m, v) =
+                    self.moments.get(&e.name).with_context(|| format!("checkpoint: no moments for `{}`", e.name))?;
+                push_f32s(&mut payload, m);
+                push_f32s(&mut payload, v);
+            }
+        }
+        self.header.payload_bytes = payload.len() as u64;
+        self.header.payload_fnv1a64 = format!("{:016x}", fnv1a64(&payload));
+        let header = serde_json::to_vec_pretty(&self.header)?;
+        let mut bytes = Vec::with_capacity(MAGIC.len() + 8 + header.len() + payload.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&payload);
+        write_atomic(path, &bytes)
+    }
+
+    /// Reads and verifies a checkpoint; errors name the file and what is wrong.
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        Self::parse(&bytes).with_context(|| format!("checkpoint {}", path.display()))
+    }
+
+    /// The header alone (the settings and step of a run), without reading the tensors.
+    pub fn read_header(path: &Path) -> Result<Header> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        let mut start = Vec::with_capacity(MAGIC.len() + 8);
+        let read = (|| -> Result<Header> {
+            (&mut f).take(MAGIC.len() as u64 + 8).read_to_end(&mut start)?;
+            let n = header_len(&start)?;
+            let mut json = vec![0u8; n];
+            f.read_exact(&mut json).context("truncated header")?;
+            parse_header(&json)
+        })();
+        read.with_context(|| format!("checkpoint {}", path.display()))
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Checkpoint> {
+        let n = header_len(bytes)?;
+        let rest = &bytes[MAGIC.len()..];
+        ensure!(rest.len() >= 8 + n, "truncated: header of {n} bytes, {} left", rest.len() - 8);
+        let header = parse_header(&rest[8..8 + n])?;
+        let payload = &rest[8 + n..];
+        ensure!(
+            payload.len() as u64 == header.payload_bytes,
+            "truncated or padded: {} payload bytes, the header says {}",
+            payload.len(),
+            header.payload_bytes
+        );
+        ensure!(
+            format!("{:016x}", fnv1a64(payload)) == header.payload_fnv1a64,
+            "damaged: the payload's hash differs from the header's"
+        );
+        let mut floats = payload.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()));
+        let mut take = |len: usize| -> Vec<f32> { floats.by_ref().take(len).collect() };
+        let (mut weights, mut moments) = (Weights::default(), std::collections::BTreeMap::new());
+        for e in &header.tensors {
+            let len = e.shape.iter().product();
+            let data = take(len);
+            ensure!(data.len() == len, "`{}`: payload ends early", e.name);
+            weights.tensors.insert(e.name.clone(), Tensor::new(e.shape.clone(), data));
+            if e.moments {
+                let (m, v) = (take(len), take(len));
+                ensure!(v.len() == len, "`{}`: payload ends early", e.name);
+                moments.insert(e.name.clone(), (m, v));
+            }
+        }
+        Ok(Checkpoint { header, weights, moments })
+    }
+
+    /// Checks that this checkpoint holds the supernet `layout` describes:
+    /// the same space and every tensor with the same shape.
+    pub fn check_layout(&self, layout: &SupernetLayout) -> Result<()> {
+        let c = &self.header.config;
+        ensure!(c.space == layout.space, "it holds the {} supernet, not the {} one", c.space, layout.space);
+        let have: Vec<(&str, &[usize])> = self.header.tensors.iter().map(|e| (e.name.as_str(), &e.shape[..])).collect();
+        let want: Vec<(&str, &[usize])> = layout.params.iter().map(|(n, p)| (n.as_str(), &p.shape[..])).collect();
+        if have != want {
+            let diff = want
+                .iter()
+                .find(|w| !have.contains(w))
+                .map(|(n, s)| format!("this vipnas has `{n}` {s:?}, the checkpoint does not"))
+                .or_else(|| {
+                    have.iter()
+                        .find(|h| !want.contains(h))
+                        .map(|(n, s)| format!("it has `{n}` {s:?}, this vipnas does not"))
+                })
+                .unwrap_or_default();
+            bail!("its {} supernet differs from this vipnas' (written by {}): {diff}", c.space, self.header.created_by);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{InputSize, SpaceName};
+
+    fn small() -> Checkpoint {
+        let config = TrainConfig::new(SpaceName::Mbv3, "a.json".into(), "imgs".into(), 10);
+        let mut weights = Weights::default();
+        weights.tensors.insert("a.weight".into(), Tensor::new(vec![2, 1, 1, 1], vec![1.0, -2.5]));
+        weights.tensors.insert("a.bn.running_mean".into(), Tensor::new(vec![2], vec![0.25, f32::MIN_POSITIVE]));
+        let tensors = vec![
+            TensorEntry { name: "a.bn.running_mean".into(), shape: vec![2], moments: false, updates: 0 },
+            TensorEntry { name: "a.weight".into(), shape: vec![2, 1, 1, 1], moments: true, updates: 3 },
+        ];
+        let moments = [("a.weight".to_string(), (vec![0.5, 0.125], vec![1e-8, 3.0]))].into();
+        let header = Header {
+            format_version: CHECKPOINT_VERSION,
+            created_by: "vipnas test".into(),
+            config,
+            step: 7,
+            tensors,
+            payload_bytes: 0,
+            payload_fnv1a64: String::new(),
+        };
+        Checkpoint { header, weights, moments }
+    }
+
+    #[test]
+    fn a_checkpoint_reads_back_bit_exactly() {
+        let dir = std::env::temp_dir().join(format!("vipnas-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.vnck");
+        let mut c = small();
+        c.save(&path).unwrap();
+        assert_eq!(c.header.payload_bytes, 4 * (2 + 2 * 3));
+        assert_eq!(Checkpoint::load(&path).unwrap(), c);
+        assert_eq!(Checkpoint::read_header(&path).unwrap(), c.header);
+        assert!(!path.with_extension("partial").exists(), "written through a temporary file");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_space_or_shape_is_refused_by_tensor() {
+        let input = InputSize::new(64, 64).unwrap();
+        let c = small();
+        let e = c.check_layout(&SupernetLayout::of(SpaceName::Resnet50, input).unwrap()).unwrap_err().to_string();
+        assert_eq!(e, "it holds the mbv3 supernet, not the resnet50 one");
+        let e = c.check_layout(&SupernetLayout::of(SpaceName::Mbv3, input).unwrap()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("its mbv3 supernet differs from this vipnas' (written by vipnas test): this vipnas has `"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! `vipnas train`: supernet training by the sandwich rule over a COCO-format
+//! set, with atomic checkpoints, exact resume and a loss curve.
+//!
+//! Each step trains the max subnet on the labels and the min subnet plus
+//! `randoms` random subnets on the max subnet's heatmaps
+//! ([`super::sandwich`]); Adam with mmpose's schedule ([`optim`]). The batch
+//! and the random subnets of a step depend only on the seed and the step
+//! ([`batches`]), so a resumed run continues exactly as if never stopped.
+//!
+//! A run directory holds `checkpoint.vnck` ([`checkpoint`]), `losses.tsv`
+//! (one row per step) and `loss.png`.
+
+pub mod batches;
+pub mod checkpoint;
+pub mod export;
+pub mod optim;
+pub mod teacher;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use self::batches::{BatchPlan, HostBatch};
+use self::checkpoint::{Checkpoint, Header, TensorEntry, CHECKPOINT_VERSION};
+use self::optim::{Adam, AdamConfig, LrSchedule};
+use super::dataset::{Augment, TrainSet};
+use super::sandwich::{sandwich_loss, Batch};
+use super::supernet::Supernet;
+use crate::arch::{InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, SupernetLayout};
+use crate::bundle::InputSpec;
+
+pub const CHECKPOINT: &str = "checkpoint.vnck";
+pub const LOSSES: &str = "losses.tsv";
+pub const LOSS_PNG: &str = "loss.png";
+
+/// A training run's settings (stored in every checkpoint; a resume must
+/// match them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub space: SpaceName,
+    /// Network input; default 256×192 (mmpose's COCO setting).
+    pub input: InputSize,
+    /// COCO keypoint file and its image directory.
+    pub coco: PathBuf,
+    pub images: PathBuf,
+    /// Images per step; default 16.
+    pub batch: usize,
+    /// Steps of the whole run.
+    pub steps: u64,
+    /// Adam's learning rate; default 1e-3 (mmpose).
+    pub lr: f64,
+    /// Linear warm-up steps; default min(500, steps / 10).
+    pub warmup: u64,
+    /// Random subnets per step besides max and min; default 2 (the sandwich rule).
+    pub randoms: usize,
+    /// Seeds the initial weights, the batch order, augmentation and subnets.
+    pub seed: u64,
+    /// mmpose's augmentations (flip, scale, rotation, half body); default on.
+    pub augment: bool,
+    /// A teacher model that labels `unlabelled` frame directories ([`teacher`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlabelled: Vec<PathBuf>,
+}
+
+impl TrainConfig {
+    /// Defaults for everything but the space, the data and the length.
+    pub fn new(space: SpaceName, coco: PathBuf, images: PathBuf, steps: u64) -> TrainConfig {
+        TrainConfig {
+            space,
+            input: InputSize::new(256, 192).expect("valid"),
+            coco,
+            images,
+            batch: 16,
+            steps,
+            lr: 1e-3,
+            warmup: (steps / 10).min(500),
+            randoms: 2,
+            seed: 0,
+            augment: true,
+            teacher: None,
+            unlabelled: Vec::new(),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        ensure!(self.batch >= 2, "--batch must be at least 2 (BatchNorm trains on batch statistics)");
+        ensure!(self.steps >= 1, "--steps must be at least 1");
+        ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number");
+        ensure!(
+            self.teacher.is_some() != self.unlabelled.is_empty(),
+            "--teacher and --unlabelled go together: the teacher labels the unlabelled frames"
+        );
+        Ok(())
+    }
+
+    /// The subnets of `step`: max, min, then the random ones.
+    pub fn subnets(&self, step: u64) -> Vec<Subnet> {
+        let space = SearchSpace::get(self.space);
+        let mut v = vec![Subnet::sample(&space, Sample::Max), Subnet::sample(&space, Sample::Min)];
+        for j in 0..self.randoms as u64 {
+            v.push(Subnet::sample(
+                &space,
+                Sample::Random(self.seed ^ (step << 8 | j).wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            ));
+        }
+        v
+    }
+}
+
+/// How a call to [`train`] ended.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    /// Steps completed in total and in this call.
+    pub step: u64,
+    pub steps_now: u64,
+    pub resumed_from: Option<u64>,
+    pub seconds: f64,
+    /// Images per second (each through all the step's subnets).
+    pub images_per_s: f64,
+    /// Mean losses (max, min, randoms…) over the first and the last 10 % of the steps logged.
+    pub first: Vec<f64>,
+    pub last: Vec<f64>,
+}
+
+/// One row of `losses.tsv`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossRow {
+    pub step: u64,
+    pub lr: f64,
+    pub losses: Vec<f64>,
+    pub images_per_s: f64,
+}
+
+/// Knobs that do not change the result.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Write a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Stop after this many steps in this call (the run can be resumed).
+    pub stop_after: Option<u64>,
+    pub progress: bool,
+}
+
+/// Trains into `out`, resuming from `out/checkpoint.vnck` when it exists.
+pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<TrainSummary> {
+    config.check()?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (coco, images) = teacher::training_set(config, out)?;
+    let set = Arc::new(TrainSet::load(&coco, &images)?);
+    let layout = SupernetLayout::of(config.space, config.input)?;
+    let device = Device::flex().autodiff();
+    let ckpt_path = out.join(CHECKPOINT);
+    let (mut sn, mut adam, start, mut history) = if ckpt_path.exists() {
+        let c = Checkpoint::load(&ckpt_path)?;
+        c.check_layout(&layout).with_context(|| format!("checkpoint {}", ckpt_path.display()))?;
+        ensure!(
+            &c.header.config == config,
+            "{} was made with other settings ({}); resume with the same ones or pick another --out",
+            ckpt_path.display(),
+            config_diff(&c.header.config, config)
+        );
+        let sn = Supernet::from_weights(layout.clone(), &c.weights, &device)?;
+        let adam = restore_adam(&c, &sn, &device)?;
+        let history = read_losses(&out.join(LOSSES), c.header.step)?;
+        log::info!("resuming {} at step {}", out.display(), c.header.step);
+        (sn, adam, c.header.step, history)
+    } else {
+        let sn = Supernet::from_weights(layout.clone(), &layout.training_weights(config.seed), &device)?;
+        let adam = Adam::new(AdamConfig::default(), &sn);
+        (sn, adam, 0, Vec::new())
+    };
+    let end = opts.stop_after.map_or(config.steps, |n| (start + n).min(config.steps));
+    let schedule = LrSchedule { base: config.lr, warmup: config.warmup, steps: config.steps };
+    let spec = InputSpec::for_subnet(config.input);
+    let plan = BatchPlan { samples: set.samples.len(), batch: config.batch, seed: config.seed };
+    let aug = if config.augment { Augment::default() } else { Augment::NONE };
+    let rx = batches::prefetch(set.clone(), spec, aug, plan, (start, end), 3);
+    let (h, w) = (config.input.height as usize, config.input.width as usize);
+    let fixed: Vec<Network> =
+        config.subnets(0)[..2].iter().map(|s| s.network(config.input)).collect::<Result<_, _>>()?;
+    let bar = progress_bar(opts.progress, start, config.steps);
+    let t0 = Instant::now();
+    for step in start..end {
+        let t = Instant::now();
+        let HostBatch { x, targets, weights, .. } = batches::next(&rx, step)?;
+        let batch = Batch::from_host(x, targets, weights, (config.batch, h, w), &device);
+        let mut nets = fixed.clone();
+        for s in &config.subnets(step)[2..] {
+            nets.push(s.network(config.input)?);
+        }
+        let lr = schedule.at(step);
+        let loss = sandwich_loss(&sn, &nets, &batch);
+        ensure!(loss.each.iter().all(|l| l.is_finite()), "step {step}: the loss is not finite ({:?})", loss.each);
+        let grads = loss.total.backward();
+        adam.step(&mut sn, &grads, lr);
+        let row = LossRow {
+            step,
+            lr,
+            losses: loss.each.iter().map(|&l| l as f64).collect(),
+            images_per_s: config.batch as f64 / t.elapsed().as_secs_f64(),
+        };
+        bar.set_message(format!(
+            "loss max {:.2e} min {:.2e} | lr {:.1e} | {:.2} img/s",
+            row.losses[0], row.losses[1], lr, row.images_per_s
+        ));
+        bar.inc(1);
+        history.push(row);
+        let done = step + 1;
+        if done % opts.checkpoint_every.max(1) == 0 || done == end {
+            save(config, &sn, &adam, done, out, &history)?;
+            let last = &history[history.len() - 1];
+            report(
+                &bar,
+                format!(
+                    "step {done}/{}: losses {} | {:.2} img/s | checkpoint {}",
+                    config.steps,
+                    last.losses.iter().map(|l| format!("{l:.3e}")).collect::<Vec<_>>().join(" "),
+                    last.images_per_s,
+                    out.join(CHECKPOINT).display()
+                ),
+            );
+        }
+    }
+    if start == end && !ckpt_path.exists() {
+        // `--stop-after 0` on a new run: the initial (untrained) checkpoint.
+        save(config, &sn, &adam, start, out, &history)?;
+    }
+    bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    let tenth = (history.len() / 10).max(1);
+    let mean = |rows: &[LossRow]| -> Vec<f64> {
+        let k = rows.first().map_or(0, |r| r.losses.len());
+        (0..k).map(|i| rows.iter().map(|r| r.losses[i]).sum::<f64>() / rows.len() as f64).collect()
+    };
+    Ok(TrainSummary {
+        step: end,
+        steps_now: end - start,
+        resumed_from: (start > 0).then_some(start),
+        seconds,
+        images_per_s: (end - start) as f64 * config.batch as f64 / seconds.max(1e-9),
+        first: mean(&history[..tenth.min(history.len())]),
+        last: mean(&history[history.len().saturating_sub(tenth)..]),
+    })
+}
+
+/// A line above the progress bar, or on stdout when there is no bar (not a terminal).
+fn report(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn progress_bar(show: bool, start: u64, steps: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(steps).with_position(start);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps | {msg} | ETA {eta}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn config_diff(a: &TrainConfig, b: &TrainConfig) -> String {
+    let (a, b) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return String::new() };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: checkpoint {v}, now {}", b.get(k).cloned().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn host_vec(t: burn::tensor::Tensor<4>) -> Result<Vec<f32>> {
+    t.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
+/// Writes the checkpoint, the loss table and the loss curve.
+fn save(config: &TrainConfig, sn: &Supernet, adam: &Adam, step: u64, out: &Path, history: &[LossRow]) -> Result<()> {
+    let weights = sn.to_weights()?;
+    let mut moments = std::collections::BTreeMap::new();
+    let mut updates = std::collections::BTreeMap::new();
+    for ((name, _), (m, v, t)) in sn.trainable_names().zip(&adam.moments) {
+        moments.insert(name.to_string(), (host_vec(m.clone())?, host_vec(v.clone())?));
+        updates.insert(name.to_string(), *t);
+    }
+    let tensors = sn
+        .layout
+        .params
+        .iter()
+        .map(|(name, p)| TensorEntry {
+            name: name.clone(),
+            shape: p.shape.clone(),
+            moments: moments.contains_key(name),
+            updates: updates.get(name).copied().unwrap_or(0),
+        })
+        .collect();
+    let header = Header {
+        format_version: CHECKPOINT_VERSION,
+        created_by: format!("vipnas {}", env!("CARGO_PKG_VERSION")),
+        config: config.clone(),
+        step,
+        tensors,
+        payload_bytes: 0,
+        payload_fnv1a64: String::new(),
+    };
+    Checkpoint { header, weights, moments }.save(&out.join(CHECKPOINT))?;
+    write_losses(&out.join(LOSSES), history)?;
+    if history.is_empty() {
+        return Ok(());
+    }
+    plot_losses(&out.join(LOSS_PNG), history)
+}
+
+fn restore_adam(c: &Checkpoint, sn: &Supernet, device: &Device) -> Result<Adam> {
+    let mut adam = Adam::new(AdamConfig::default(), sn);
+    let entries: std::collections::BTreeMap<&str, &TensorEntry> =
+        c.header.tensors.iter().map(|e| (e.name.as_str(), e)).collect();
+    for ((name, shape), slot) in sn.trainable_names().zip(adam.moments.iter_mut()) {
+        let (m, v) = c.moments.get(name).with_context(|| format!("checkpoint: no Adam moments for `{name}`"))?;
+        let to = |d: &Vec<f32>| {
+            burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(d.clone(), shape), device).inner()
+        };
+        *slot = (to(m), to(v), entries[name].updates);
+    }
+    Ok(adam)
+}
+
+fn write_losses(path: &Path, rows: &[LossRow]) -> Result<()> {
+    let k = rows.first().map_or(0, |r| r.losses.len());
+    let mut s = String::from("step\tlr\tloss_max\tloss_min");
+    for j in 2..k {
+        s += &format!("\tloss_random{}", j - 1);
+    }
+    s += "\timages_per_s\n";
+    for r in rows {
+        s += &format!("{}\t{:e}", r.step, r.lr);
+        for l in &r.losses {
+            s += &format!("\t{l:e}");
+        }
+        s += &format!("\t{:.3}\n", r.images_per_s);
+    }
+    crate::bundle::write_atomic(path, s.as_bytes())
+}
+
+/// The rows of `losses.tsv` before `step` (a resumed run rewrites the rest).
+pub fn read_losses(path: &Path, step: u64) -> Result<Vec<LossRow>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<f64> = line
+            .split('\t')
+            .map(|v| v.parse::<f64>())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} line {}: not numbers", path.display(), i + 1))?;
+        ensure!(f.len() >= 5, "{} line {}: {} columns", path.display(), i + 1, f.len());
+        let row =
+            LossRow { step: f[0] as u64, lr: f[1], losses: f[2..f.len() - 1].to_vec(), images_per_s: f[f.len() - 1] };
+        if row.step < step {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+fn plot_losses(path: &Path, rows: &[LossRow]) -> Result<()> {
+    use super::plot::{plot_png, Series, BLUE, GREY, ORANGE};
+    // Mean over windows of ~1 % of the run, so the curve reads through batch noise.
+    let window = (rows.len() / 100).max(1);
+    let smooth = |j: usize| -> Vec<(f64, f64)> {
+        rows.chunks(window)
+            .map(|c| {
+                (
+                    c[c.len() - 1].step as f64 + 1.0,
+                    (c.iter().map(|r| r.losses[j]).sum::<f64>() / c.len() as f64).log10(),
+                )
+            })
+            .collect()
+    };
+    let (max, min) = (smooth(0), smooth(1));
+    let mut series = vec![
+        Series { label: "max subnet (labels)", color: BLUE, points: &max, line: true },
+        Series { label: "min subnet (distilled)", color: ORANGE, points: &min, line: true },
+    ];
+    let random = if rows.first().is_some_and(|r| r.losses.len() > 2) { smooth(2) } else { Vec::new() };
+    if !random.is_empty() {
+        series.push(Series { label: "random subnet 1 (distilled)", color: GREY, points: &random, line: true });
+    }
+    plot_png(path, "Supernet training loss (sandwich rule)", "step", "log10 heatmap MSE", &series, false)
+}

@@ -1,9 +1,9 @@
 """PyTorch peer for `vipnas bench train`: builds the same layer graph (the
 `Network` JSON vipnas writes) as torch modules and times one training step
 (forward with BatchNorm in train mode, MSE against heatmap targets, backward,
-Adam), median over the timed steps.
+Adam), median over the timed steps; with several nets, a sandwich step.
 
-    python train_step.py NET.json BATCH THREADS WARMUP STEPS
+    python train_step.py NET.json[,NET2.json,...] BATCH THREADS WARMUP STEPS
 prints `ms_per_step=<median>`.
 """
 import json
@@ -83,21 +83,27 @@ class Net(nn.Module):
 
 
 def main():
-    path, batch, threads, warmup, steps = sys.argv[1], *map(int, sys.argv[2:6])
+    paths, batch, threads, warmup, steps = sys.argv[1].split(","), *map(int, sys.argv[2:6])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    spec = json.load(open(path))
-    net = Net(spec).train()
-    inp = spec["input"]
-    out = spec["nodes"][-1]["shape"]
+    specs = [json.load(open(p)) for p in paths]
+    # Several nets: a sandwich step (first = max on the targets, the others on
+    # its detached output). Each net holds its own weights here, where vipnas
+    # slices one supernet: the same arithmetic, without the slicing copies.
+    nets = [Net(s).train() for s in specs]
+    inp = specs[0]["input"]
+    out = specs[0]["nodes"][-1]["shape"]
     x = torch.randn(batch, inp["c"], inp["h"], inp["w"])
     target = torch.rand(batch, out["c"], out["h"], out["w"])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=1e-3, eps=1e-8)
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = F.mse_loss(net(x), target)
+        teacher = nets[0](x)
+        loss = F.mse_loss(teacher, target)
+        for n in nets[1:]:
+            loss = loss + F.mse_loss(n(x), teacher.detach())
         loss.backward()
         opt.step()
         if i >= warmup:

@@ -7,8 +7,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet};
-use vipnas::host::train_bench::{burn_step, torch_step, StepTiming};
+use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet, SupernetLayout};
+use vipnas::host::train::TrainConfig;
+use vipnas::host::train_bench::{burn_sandwich, burn_step, torch_step, StepTiming};
 
 /// Training-step benchmark against PyTorch CPU.
 #[derive(Args, Debug)]
@@ -18,7 +19,8 @@ use vipnas::host::train_bench::{burn_step, torch_step, StepTiming};
 pub struct TrainArgs {
     #[arg(long, default_value = "mbv3")]
     space: SpaceName,
-    /// The subnet: the space's max (default) or min.
+    /// The subnet: the space's max (default) or min, or `sandwich`: a whole
+    /// `vipnas train` step (max, min, 2 random subnets, distillation).
     #[arg(long, default_value = "max")]
     sample: String,
     #[arg(long, default_value = "256x192")]
@@ -42,13 +44,20 @@ pub struct TrainArgs {
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let space = SearchSpace::get(a.space);
-    let subnet = match a.sample.as_str() {
-        "max" => Subnet::sample(&space, Sample::Max),
-        "min" => Subnet::sample(&space, Sample::Min),
-        other => bail!("--sample {other}: expected max or min"),
+    let subnets = match a.sample.as_str() {
+        "max" => vec![Subnet::sample(&space, Sample::Max)],
+        "min" => vec![Subnet::sample(&space, Sample::Min)],
+        // The subnets of step 0 of a default `vipnas train` run.
+        "sandwich" => TrainConfig::new(a.space, "-".into(), "-".into(), 1).subnets(0),
+        other => bail!("--sample {other}: expected max, min or sandwich"),
     };
+    let nets: Vec<_> = subnets.iter().map(|s| s.network(a.input)).collect::<Result<_, _>>()?;
     if a.child {
-        let t = burn_step(&subnet, a.input, a.batch, a.warmup, a.steps)?;
+        let t = if nets.len() > 1 {
+            burn_sandwich(SupernetLayout::of(a.space, a.input)?, &nets, a.batch, a.warmup, a.steps)?
+        } else {
+            burn_step(&subnets[0], a.input, a.batch, a.warmup, a.steps)?
+        };
         println!("ms_per_step={:.2} loss={:.5}", t.ms, t.loss);
         return Ok(());
     }
@@ -61,10 +70,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     });
     let script = a.repo.join("benches/train_step.py");
-    let net = subnet.network(a.input)?;
     println!(
-        "== one training step, {} {} at {}, batch {} (median of {} after {} warm-up; ms); ratio = burn / PyTorch",
-        a.space, a.sample, a.input, a.batch, a.steps, a.warmup
+        "== one training step, {} {} ({} subnets) at {}, batch {} (median of {} after {} warm-up; ms); ratio = burn / PyTorch",
+        a.space,
+        a.sample,
+        nets.len(),
+        a.input,
+        a.batch,
+        a.steps,
+        a.warmup
     );
     println!(
         "{:>7} {:>10} {:>10} {:>8} {:>14} {:>14}",
@@ -82,7 +96,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             .context("cannot start the burn measurement")?;
         let ours = StepTiming::parse(&String::from_utf8_lossy(&out.stdout))
             .with_context(|| format!("burn child failed: {}", String::from_utf8_lossy(&out.stderr)))?;
-        let peer = torch_step(&python, &script, &net, a.batch, t, a.warmup, a.steps)?;
+        let peer = torch_step(&python, &script, &nets, a.batch, t, a.warmup, a.steps)?;
         let ips = |ms: f64| a.batch as f64 * 1e3 / ms;
         match peer {
             Ok(p) => println!(

@@ -2,7 +2,8 @@
 //! with batch-statistics BatchNorm, MSE against heatmap targets, backward
 //! through the weight slicing, Adam — on burn's Flex CPU backend, against
 //! PyTorch CPU running the same layer graph (benches/train_step.py) with the
-//! same batch and thread count.
+//! same batch and thread count. Also a whole sandwich step (max, min and
+//! random subnets, in-place distillation) as `vipnas train` runs it.
 
 use std::path::Path;
 use std::process::Command;
@@ -72,11 +73,50 @@ pub fn burn_step(subnet: &Subnet, input: InputSize, batch: usize, warmup: usize,
     Ok(StepTiming { ms: median(times), loss: loss_value })
 }
 
-/// The same step in PyTorch; `None` (with the reason) when torch is missing.
+/// Times `steps` sandwich steps exactly as `vipnas train` runs them (max on
+/// targets, the others distilled from it, our Adam), after `warmup`. `nets[0]`
+/// is the max subnet.
+pub fn burn_sandwich(
+    layout: SupernetLayout,
+    nets: &[Network],
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+) -> Result<StepTiming> {
+    use super::sandwich::{sandwich_loss, Batch};
+    use super::train::optim::{Adam, AdamConfig as Constants};
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let input = layout.input;
+    let weights = layout.training_weights(0);
+    let mut sn = Supernet::from_weights(layout, &weights, &device)?;
+    let mut adam = Adam::new(Constants::default(), &sn);
+    let (h, w) = (input.height as usize, input.width as usize);
+    let batch = Batch {
+        x: Tensor::random([batch, 3, h, w], Distribution::Normal(0.0, 1.0), &device),
+        targets: Tensor::random([batch, 17, h / 4, w / 4], Distribution::Default, &device),
+        weights: Tensor::ones([batch, 17, 1, 1], &device),
+    };
+    let (mut times, mut loss_value) = (Vec::new(), 0.0);
+    for i in 0..warmup + steps {
+        let t0 = Instant::now();
+        let loss = sandwich_loss(&sn, nets, &batch);
+        let grads = loss.total.backward();
+        adam.step(&mut sn, &grads, 1e-3);
+        loss_value = loss.each.iter().sum::<f32>() as f64;
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(StepTiming { ms: median(times), loss: loss_value })
+}
+
+/// The same step in PyTorch (one net: a plain step; several: the sandwich,
+/// first = max); `Err` with the reason when torch is missing.
 pub fn torch_step(
     python: &str,
     script: &Path,
-    net: &Network,
+    nets: &[Network],
     batch: usize,
     threads: usize,
     warmup: usize,
@@ -84,11 +124,15 @@ pub fn torch_step(
 ) -> Result<std::result::Result<StepTiming, String>> {
     let dir = std::env::temp_dir().join(format!("vipnas-train-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let spec = dir.join("net.json");
-    std::fs::write(&spec, serde_json::to_vec(net)?)?;
+    let mut specs = Vec::new();
+    for (i, net) in nets.iter().enumerate() {
+        let spec = dir.join(format!("net{i}.json"));
+        std::fs::write(&spec, serde_json::to_vec(net)?)?;
+        specs.push(spec.display().to_string());
+    }
     let out = Command::new(python)
         .arg(script)
-        .arg(&spec)
+        .arg(specs.join(","))
         .args([batch, threads, warmup, steps].map(|v| v.to_string()))
         .env("OMP_NUM_THREADS", threads.to_string())
         .output()

@@ -13,6 +13,7 @@
 pub mod batches;
 pub mod checkpoint;
 pub mod export;
+pub mod losses;
 pub mod optim;
 pub mod teacher;
 
@@ -26,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use self::batches::{BatchPlan, HostBatch};
 use self::checkpoint::{Checkpoint, Header, TensorEntry, CHECKPOINT_VERSION};
+pub use self::losses::LossRow;
+use self::losses::{plot_losses, read_losses, write_losses};
 use self::optim::{Adam, AdamConfig, LrSchedule};
 use super::dataset::{Augment, TrainSet};
 use super::sandwich::{sandwich_loss, Batch};
@@ -127,15 +130,6 @@ pub struct TrainSummary {
     /// Mean losses (max, min, randoms…) over the first and the last 10 % of the steps logged.
     pub first: Vec<f64>,
     pub last: Vec<f64>,
-}
-
-/// One row of `losses.tsv`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LossRow {
-    pub step: u64,
-    pub lr: f64,
-    pub losses: Vec<f64>,
-    pub images_per_s: f64,
 }
 
 /// Knobs that do not change the result.
@@ -334,67 +328,4 @@ fn restore_adam(c: &Checkpoint, sn: &Supernet, device: &Device) -> Result<Adam> 
         *slot = (to(m), to(v), entries[name].updates);
     }
     Ok(adam)
-}
-
-fn write_losses(path: &Path, rows: &[LossRow]) -> Result<()> {
-    let k = rows.first().map_or(0, |r| r.losses.len());
-    let mut s = String::from("step\tlr\tloss_max\tloss_min");
-    for j in 2..k {
-        s += &format!("\tloss_random{}", j - 1);
-    }
-    s += "\timages_per_s\n";
-    for r in rows {
-        s += &format!("{}\t{:e}", r.step, r.lr);
-        for l in &r.losses {
-            s += &format!("\t{l:e}");
-        }
-        s += &format!("\t{:.3}\n", r.images_per_s);
-    }
-    crate::bundle::write_atomic(path, s.as_bytes())
-}
-
-/// The rows of `losses.tsv` before `step` (a resumed run rewrites the rest).
-pub fn read_losses(path: &Path, step: u64) -> Result<Vec<LossRow>> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
-    let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<f64> = line
-            .split('\t')
-            .map(|v| v.parse::<f64>())
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("{} line {}: not numbers", path.display(), i + 1))?;
-        ensure!(f.len() >= 5, "{} line {}: {} columns", path.display(), i + 1, f.len());
-        let row =
-            LossRow { step: f[0] as u64, lr: f[1], losses: f[2..f.len() - 1].to_vec(), images_per_s: f[f.len() - 1] };
-        if row.step < step {
-            rows.push(row);
-        }
-    }
-    Ok(rows)
-}
-
-fn plot_losses(path: &Path, rows: &[LossRow]) -> Result<()> {
-    use super::plot::{plot_png, Series, BLUE, GREY, ORANGE};
-    // Mean over windows of ~1 % of the run, so the curve reads through batch noise.
-    let window = (rows.len() / 100).max(1);
-    let smooth = |j: usize| -> Vec<(f64, f64)> {
-        rows.chunks(window)
-            .map(|c| {
-                (
-                    c[c.len() - 1].step as f64 + 1.0,
-                    (c.iter().map(|r| r.losses[j]).sum::<f64>() / c.len() as f64).log10(),
-                )
-            })
-            .collect()
-    };
-    let (max, min) = (smooth(0), smooth(1));
-    let mut series = vec![
-        Series { label: "max subnet (labels)", color: BLUE, points: &max, line: true },
-        Series { label: "min subnet (distilled)", color: ORANGE, points: &min, line: true },
-    ];
-    let random = if rows.first().is_some_and(|r| r.losses.len() > 2) { smooth(2) } else { Vec::new() };
-    if !random.is_empty() {
-        series.push(Series { label: "random subnet 1 (distilled)", color: GREY, points: &random, line: true });
-    }
-    plot_png(path, "Supernet training loss (sandwich rule)", "step", "log10 heatmap MSE", &series, false)
 }

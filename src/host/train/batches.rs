@@ -172,4 +172,46 @@ mod tests {
         let other = BatchPlan { seed: 8, ..plan.clone() };
         assert_ne!(other.slots(0, &mut None), plan.slots(0, &mut None));
     }
+
+    /// The bundled clip with `bad` of its 50 frames overwritten by bytes that do not decode.
+    fn clip_with_broken_images(bad: usize) -> (Arc<TrainSet>, std::path::PathBuf) {
+        let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pose2sim-cam03");
+        let dir = std::env::temp_dir().join(format!("vipnas-broken-{bad}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(&clip).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+        for i in 0..bad {
+            std::fs::write(dir.join(format!("{:06}.jpg", 10 * i)), b"not a jpeg").unwrap();
+        }
+        (Arc::new(TrainSet::load(&clip.with_extension("json"), &dir).unwrap()), dir)
+    }
+
+    fn one_epoch(set: Arc<TrainSet>) -> Result<usize> {
+        let spec = InputSpec::for_subnet(crate::arch::InputSize::new(64, 64).unwrap());
+        let plan = BatchPlan { samples: 50, batch: 5, seed: 1 };
+        let rx = prefetch(set, spec, Augment::default(), plan, (0, 10), 2);
+        let mut labelled = 0;
+        for step in 0..10 {
+            let b = next(&rx, step)?;
+            assert!(b.x.iter().all(|v| v.is_finite()));
+            labelled += b.weights.chunks(KEYPOINTS).filter(|w| w.iter().any(|&v| v > 0.0)).count();
+        }
+        Ok(labelled)
+    }
+
+    #[test]
+    fn images_that_do_not_decode_are_replaced_until_the_cap() {
+        // 2 of 50 (4 %): replaced by the next samples; every slot still has targets.
+        let (set, dir) = clip_with_broken_images(2);
+        assert_eq!(one_epoch(set).unwrap(), 50);
+        let _ = std::fs::remove_dir_all(dir);
+        // 3 of 50 (6 %): over the 5 % cap, the run stops naming a sample and its file.
+        let (set, dir) = clip_with_broken_images(3);
+        let e = format!("{:#}", one_epoch(set).unwrap_err());
+        assert!(e.starts_with("3 of 50 samples failed to load (over 5 %), e.g. "), "{e}");
+        assert!(e.contains("pose2sim-cam03.json annotations[") && e.contains(".jpg"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -7,6 +7,7 @@ use clap::Args;
 
 use vipnas::arch::{InputSize, SpaceName};
 use vipnas::host::dataset::TrainSet;
+use vipnas::host::train::device::TrainDevice;
 use vipnas::host::train::teacher::training_set;
 use vipnas::host::train::{train, RunOptions, TrainConfig, CHECKPOINT, LOSSES, LOSS_PNG};
 
@@ -68,6 +69,9 @@ pub struct TrainArgs {
     /// Write a checkpoint every N steps (and at the end).
     #[arg(long, default_value_t = 50)]
     checkpoint_every: u64,
+    /// Train on `cpu` (burn Flex) or `cuda[:N]` (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: TrainDevice,
     /// Stop after N steps of this call; run the command again to continue.
     #[arg(long, value_name = "N")]
     stop_after: Option<u64>,
@@ -94,7 +98,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         config.steps = ((a.epochs * n as f64) / a.batch as f64).ceil() as u64;
     }
     config.warmup = a.warmup.unwrap_or((config.steps / 10).min(500));
-    let opts = RunOptions { checkpoint_every: a.checkpoint_every, stop_after: a.stop_after, progress: true };
+    let opts =
+        RunOptions { checkpoint_every: a.checkpoint_every, stop_after: a.stop_after, progress: true, device: a.device };
     let s = train(&config, &a.out, &opts)?;
     let fmt = |v: &[f64]| v.iter().map(|l| format!("{l:.3e}")).collect::<Vec<_>>().join(" ");
     println!(

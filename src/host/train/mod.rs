@@ -12,6 +12,7 @@
 
 pub mod batches;
 pub mod checkpoint;
+pub mod device;
 pub mod export;
 pub mod losses;
 pub mod optim;
@@ -140,6 +141,7 @@ pub struct RunOptions {
     /// Stop after this many steps in this call (the run can be resumed).
     pub stop_after: Option<u64>,
     pub progress: bool,
+    pub device: device::TrainDevice,
 }
 
 /// Trains into `out`, resuming from `out/checkpoint.vnck` when it exists.
@@ -149,7 +151,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Trai
     let (coco, images) = teacher::training_set(config, out)?;
     let set = Arc::new(TrainSet::load(&coco, &images)?);
     let layout = SupernetLayout::of(config.space, config.input)?;
-    let device = Device::flex().autodiff();
+    let device = opts.device.autodiff();
     let ckpt_path = out.join(CHECKPOINT);
     let (mut sn, mut adam, start, mut history) = if ckpt_path.exists() {
         let c = Checkpoint::load(&ckpt_path)?;

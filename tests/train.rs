@@ -76,7 +76,7 @@ fn a_short_run_learns_poses_that_hold_on_later_frames() {
     run(&untrained, &["--stop-after", "0"]);
 
     // The max subnet's loss (labels) falls.
-    let rows = vipnas::host::train::read_losses(&trained.join("losses.tsv"), u64::MAX).unwrap();
+    let rows = vipnas::host::train::losses::read_losses(&trained.join("losses.tsv"), u64::MAX).unwrap();
     assert_eq!(rows.len(), 80);
     let mean = |r: &[vipnas::host::train::LossRow]| r.iter().map(|r| r.losses[0]).sum::<f64>() / r.len() as f64;
     let (first, last) = (mean(&rows[..10]), mean(&rows[70..]));
@@ -158,6 +158,16 @@ fn a_killed_run_resumes_exactly_and_bad_checkpoints_are_refused() {
     // Other settings on resume: refused, naming what differs.
     let o = common::vipnas_command().args(small_run(&killed, &["--lr", "0.002"])).output().unwrap();
     fails_with(o, "was made with other settings (lr: checkpoint 0.001, now 0.002)");
+    // A training set with a keypoint array of the wrong length: refused before training.
+    let mut bad: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{CLIP}.json")).unwrap()).unwrap();
+    bad["annotations"][3]["keypoints"].as_array_mut().unwrap().pop();
+    let bad_path = dir.join("bad.json");
+    std::fs::write(&bad_path, bad.to_string()).unwrap();
+    let mut args = small_run(&dir.join("bad-run"), &[]);
+    args[4] = s(&bad_path).into();
+    let o = common::vipnas_command().args(&args).output().unwrap();
+    fails_with(o, "bad.json: annotations[3] (id 3000031): `keypoints` has 50 values, expected 51");
+    assert!(!dir.join("bad-run/checkpoint.vnck").exists());
     // A subnet of another space.
     let o = vipnas(&["export", "--checkpoint", s(&ck), "--space", "resnet50", "--out", s(&dir.join("x"))]);
     fails_with(o, "holds the mbv3 supernet; the subnet is of the resnet50 space");

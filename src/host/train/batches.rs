@@ -83,7 +83,9 @@ fn prepare_slot(
     let mut x = InputTensor::for_spec(spec);
     let mut heatmaps = vec![0f32; KEYPOINTS * plane];
     let mut weights = [0f32; KEYPOINTS];
-    for k in 0..set.samples.len() {
+    // Past the cap the run stops anyway: never scan the whole set for a good sample.
+    let tries = set.samples.len().min((SKIP_CAP * set.samples.len() as f64) as usize + 1);
+    for k in 0..tries {
         let s = &set.samples[(index + k) % set.samples.len()];
         match prepare(s, spec, aug, &mut Rng::new(seed), &mut frame, &mut x, &mut heatmaps, &mut weights) {
             Ok(()) => break,

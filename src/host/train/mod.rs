@@ -179,18 +179,14 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Trai
     let aug = if config.augment { Augment::default() } else { Augment::NONE };
     let rx = batches::prefetch(set.clone(), spec, aug, plan, (start, end), 3);
     let (h, w) = (config.input.height as usize, config.input.width as usize);
-    let fixed: Vec<Network> =
-        config.subnets(0)[..2].iter().map(|s| s.network(config.input)).collect::<Result<_, _>>()?;
     let bar = progress_bar(opts.progress, start, config.steps);
     let t0 = Instant::now();
     for step in start..end {
         let t = Instant::now();
         let HostBatch { x, targets, weights, .. } = batches::next(&rx, step)?;
         let batch = Batch::from_host(x, targets, weights, (config.batch, h, w), &device);
-        let mut nets = fixed.clone();
-        for s in &config.subnets(step)[2..] {
-            nets.push(s.network(config.input)?);
-        }
+        let nets: Vec<Network> =
+            config.subnets(step).iter().map(|s| s.network(config.input)).collect::<Result<_, _>>()?;
         let lr = schedule.at(step);
         let loss = sandwich_loss(&sn, &nets, &batch);
         ensure!(loss.each.iter().all(|l| l.is_finite()), "step {step}: the loss is not finite ({:?})", loss.each);

@@ -238,19 +238,16 @@ mod tests {
         })
     }
 
+    /// Loads `v` from a file of its own: tests run in parallel, and two writing
+    /// the same path raced (one read the other's half-written file).
     fn load(v: &serde_json::Value) -> Result<CocoDataset> {
-        let dir = std::env::temp_dir().join("vipnas-coco-test");
+        static CALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!("vipnas-coco-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(format!("{}.json", rand_name(v)));
+        let n = CALL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = dir.join(format!("{n}.json"));
         std::fs::write(&p, v.to_string()).unwrap();
         CocoDataset::load(&p)
-    }
-
-    fn rand_name(v: &serde_json::Value) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        v.to_string().hash(&mut h);
-        h.finish()
     }
 
     #[test]
@@ -295,7 +292,7 @@ mod tests {
             .to_string()
             .contains("image_id 2 is not in the ground truth"));
         // NaN as Python's json module writes it.
-        let p = std::env::temp_dir().join("vipnas-coco-test/nan-results.json");
+        let p = std::env::temp_dir().join(format!("vipnas-coco-test-{}/nan-results.json", std::process::id()));
         let kps: Vec<String> = (0..51).map(|i| if i == 4 { "NaN".into() } else { "1.0".into() }).collect();
         let text =
             format!("[{{\"image_id\": 1, \"category_id\": 1, \"keypoints\": [{}], \"score\": 0.9}}]", kps.join(", "));

@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::path::Path;
 
 use vipnas::runtime::budget::FrameBudget;
-use vipnas::runtime::engine::{Engine, InputDatum, TractEngine};
+use vipnas::runtime::engine::{Engine, EngineOptions, InputDatum, TractEngine};
 use vipnas::runtime::preprocess::InputTensor;
 use vipnas::runtime::source::{FrameSource, SyntheticSource, Y4mSource};
 use vipnas::runtime::track::{OneEuroConfig, TrackConfig};
@@ -101,7 +101,7 @@ fn steady_state_allocations(bundle: &Path, clip: &Path, warm: u64, measured: u64
     let shape = vipnas::runtime::model::input_shape(&manifest.input);
     let datum = InputDatum::from(manifest.input.dtype);
     let onnx = bundle.join(&manifest.spatial);
-    let tract = TractEngine::from_path_with(&onnx, &shape, datum, 1).unwrap();
+    let tract = TractEngine::from_path_with(&onnx, &shape, &EngineOptions::new(datum, 1)).unwrap();
     let model = PoseModel::from_engine(manifest, Box::new(Uncounted(tract))).unwrap();
     let mut est = Estimator::new(model, track);
     let opts = |n: u64| RunOptions {
@@ -125,7 +125,7 @@ fn steady_state_allocations(bundle: &Path, clip: &Path, warm: u64, measured: u64
     let long = count_run(&mut est, warm + measured);
 
     // tract alone, same model, for the record.
-    let mut engine = TractEngine::from_path_with(&onnx, &shape, datum, 1).unwrap();
+    let mut engine = TractEngine::from_path_with(&onnx, &shape, &EngineOptions::new(datum, 1)).unwrap();
     let n: usize = shape.iter().product();
     let input = match datum {
         InputDatum::I32 => InputTensor::I32(vec![100; n]),

@@ -32,6 +32,7 @@ fn quick_profile_then_predict_and_measure() {
     let table: serde_json::Value = serde_json::from_slice(&std::fs::read(&lut).unwrap()).unwrap();
     assert_eq!(table["measured"], true);
     assert_eq!(table["tract_version"], "0.23.9");
+    assert_eq!(table["kernels"], vipnas::runtime::grouped_conv::KERNEL_VERSION, "the table names the fast convolution");
     assert!(table["entries"].as_object().unwrap().len() > 20);
     assert!(table["cpu"].as_str().unwrap().contains("cores"));
 
@@ -100,9 +101,15 @@ fn bad_boards_and_tables_are_refused() {
     std::fs::write(&old, table.to_string()).unwrap();
     let o = vipnas(&["predict", "--board", "host", "--table", old.to_str().unwrap(), "--space", "mbv3"]);
     assert!(!o.status.success() && text(&o).1.contains("measured with tract 0.21.3"), "{}", text(&o).1);
-    let estimate = dir.join("estimate.lut.json");
+    // A table of this tract measured without the fast convolution: refused.
     let mut t = table.clone();
     t["tract_version"] = "0.23.9".into();
+    std::fs::write(&old, t.to_string()).unwrap();
+    let o = vipnas(&["predict", "--board", "host", "--table", old.to_str().unwrap(), "--space", "mbv3"]);
+    let err = text(&o).1;
+    assert!(!o.status.success() && err.contains("measured with tract's own convolutions"), "{err}");
+    let estimate = dir.join("estimate.lut.json");
+    t["kernels"] = vipnas::runtime::grouped_conv::KERNEL_VERSION.into();
     t["measured"] = false.into();
     t["method"] = "scaled from host".into();
     std::fs::write(&estimate, t.to_string()).unwrap();

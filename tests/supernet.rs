@@ -13,25 +13,6 @@ use vipnas::host::supernet::{Norm, Supernet};
 use vipnas::onnx::{write_network, WriteOptions};
 use vipnas::runtime::TractEngine;
 
-/// A real frame of the bundled clip, resized to `input`, ImageNet-normalised, CHW.
-fn real_image(input: InputSize, index: usize) -> Vec<f32> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pose2sim-cam03");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.retain(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"));
-    files.sort();
-    let img = image::open(&files[index]).unwrap().to_rgb8();
-    let (h, w) = (input.height, input.width);
-    let img = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
-    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
-    let mut out = vec![0f32; 3 * (h * w) as usize];
-    for (i, px) in img.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * (h * w) as usize + i] = (px[c] as f32 / 255.0 - mean[c]) / std[c];
-        }
-    }
-    out
-}
-
 fn subnets(space: SpaceName) -> Vec<(String, Subnet)> {
     let s = SearchSpace::get(space);
     let mut v =
@@ -57,7 +38,7 @@ fn subnets_in_the_supernet_equal_their_exported_onnx_in_tract() {
             let standalone = weights.slice_for(&net).unwrap();
             let model = write_network(&net, &standalone, &WriteOptions::default()).unwrap();
             let mut engine = TractEngine::from_proto(&model, &shape).unwrap();
-            let x = real_image(input, 7 * i);
+            let x = common::real_image(input, 7 * i);
             let (_, want) = engine.run_f32(&x).unwrap();
             let xt: Tensor<4> = Tensor::from_data(TensorData::new(x, shape), &device);
             let got = supernet.forward(&net, xt, Norm::Running, None).into_data().try_to_vec::<f32>().unwrap();

@@ -16,6 +16,7 @@ use crate::arch::{InputSize, Network, SpaceName};
 
 /// The tract version this build runs (pinned in Cargo.toml; a test checks Cargo.lock).
 pub const TRACT_VERSION: &str = "0.23.9";
+pub use crate::runtime::grouped_conv::KERNEL_VERSION;
 /// Bumped when signatures or entries change meaning.
 pub const LUT_FORMAT: u32 = 1;
 
@@ -46,6 +47,10 @@ pub struct LatencyTable {
     /// From /proc/cpuinfo on the machine that measured it.
     pub cpu: String,
     pub tract_version: String,
+    /// The fast convolution the engine ran (`grouped_conv::KERNEL_VERSION`);
+    /// absent in tables measured on tract's own convolutions alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<String>,
     pub threads: usize,
     /// UTC, RFC 3339.
     pub date: String,
@@ -98,14 +103,20 @@ impl LatencyTable {
         crate::bundle::write_atomic(path, &serde_json::to_vec_pretty(self)?)
     }
 
-    /// Refuses tables that do not describe this run: another tract version or
-    /// thread count would silently mispredict.
+    /// Refuses tables that do not describe this run: another tract version,
+    /// convolution kernel or thread count would silently mispredict.
     pub fn check_compatible(&self, path: &Path, threads: usize) -> Result<()> {
         let p = path.display();
         if self.tract_version != TRACT_VERSION {
             bail!(
                 "{p}: measured with tract {} but this vipnas runs tract {TRACT_VERSION}: profile again",
                 self.tract_version
+            );
+        }
+        if self.kernels.as_deref() != Some(KERNEL_VERSION) {
+            bail!(
+                "{p}: measured with {} but this vipnas runs {KERNEL_VERSION}: profile again",
+                self.kernels.as_deref().map_or("tract's own convolutions".into(), |k| format!("kernels {k}"))
             );
         }
         if self.threads != threads {
@@ -185,6 +196,7 @@ mod tests {
             board: "test".into(),
             cpu: "cpu".into(),
             tract_version: TRACT_VERSION.into(),
+            kernels: Some(KERNEL_VERSION.into()),
             threads: 1,
             date: "2026-11-25T00:00:00Z".into(),
             profiled: vec![Profiled { space: SpaceName::Mbv3, input: InputSize::DEFAULT, quick: true }],
@@ -220,6 +232,14 @@ mod tests {
         let p = Path::new("boards/x.lut.json");
         t.check_compatible(p, 1).unwrap();
         assert!(t.check_compatible(p, 4).unwrap_err().to_string().contains("1 thread(s)"));
+        t.kernels = None;
+        let e = t.check_compatible(p, 1).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("boards/x.lut.json: measured with tract's own convolutions but this vipnas runs {KERNEL_VERSION}: profile again")
+        );
+        t.kernels = Some("vipnas-grouped-conv/0".into());
+        assert!(t.check_compatible(p, 1).unwrap_err().to_string().contains("kernels vipnas-grouped-conv/0"));
         t.tract_version = "0.21.0".into();
         assert!(t.check_compatible(p, 1).unwrap_err().to_string().contains("tract 0.21.0"));
     }

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::lut::{fit_correction, LatencyTable, LutEntry, Profiled, LUT_FORMAT, TRACT_VERSION};
+use super::lut::{fit_correction, LatencyTable, LutEntry, Profiled, KERNEL_VERSION, LUT_FORMAT, TRACT_VERSION};
 use super::profile::BoardProfile;
 use crate::arch::space::BlockSpace;
 use crate::arch::subnet::{BlockChoice, HeadChoice, StageChoice};
 use crate::arch::{InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, Weights};
 use crate::onnx::{write_network, WriteOptions};
-use crate::runtime::engine::{Engine, InputDatum, TractEngine};
+use crate::runtime::engine::{Engine, EngineOptions, InputDatum, TractEngine};
 use crate::runtime::preprocess::InputTensor;
 
 /// How thoroughly to measure.
@@ -158,7 +158,7 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
     let model = write_network(net, &weights, &WriteOptions::default())?;
     let s = net.input;
     let shape = [1, s.c as usize, s.h as usize, s.w as usize];
-    let mut engine = TractEngine::from_proto_with(&model, &shape, InputDatum::F32, threads)?;
+    let mut engine = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputDatum::F32, threads))?;
     let input =
         InputTensor::F32((0..shape.iter().product::<usize>()).map(|i| ((i % 97) as f32 - 48.0) / 24.0).collect());
     let mut out = vec![0.0; engine.output_shape().iter().product()];
@@ -219,6 +219,7 @@ pub fn profile(
             board: board.name.clone(),
             cpu: cpu_string(),
             tract_version: TRACT_VERSION.into(),
+            kernels: Some(KERNEL_VERSION.into()),
             threads: opts.threads,
             date: crate::timestamp::utc_now_rfc3339(),
             profiled: Vec::new(),

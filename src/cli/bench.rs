@@ -12,6 +12,8 @@ use vipnas::host::bench::{
     default_models, op_profile, ort_latency, peer_python, pipeline_stages, tract_latency, LatencyRow,
 };
 use vipnas::host::latency_bench::{error_stats, evaluate, scatter};
+use vipnas::runtime::grouped_conv::{kernel::active_isa, KERNEL_VERSION};
+use vipnas::runtime::Convolutions;
 
 /// Benchmarks that print ratios against a peer measured in the same run.
 #[derive(Args, Debug)]
@@ -63,22 +65,32 @@ fn run_runtime(a: RuntimeArgs) -> Result<()> {
     let script = a.repo.join("benches/ort_latency.py");
     let scratch = std::env::temp_dir().join("vipnas-bench");
     let models = default_models(&a.repo, &scratch)?;
-    println!("== inference latency, median of {} runs (ms); ratio = tract / onnxruntime", a.runs);
-    println!("{:<30} {:>7} {:>9} {:>9} {:>8}", "model", "threads", "tract", "ort", "ratio");
+    println!(
+        "== inference latency, median of {} runs (ms); ours = tract + {KERNEL_VERSION} ({}), ratio = ours / onnxruntime",
+        a.runs,
+        active_isa().name()
+    );
+    println!(
+        "{:<26} {:>7} {:>12} {:>9} {:>9} {:>8} {:>10}",
+        "model", "threads", "tract's conv", "ours", "ort", "ratio", "was"
+    );
     for m in &models {
         for &t in &a.threads {
-            // Ours and the peer back to back, same machine state.
+            // Ours, tract alone and the peer back to back, same machine state.
             let row = LatencyRow {
                 model: m.name.clone(),
                 threads: t,
-                tract_ms: tract_latency(m, t, a.runs)?,
+                tract_own_ms: tract_latency(m, t, a.runs, Convolutions::Tract)?,
+                tract_ms: tract_latency(m, t, a.runs, Convolutions::Fast)?,
                 ort_ms: ort_latency(&python, &script, m, t, a.runs)?,
             };
-            let (ort, ratio) = match (row.ort_ms, row.ratio()) {
-                (Some(o), Some(r)) => (format!("{o:.2}"), format!("{r:.2}x")),
-                _ => ("n/a".into(), "n/a".into()),
-            };
-            println!("{:<30} {:>7} {:>9.2} {:>9} {:>8}", row.model, t, row.tract_ms, ort, ratio);
+            let times = |r: Option<f64>| r.map_or("n/a".into(), |r| format!("{r:.2}x"));
+            let ort = row.ort_ms.map_or("n/a".into(), |o| format!("{o:.2}"));
+            let (ratio, was) = (times(row.ratio()), times(row.ratio_before()));
+            println!(
+                "{:<26} {:>7} {:>12.2} {:>9.2} {:>9} {:>8} {:>10}",
+                row.model, t, row.tract_own_ms, row.tract_ms, ort, ratio, was
+            );
         }
     }
     let s = pipeline_stages(&a.repo.join("models/movenet-lightning"), &a.repo.join("tests/data/pose2sim-cam03"), 1)?;
@@ -206,7 +218,7 @@ fn run_peers(a: PeersArgs) -> Result<()> {
             datum: InputDatum::I32,
         };
         for t in [1, 2] {
-            let tract = tract_latency(&bm, t, a.runs)?;
+            let tract = tract_latency(&bm, t, a.runs, Convolutions::Fast)?;
             let ort = ort_latency(&python, &a.repo.join("benches/ort_latency.py"), &bm, t, a.runs)?;
             let (o, r) =
                 ort.map_or(("n/a".into(), "n/a".into()), |o| (format!("{o:.1}"), format!("{:.2}x", tract / o)));

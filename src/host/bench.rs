@@ -10,11 +10,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::arch::published::published;
-use crate::arch::{InputSize, SpaceName, Weights};
+use crate::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet, Weights};
 use crate::bundle::Manifest;
 use crate::onnx::{to_bytes, write_network, WriteOptions};
 use crate::runtime::decode::decode_keypoints;
-use crate::runtime::engine::{Engine, InputDatum, OpTime, TractEngine};
+use crate::runtime::engine::{Convolutions, Engine, EngineOptions, InputDatum, OpTime, TractEngine};
 use crate::runtime::model::input_shape;
 use crate::runtime::preprocess::{crop_into, Affine, InputTensor};
 use crate::runtime::render::draw_pose;
@@ -35,13 +35,22 @@ pub struct BenchModel {
 pub struct LatencyRow {
     pub model: String,
     pub threads: usize,
+    /// Ours: tract with the fast grouped convolution.
     pub tract_ms: f64,
+    /// tract with its own convolutions (what ours replaced).
+    pub tract_own_ms: f64,
     pub ort_ms: Option<f64>,
 }
 
 impl LatencyRow {
+    /// Ours / onnxruntime.
     pub fn ratio(&self) -> Option<f64> {
         self.ort_ms.map(|o| self.tract_ms / o)
+    }
+
+    /// tract's own convolutions / onnxruntime (before the fast op).
+    pub fn ratio_before(&self) -> Option<f64> {
+        self.ort_ms.map(|o| self.tract_own_ms / o)
     }
 }
 
@@ -61,8 +70,9 @@ fn bench_input(m: &BenchModel) -> InputTensor {
 }
 
 /// Median tract latency (ms) over `runs` after warm-up.
-pub fn tract_latency(m: &BenchModel, threads: usize, runs: usize) -> Result<f64> {
-    let mut engine = TractEngine::from_path_with(&m.onnx, &m.shape, m.datum, threads)?;
+pub fn tract_latency(m: &BenchModel, threads: usize, runs: usize, convolutions: Convolutions) -> Result<f64> {
+    let opts = EngineOptions { datum: m.datum, threads, convolutions };
+    let mut engine = TractEngine::from_path_with(&m.onnx, &m.shape, &opts)?;
     let input = bench_input(m);
     let mut out = vec![0.0; engine.output_shape().iter().product()];
     for _ in 0..5 {
@@ -118,9 +128,10 @@ pub fn ort_latency(python: &str, script: &Path, m: &BenchModel, threads: usize, 
     Ok(v["median_ms"].as_f64())
 }
 
-/// The models of the runtime benchmark: the bundled MoveNet Lightning and
-/// mmpose's ViPNAS-MobileNetV3 exported at 256×192 (random weights: latency
-/// does not depend on weight values).
+/// The models of the runtime benchmark: the bundled MoveNet Lightning, and
+/// ViPNAS-MobileNetV3 subnets exported at 256×192 — mmpose's published one,
+/// the max, the min and five random ones (random weights: latency does not
+/// depend on weight values).
 pub fn default_models(repo: &Path, scratch: &Path) -> Result<Vec<BenchModel>> {
     let movenet = repo.join("models/movenet-lightning");
     let m = Manifest::load(&movenet)?;
@@ -130,18 +141,29 @@ pub fn default_models(repo: &Path, scratch: &Path) -> Result<Vec<BenchModel>> {
         shape: input_shape(&m.input),
         datum: m.input.dtype.into(),
     }];
-    let subnet = published(SpaceName::Mbv3).expect("mmpose publishes an MBV3 subnet").subnet;
-    let net = subnet.network(InputSize::DEFAULT)?;
-    let model = write_network(&net, &Weights::random(&net, 0), &WriteOptions::default())?;
+    let space = SearchSpace::get(SpaceName::Mbv3);
+    let mut subnets = vec![
+        ("mmpose", published(SpaceName::Mbv3).expect("mmpose publishes an MBV3 subnet").subnet),
+        ("max", Subnet::sample(&space, Sample::Max)),
+        ("min", Subnet::sample(&space, Sample::Min)),
+    ];
+    const RANDOM: [&str; 5] = ["random1", "random2", "random3", "random4", "random5"];
+    for (seed, name) in RANDOM.iter().enumerate() {
+        subnets.push((name, Subnet::sample(&space, Sample::Random(seed as u64 + 1))));
+    }
     std::fs::create_dir_all(scratch)?;
-    let path = scratch.join("vipnas-mbv3-mmpose-256x192.onnx");
-    std::fs::write(&path, to_bytes(&model))?;
-    models.push(BenchModel {
-        name: "vipnas-mbv3 (mmpose subnet)".into(),
-        onnx: path,
-        shape: vec![1, 3, 256, 192],
-        datum: InputDatum::F32,
-    });
+    for (name, subnet) in subnets {
+        let net = subnet.network(InputSize::DEFAULT)?;
+        let model = write_network(&net, &Weights::random(&net, 0), &WriteOptions::default())?;
+        let path = scratch.join(format!("vipnas-mbv3-{name}-256x192.onnx"));
+        std::fs::write(&path, to_bytes(&model))?;
+        models.push(BenchModel {
+            name: format!("vipnas-mbv3 {name}"),
+            onnx: path,
+            shape: vec![1, 3, 256, 192],
+            datum: InputDatum::F32,
+        });
+    }
     Ok(models)
 }
 
@@ -168,7 +190,8 @@ pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<Sta
     let m = Manifest::load(bundle)?;
     let shape = input_shape(&m.input);
     let datum = InputDatum::from(m.input.dtype);
-    let mut engine = TractEngine::from_path_with(&bundle.join(&m.spatial), &shape, datum, threads)?;
+    let mut engine =
+        TractEngine::from_path_with(&bundle.join(&m.spatial), &shape, &EngineOptions::new(datum, threads))?;
     let mut input = InputTensor::for_spec(&m.input);
     let mut out = vec![0.0; engine.output_shape().iter().product()];
     let mut tracker = Tracker::new(TrackConfig::default());
@@ -216,7 +239,7 @@ pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<Sta
 
 /// tract's per-op profile of a model at one thread.
 pub fn op_profile(m: &BenchModel, runs: usize) -> Result<Vec<OpTime>> {
-    let mut engine = TractEngine::from_path_with(&m.onnx, &m.shape, m.datum, 1)?;
+    let mut engine = TractEngine::from_path_with(&m.onnx, &m.shape, &EngineOptions::new(m.datum, 1))?;
     engine.profile(&bench_input(m), runs)
 }
 

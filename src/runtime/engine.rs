@@ -1,7 +1,9 @@
 //! Inference engines behind one trait, so another backend can be added without
 //! touching the pipeline. `TractEngine` runs ONNX models with tract: the input
 //! shape is fixed at load time and the graph decluttered and optimised for it,
-//! with an optional multithreaded executor.
+//! with an optional multithreaded executor. Grouped and depthwise
+//! convolutions run our own op ([`super::grouped_conv`]) unless the options
+//! ask for tract's.
 
 use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
@@ -9,6 +11,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::RunOptions;
 
+use super::grouped_conv;
 use super::preprocess::InputTensor;
 
 /// Runs one input tensor through a model into a preallocated output.
@@ -30,6 +33,36 @@ pub struct TractEngine {
     output_shape: Vec<usize>,
 }
 
+/// How an engine is built: the input's element type, threads, and whose
+/// grouped convolutions run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineOptions {
+    pub datum: InputDatum,
+    pub threads: usize,
+    pub convolutions: Convolutions,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions { datum: InputDatum::F32, threads: 1, convolutions: Convolutions::Fast }
+    }
+}
+
+impl EngineOptions {
+    pub fn new(datum: InputDatum, threads: usize) -> EngineOptions {
+        EngineOptions { datum, threads, ..EngineOptions::default() }
+    }
+}
+
+/// Whose op runs grouped and depthwise convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Convolutions {
+    /// Ours ([`super::grouped_conv`]) wherever it covers them; tract's elsewhere.
+    Fast,
+    /// tract's own everywhere (the reference in tests and benchmarks).
+    Tract,
+}
+
 /// Element type of the model input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputDatum {
@@ -49,48 +82,62 @@ impl From<crate::bundle::InputType> for InputDatum {
 impl TractEngine {
     /// Loads an in-memory ONNX model (e.g. straight from the writer).
     pub fn from_proto(proto: &pb::ModelProto, input_shape: &[usize]) -> Result<TractEngine> {
-        Self::from_proto_with(proto, input_shape, InputDatum::F32, 1)
+        Self::from_proto_with(proto, input_shape, &EngineOptions::default())
     }
 
     pub fn from_proto_with(
         proto: &pb::ModelProto,
         input_shape: &[usize],
-        datum: InputDatum,
-        threads: usize,
+        options: &EngineOptions,
     ) -> Result<TractEngine> {
         let model = tract_onnx::onnx().model_for_proto_model(proto).context("tract could not load the ONNX model")?;
-        Self::build(model, input_shape, datum, threads)
+        Self::build(model, input_shape, options)
     }
 
     /// Loads an ONNX file; errors name the file.
     pub fn from_path(path: &Path, input_shape: &[usize]) -> Result<TractEngine> {
-        Self::from_path_with(path, input_shape, InputDatum::F32, 1)
+        Self::from_path_with(path, input_shape, &EngineOptions::default())
     }
 
-    pub fn from_path_with(
-        path: &Path,
-        input_shape: &[usize],
-        datum: InputDatum,
-        threads: usize,
-    ) -> Result<TractEngine> {
+    pub fn from_path_with(path: &Path, input_shape: &[usize], options: &EngineOptions) -> Result<TractEngine> {
         if !path.is_file() {
             bail!("{}: no such model file", path.display());
         }
         let model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| anyhow::anyhow!("{}: not a loadable ONNX model: {e}", path.display()))?;
-        Self::build(model, input_shape, datum, threads).with_context(|| path.display().to_string())
+        Self::build(model, input_shape, options).with_context(|| path.display().to_string())
     }
 
-    fn build(model: InferenceModel, input_shape: &[usize], datum: InputDatum, threads: usize) -> Result<TractEngine> {
-        let fact = match datum {
+    fn build(model: InferenceModel, input_shape: &[usize], options: &EngineOptions) -> Result<TractEngine> {
+        let fact = match options.datum {
             InputDatum::F32 => f32::fact(input_shape),
             InputDatum::I32 => i32::fact(input_shape),
         };
-        let typed = model
+        let mut typed = model
             .with_input_fact(0, fact.into())?
-            .into_optimized()
-            .context("tract could not optimise the model for this input shape")?;
+            .into_typed()
+            .and_then(|m| m.into_decluttered())
+            .context("tract could not type the model for this input shape")?;
+        if options.convolutions == Convolutions::Fast {
+            let done = grouped_conv::install(&mut typed).context("installing the fast grouped convolution")?;
+            if done.replaced > 0 {
+                log::debug!(
+                    "{} grouped convolutions run {} ({})",
+                    done.replaced,
+                    grouped_conv::KERNEL_VERSION,
+                    grouped_conv::kernel::active_isa().name()
+                );
+            }
+            if !done.left.is_empty() {
+                log::info!(
+                    "{} grouped convolutions stay tract's (not covered by the fast op): {}",
+                    done.left.len(),
+                    done.left.join("; ")
+                );
+            }
+        }
+        let typed = typed.into_optimized().context("tract could not optimise the model for this input shape")?;
         let out_fact = typed.output_fact(0)?;
         let output_shape: Vec<usize> =
             out_fact.shape.as_concrete().context("the model's output shape is not fixed by its input shape")?.to_vec();
@@ -99,7 +146,7 @@ impl TractEngine {
             "the model's first output is {:?}, not f32",
             out_fact.datum_type
         );
-        let state = typed.into_runnable_with_options(&run_options(threads))?.spawn()?;
+        let state = typed.into_runnable_with_options(&run_options(options.threads))?.spawn()?;
         Ok(TractEngine { state, input_shape: input_shape.to_vec(), output_shape })
     }
 

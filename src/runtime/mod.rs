@@ -5,6 +5,7 @@ pub mod budget;
 pub mod decode;
 pub mod engine;
 pub mod frame;
+pub mod grouped_conv;
 pub mod model;
 pub mod pose;
 pub mod preprocess;
@@ -14,7 +15,7 @@ pub mod sink;
 pub mod source;
 pub mod track;
 
-pub use engine::{Engine, TractEngine};
+pub use engine::{Convolutions, Engine, EngineOptions, TractEngine};
 pub use frame::Frame;
 pub use model::PoseModel;
 pub use pose::Pose;

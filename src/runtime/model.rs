@@ -11,7 +11,7 @@ use tract_onnx::pb::type_proto;
 use tract_onnx::prelude::Framework;
 
 use super::decode::{decode_heatmaps, decode_keypoints, Refine};
-use super::engine::{Engine, InputDatum, TractEngine};
+use super::engine::{Engine, EngineOptions, InputDatum, TractEngine};
 use super::frame::Frame;
 use super::pose::Pose;
 use super::preprocess::{crop_into, Affine, InputTensor, Roi};
@@ -147,9 +147,10 @@ impl PoseModel {
         let shape = input_shape(&manifest.input);
         let datum = InputDatum::from(manifest.input.dtype);
         let source = manifest_path.as_deref().unwrap_or(&onnx_path).display().to_string();
-        let engine = TractEngine::from_path_with(&onnx_path, &shape, datum, threads).with_context(|| {
-            format!("{source}: the model does not accept input {shape:?} ({:?})", manifest.input.dtype)
-        })?;
+        let engine = TractEngine::from_path_with(&onnx_path, &shape, &EngineOptions::new(datum, threads))
+            .with_context(|| {
+                format!("{source}: the model does not accept input {shape:?} ({:?})", manifest.input.dtype)
+            })?;
         let mut model = Self::from_engine(manifest, Box::new(engine)).with_context(|| source.clone())?;
         model.onnx_path = onnx_path;
         Ok(model)

@@ -96,3 +96,22 @@ pub fn write_f32(path: &Path, data: &[f32]) {
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(path, bytes).unwrap();
 }
+
+/// A real frame of the bundled clip, resized to `input`, ImageNet-normalised, CHW.
+pub fn real_image(input: vipnas::arch::InputSize, index: usize) -> Vec<f32> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pose2sim-cam03");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"));
+    files.sort();
+    let img = image::open(&files[index]).unwrap().to_rgb8();
+    let (h, w) = (input.height, input.width);
+    let img = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+    let mut out = vec![0f32; 3 * (h * w) as usize];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * (h * w) as usize + i] = (px[c] as f32 / 255.0 - mean[c]) / std[c];
+        }
+    }
+    out
+}

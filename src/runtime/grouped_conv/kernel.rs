@@ -1,0 +1,766 @@
+//! The arithmetic of a grouped 2-D convolution (depthwise is the case of one
+//! input and one output channel per group), f32, NCHW, with no tract types.
+//!
+//! Why it is fast where a direct loop is not: each group's input planes are
+//! first copied, zero-padded, into *phase planes* — one per (row, column)
+//! remainder of the stride — so that every kernel tap reads a contiguous run
+//! of one phase plane, for stride 1 and 2 alike. An output row is then
+//! computed `L` wide (the phase plane's width, a few columns wider than the
+//! output), rows laid end to end, which turns the whole output plane into one
+//! 1-D sequence: `out[t] = bias + Σ_tap w_tap · phase[offset_tap + t]`. That
+//! sum is done a block of `B` outputs at a time, the block held in registers
+//! across all taps, one broadcast weight and one vector load per tap and
+//! vector. The extra `L − W` columns are computed and dropped (≤ k−1 per row).
+//!
+//! The block loop is one generic function over a 4-operation vector type,
+//! instantiated with `std::arch` intrinsics for AVX-512 and AVX2+FMA on x86_64
+//! (chosen at run time) and NEON on aarch64 (part of the baseline), and with
+//! plain `[f32; 4]` arithmetic as the portable fallback. The accumulators are
+//! arrays of vectors with constant bounds, which the compiler keeps in
+//! registers (auto-vectorised loops spilled them: 10× slower). Fused
+//! multiply-add rounds once where tract's own op rounds twice: results agree
+//! to ~1e-6 relative, not bit for bit (the portable loop rounds twice).
+
+use std::cell::RefCell;
+
+/// Shape of one grouped convolution over an NCHW input.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub groups: usize,
+    /// Input height, width.
+    pub input: [usize; 2],
+    /// Kernel height, width.
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// Zero rows above and columns left of the input.
+    pub pad_before: [usize; 2],
+    /// Output height, width.
+    pub output: [usize; 2],
+}
+
+impl ConvGeometry {
+    pub fn in_per_group(&self) -> usize {
+        self.in_channels / self.groups
+    }
+
+    pub fn out_per_group(&self) -> usize {
+        self.out_channels / self.groups
+    }
+
+    /// Phase-plane rows: enough for the last output row's lowest tap.
+    fn phase_rows(&self) -> usize {
+        self.output[0] - 1 + self.kernel[0].div_ceil(self.stride[0])
+    }
+
+    /// Phase-plane width `L`: the output width plus the kernel's reach.
+    fn phase_cols(&self) -> usize {
+        self.output[1] - 1 + self.kernel[1].div_ceil(self.stride[1])
+    }
+
+    fn phase_plane_len(&self) -> usize {
+        self.phase_rows() * self.phase_cols()
+    }
+
+    /// Outputs of one plane in the `L`-wide layout.
+    fn extended_len(&self) -> usize {
+        self.output[0] * self.phase_cols()
+    }
+
+    /// Elements of the scratch holding one group's phase planes, with room
+    /// for the last block's overrun: the block's padding past the plane's
+    /// outputs and the kernel's reach past the last phase plane's end.
+    fn scratch_len(&self) -> usize {
+        self.in_per_group() * self.stride[0] * self.stride[1] * self.phase_plane_len() + MAX_BLOCK + self.kernel[1]
+    }
+
+    /// Where each tap of a group's kernel reads, relative to the group's
+    /// scratch, in the kernel's own `[in_per_group][kh][kw]` order.
+    pub fn tap_offsets(&self) -> Vec<usize> {
+        let [sh, sw] = self.stride;
+        let (plane, cols) = (self.phase_plane_len(), self.phase_cols());
+        let mut v = Vec::with_capacity(self.in_per_group() * self.kernel[0] * self.kernel[1]);
+        for i in 0..self.in_per_group() {
+            for ky in 0..self.kernel[0] {
+                for kx in 0..self.kernel[1] {
+                    let phase = (ky % sh) * sw + kx % sw;
+                    v.push((i * sh * sw + phase) * plane + (ky / sh) * cols + kx / sw);
+                }
+            }
+        }
+        v
+    }
+
+    /// Input and output lengths.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_channels * self.input[0] * self.input[1]
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.output[0] * self.output[1]
+    }
+
+    /// Multiply-adds of one run.
+    pub fn macs(&self) -> usize {
+        self.output_len() * self.in_per_group() * self.kernel[0] * self.kernel[1]
+    }
+}
+
+/// The widest block any variant uses (outputs held in registers).
+const MAX_BLOCK: usize = 128;
+
+/// Output channels computed together where a group has several: they share
+/// every input load.
+const CHANNEL_BLOCK: usize = 4;
+
+/// Computes groups `first_group ..` of the convolution into `out`, which holds
+/// the outputs of exactly those groups (a whole number of them, NCHW order,
+/// batch-major: group index `b * groups + g`).
+///
+/// `packed` is the kernel as [`pack_kernel`] lays it out, `bias` one value
+/// per output channel, `taps` is `geo.tap_offsets()`.
+pub fn convolve_groups(
+    geo: &ConvGeometry,
+    taps: &[usize],
+    input: &[f32],
+    packed: &[f32],
+    bias: &[f32],
+    first_group: usize,
+    out: &mut [f32],
+) {
+    convolve_groups_with(active_isa(), geo, taps, input, packed, bias, first_group, out)
+}
+
+/// [`convolve_groups`] on a given instruction set (which the CPU must have).
+#[allow(clippy::too_many_arguments)]
+fn convolve_groups_with(
+    isa: Isa,
+    geo: &ConvGeometry,
+    taps: &[usize],
+    input: &[f32],
+    packed: &[f32],
+    bias: &[f32],
+    first_group: usize,
+    out: &mut [f32],
+) {
+    let (ipg, opg) = (geo.in_per_group(), geo.out_per_group());
+    let [h, w] = geo.input;
+    let [oh, ow] = geo.output;
+    let in_plane = h * w;
+    let out_plane = oh * ow;
+    let group_out = opg * out_plane;
+    debug_assert_eq!(out.len() % group_out, 0);
+    let taps_per_out = ipg * geo.kernel[0] * geo.kernel[1];
+    let cols = geo.phase_cols();
+    let single = isa.block(geo.extended_len(), 1);
+    let multi = isa.block(geo.extended_len(), CHANNEL_BLOCK);
+    let ext_len = geo.extended_len().next_multiple_of(single.max(multi));
+    let blocks_per_group = opg / CHANNEL_BLOCK + opg % CHANNEL_BLOCK;
+    SCRATCH.with_borrow_mut(|(scratch, extended)| {
+        // Grown, never cleared: the phase planes are written whole for every
+        // group, and what lies past them is read only for dropped outputs.
+        grow(scratch, geo.scratch_len());
+        grow(extended, CHANNEL_BLOCK * ext_len);
+        let scratch = &mut scratch[..geo.scratch_len()];
+        let extended = &mut extended[..CHANNEL_BLOCK * ext_len];
+        for (k, group_out_slice) in out.chunks_exact_mut(group_out).enumerate() {
+            let bg = first_group + k;
+            let (b, g) = (bg / geo.groups, bg % geo.groups);
+            let in_start = (b * geo.in_channels + g * ipg) * in_plane;
+            fill_phase_planes(geo, &input[in_start..in_start + ipg * in_plane], scratch);
+            for (o, n) in channel_blocks(geo).skip(g * blocks_per_group).take(blocks_per_group) {
+                let weights = &packed[o * taps_per_out..(o + n) * taps_per_out];
+                let block = if n == 1 { single } else { multi };
+                accumulate(isa, block, n, scratch, taps, weights, &bias[o..o + n], &mut extended[..n * ext_len]);
+                let j = o - g * opg;
+                for (c, ext) in extended[..n * ext_len].chunks_exact(ext_len).enumerate() {
+                    let plane_out = &mut group_out_slice[(j + c) * out_plane..(j + c + 1) * out_plane];
+                    for (y, row) in plane_out.chunks_exact_mut(ow).enumerate() {
+                        row.copy_from_slice(&ext[y * cols..y * cols + ow]);
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn grow(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+}
+
+thread_local! {
+    /// Per-thread phase planes and `L`-wide output planes, reused across runs.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Copies a group's input planes, zero-padded, into its phase planes.
+fn fill_phase_planes(geo: &ConvGeometry, planes: &[f32], scratch: &mut [f32]) {
+    let [h, w] = geo.input;
+    let [sh, sw] = geo.stride;
+    let [pt, pl] = geo.pad_before;
+    let (rows, cols, plane_len) = (geo.phase_rows(), geo.phase_cols(), geo.phase_plane_len());
+    for (i, src) in planes.chunks_exact(h * w).enumerate() {
+        for q in 0..sh {
+            for p in 0..sw {
+                let base = (i * sh * sw + q * sw + p) * plane_len;
+                let dst = &mut scratch[base..base + plane_len];
+                // Phase column j is padded column j·sw+p, input column j·sw+p−pl:
+                // inside the input for j in [j0, j1).
+                let j0 = pl.saturating_sub(p).div_ceil(sw).min(cols);
+                let j1 = (w + pl).saturating_sub(p).div_ceil(sw).clamp(j0, cols);
+                for r in 0..rows {
+                    let row = &mut dst[r * cols..(r + 1) * cols];
+                    // Padded row r·sh+q is input row r·sh+q−pt.
+                    let y = (r * sh + q).wrapping_sub(pt);
+                    if y >= h || j0 == j1 {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let x0 = j0 * sw + p - pl;
+                    let src_row = &src[y * w + x0..(y + 1) * w];
+                    row[..j0].fill(0.0);
+                    let n = j1 - j0;
+                    if sw == 1 {
+                        row[j0..j1].copy_from_slice(&src_row[..n]);
+                    } else {
+                        // Every sw-th input: whole chunks (which the compiler
+                        // vectorises with shuffles), then the last one.
+                        let whole = n.min(src_row.len() / sw);
+                        for (d, chunk) in row[j0..j0 + whole].iter_mut().zip(src_row.chunks_exact(sw)) {
+                            *d = chunk[0];
+                        }
+                        if whole < n {
+                            row[j0 + whole] = src_row[whole * sw];
+                        }
+                    }
+                    row[j1..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// The instruction set the block loop runs with, decided once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    /// Whatever the target's baseline gives (SSE2 on x86_64), unfused.
+    Portable,
+}
+
+impl Isa {
+    /// Every instruction set this CPU can run, the detected one first.
+    pub fn available() -> Vec<Isa> {
+        let mut v = vec![Isa::detect()];
+        #[cfg(target_arch = "x86_64")]
+        if v[0] == Isa::Avx512 {
+            v.push(Isa::Avx2Fma);
+        }
+        if v[0] != Isa::Portable {
+            v.push(Isa::Portable);
+        }
+        v
+    }
+
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+                return Isa::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Isa::Avx2Fma;
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            return Isa::Neon;
+        }
+        #[allow(unreachable_code)]
+        Isa::Portable
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => "avx2+fma",
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => "neon",
+            Isa::Portable => "portable",
+        }
+    }
+
+    /// Accumulators (f32) that fit in half the vector registers, leaving the
+    /// rest for loads and broadcasts: 16 of AVX-512's 32 zmm, 8 of AVX2's 16
+    /// ymm, 16 of NEON's 32 q, 8 of SSE2's 16 xmm.
+    fn accumulators(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => 256,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => 64,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => 64,
+            Isa::Portable => 32,
+        }
+    }
+
+    /// Block width for an `L`-wide plane of `n` outputs and `channels`
+    /// output channels at once: within the registers, and small for small
+    /// planes so that padding the last block wastes little.
+    fn block(self, n: usize, channels: usize) -> usize {
+        let fits = (self.accumulators() / channels).clamp(self.lanes(), MAX_BLOCK);
+        let wanted = match n {
+            n if n >= 4 * 128 => 128,
+            n if n >= 4 * 64 => 64,
+            n if n >= 4 * 32 => 32,
+            n if n >= 4 * 16 => 16,
+            _ => 8,
+        };
+        wanted.min(fits).max(self.lanes())
+    }
+
+    /// f32 lanes of one vector.
+    fn lanes(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => 16,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => 8,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => 4,
+            Isa::Portable => 4,
+        }
+    }
+}
+
+/// The instruction set the fast convolution uses on this machine, detected once.
+pub fn active_isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(Isa::detect)
+}
+
+/// For each of `channels` output channels `c`:
+/// `extended[c][t] = bias[c] + Σ_i weights[i][c] · scratch[taps[i] + t]`, for
+/// every t (each plane of `extended` is a multiple of `block` long).
+#[allow(clippy::too_many_arguments)]
+fn accumulate(
+    isa: Isa,
+    block: usize,
+    channels: usize,
+    scratch: &[f32],
+    taps: &[usize],
+    weights: &[f32],
+    bias: &[f32],
+    extended: &mut [f32],
+) {
+    assert_eq!(bias.len(), channels);
+    assert_eq!(weights.len(), taps.len() * channels);
+    assert_eq!(extended.len() % (channels * block), 0);
+    let plane = extended.len() / channels;
+    // Every read of the block loops is inside `scratch`: checked here once.
+    let reach = taps.iter().max().map_or(0, |&m| m + plane);
+    assert!(reach <= scratch.len(), "taps reach {reach} of {} scratch", scratch.len());
+    let a = Args { scratch, taps, weights, bias, extended };
+    // SAFETY: the asserts above bound every pointer the block loops form, and
+    // each variant runs only where `Isa::detect` found its instructions.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => accumulate_avx512(block, channels, a),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => accumulate_avx2(block, channels, a),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => dispatch::<simd::Neon>(block, channels, a),
+            Isa::Portable => dispatch::<simd::Scalar4>(block, channels, a),
+        }
+    }
+}
+
+/// The slices of one [`accumulate`] call.
+struct Args<'a> {
+    scratch: &'a [f32],
+    taps: &'a [usize],
+    weights: &'a [f32],
+    bias: &'a [f32],
+    extended: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn accumulate_avx512(block: usize, channels: usize, a: Args) {
+    dispatch::<simd::Avx512>(block, channels, a)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn accumulate_avx2(block: usize, channels: usize, a: Args) {
+    dispatch::<simd::Avx2>(block, channels, a)
+}
+
+/// One vector type per instruction set, behind the four operations the block
+/// loop needs. Its functions are inlined into a caller compiled with the
+/// instruction set enabled (the `accumulate_*` wrappers).
+mod simd {
+    pub trait Vector: Copy {
+        const LANES: usize;
+        unsafe fn splat(x: f32) -> Self;
+        unsafe fn load(p: *const f32) -> Self;
+        /// `self + a · b`.
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+        unsafe fn store(self, p: *mut f32);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use std::arch::x86_64::*;
+
+        #[derive(Clone, Copy)]
+        pub struct Avx512(__m512);
+
+        impl super::Vector for Avx512 {
+            const LANES: usize = 16;
+            #[inline(always)]
+            unsafe fn splat(x: f32) -> Self {
+                Avx512(_mm512_set1_ps(x))
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> Self {
+                Avx512(unsafe { _mm512_loadu_ps(p) })
+            }
+            #[inline(always)]
+            unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+                Avx512(_mm512_fmadd_ps(a.0, b.0, self.0))
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut f32) {
+                unsafe { _mm512_storeu_ps(p, self.0) }
+            }
+        }
+
+        #[derive(Clone, Copy)]
+        pub struct Avx2(__m256);
+
+        impl super::Vector for Avx2 {
+            const LANES: usize = 8;
+            #[inline(always)]
+            unsafe fn splat(x: f32) -> Self {
+                Avx2(_mm256_set1_ps(x))
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> Self {
+                Avx2(unsafe { _mm256_loadu_ps(p) })
+            }
+            #[inline(always)]
+            unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+                Avx2(_mm256_fmadd_ps(a.0, b.0, self.0))
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut f32) {
+                unsafe { _mm256_storeu_ps(p, self.0) }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    pub use x86::{Avx2, Avx512};
+
+    #[cfg(target_arch = "aarch64")]
+    mod arm {
+        use std::arch::aarch64::*;
+
+        #[derive(Clone, Copy)]
+        pub struct Neon(float32x4_t);
+
+        impl super::Vector for Neon {
+            const LANES: usize = 4;
+            #[inline(always)]
+            unsafe fn splat(x: f32) -> Self {
+                Neon(vdupq_n_f32(x))
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> Self {
+                Neon(unsafe { vld1q_f32(p) })
+            }
+            #[inline(always)]
+            unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+                Neon(vfmaq_f32(self.0, a.0, b.0))
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut f32) {
+                unsafe { vst1q_f32(p, self.0) }
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    pub use arm::Neon;
+
+    /// Four lanes of plain f32 (two roundings, as tract's op): what the
+    /// target's baseline vectorises.
+    #[derive(Clone, Copy)]
+    pub struct Scalar4([f32; 4]);
+
+    impl Vector for Scalar4 {
+        const LANES: usize = 4;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            Scalar4([x; 4])
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Scalar4(unsafe { std::ptr::read_unaligned(p as *const [f32; 4]) })
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+            Scalar4(std::array::from_fn(|i| self.0[i] + a.0[i] * b.0[i]))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { std::ptr::write_unaligned(p as *mut [f32; 4], self.0) }
+        }
+    }
+}
+
+use simd::Vector;
+
+/// Runs the block loop with `block` outputs (`block / LANES` vectors) per
+/// channel and `channels` channels at once.
+#[inline(always)]
+unsafe fn dispatch<V: Vector>(block: usize, channels: usize, a: Args) {
+    let vectors = (block / V::LANES).max(1);
+    unsafe {
+        match (channels, vectors) {
+            (1, 8..) => blocks::<V, 8, 1>(a),
+            (1, 4..) => blocks::<V, 4, 1>(a),
+            (1, 2..) => blocks::<V, 2, 1>(a),
+            (1, _) => blocks::<V, 1, 1>(a),
+            (CHANNEL_BLOCK, 4..) => blocks::<V, 4, CHANNEL_BLOCK>(a),
+            (CHANNEL_BLOCK, 2..) => blocks::<V, 2, CHANNEL_BLOCK>(a),
+            (CHANNEL_BLOCK, _) => blocks::<V, 1, CHANNEL_BLOCK>(a),
+            _ => unreachable!("channel blocks are 1 or {CHANNEL_BLOCK}"),
+        }
+    }
+}
+
+/// `N` vectors × `C` channels of accumulators, held in registers across all
+/// taps. Callers guarantee (checked in [`accumulate`]) that every tap's block
+/// lies inside the scratch and that the planes are whole blocks long.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // constant bounds keep the accumulators in registers
+unsafe fn blocks<V: Vector, const N: usize, const C: usize>(a: Args) {
+    let plane = a.extended.len() / C;
+    let step = N * V::LANES;
+    debug_assert_eq!(plane % step, 0);
+    let src = a.scratch.as_ptr();
+    let dst = a.extended.as_mut_ptr();
+    let mut t0 = 0;
+    while t0 < plane {
+        unsafe {
+            let mut acc = [[V::splat(0.0); N]; C];
+            for c in 0..C {
+                acc[c] = [V::splat(a.bias[c]); N];
+            }
+            // Weights are packed tap-major: the C channels' weights of one
+            // tap are adjacent.
+            for (i, &offset) in a.taps.iter().enumerate() {
+                let p = src.add(offset + t0);
+                let mut x = [V::splat(0.0); N];
+                for n in 0..N {
+                    x[n] = V::load(p.add(n * V::LANES));
+                }
+                for c in 0..C {
+                    let w = V::splat(*a.weights.get_unchecked(i * C + c));
+                    for n in 0..N {
+                        acc[c][n] = acc[c][n].mul_add(x[n], w);
+                    }
+                }
+            }
+            for c in 0..C {
+                for n in 0..N {
+                    acc[c][n].store(dst.add(c * plane + t0 + n * V::LANES));
+                }
+            }
+        }
+        t0 += step;
+    }
+}
+
+/// The channel blocks [`convolve_groups`] computes, in order: `(first output
+/// channel, channels)`.
+fn channel_blocks(geo: &ConvGeometry) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let opg = geo.out_per_group();
+    (0..geo.groups).flat_map(move |g| {
+        let mut j = 0;
+        std::iter::from_fn(move || {
+            (j < opg).then(|| {
+                let n = if opg - j >= CHANNEL_BLOCK { CHANNEL_BLOCK } else { 1 };
+                j += n;
+                (g * opg + j - n, n)
+            })
+        })
+    })
+}
+
+/// An OIHW kernel re-laid for [`convolve_groups`]: per channel block, tap-major
+/// (`[tap][channel in block]`). Same length; a block starting at output
+/// channel `o` starts at `o · taps`.
+pub fn pack_kernel(geo: &ConvGeometry, oihw: &[f32]) -> Vec<f32> {
+    let ntaps = geo.in_per_group() * geo.kernel[0] * geo.kernel[1];
+    let mut packed = vec![0.0; oihw.len()];
+    for (o, n) in channel_blocks(geo) {
+        for c in 0..n {
+            for i in 0..ntaps {
+                packed[o * ntaps + i * n + c] = oihw[(o + c) * ntaps + i];
+            }
+        }
+    }
+    packed
+}
+
+/// The textbook loop, for tests: every output as its own sum.
+pub fn reference(geo: &ConvGeometry, input: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
+    let (ipg, opg) = (geo.in_per_group(), geo.out_per_group());
+    let [h, w] = geo.input;
+    let [oh, ow] = geo.output;
+    let [kh, kw] = geo.kernel;
+    let mut out = vec![0.0; geo.output_len()];
+    for b in 0..geo.batch {
+        for o in 0..geo.out_channels {
+            let g = o / opg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = bias[o] as f64;
+                    for i in 0..ipg {
+                        let c = g * ipg + i;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let y = (oy * geo.stride[0] + ky).wrapping_sub(geo.pad_before[0]);
+                                let x = (ox * geo.stride[1] + kx).wrapping_sub(geo.pad_before[1]);
+                                if y < h && x < w {
+                                    let v = input[((b * geo.in_channels + c) * h + y) * w + x] as f64;
+                                    s += v * kernel[((o * ipg + i) * kh + ky) * kw + kx] as f64;
+                                }
+                            }
+                        }
+                    }
+                    out[((b * geo.out_channels + o) * oh + oy) * ow + ox] = s as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry(c: usize, groups: usize, hw: [usize; 2], k: usize, s: usize) -> ConvGeometry {
+        let pad = k / 2;
+        let output = [(hw[0] + 2 * pad - k) / s + 1, (hw[1] + 2 * pad - k) / s + 1];
+        ConvGeometry {
+            batch: 1,
+            in_channels: c,
+            out_channels: c,
+            groups,
+            input: hw,
+            kernel: [k, k],
+            stride: [s, s],
+            pad_before: [pad, pad],
+            output,
+        }
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn run(isa: Isa, geo: &ConvGeometry, input: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
+        let mut out = vec![f32::NAN; geo.output_len()];
+        convolve_groups_with(isa, geo, &geo.tap_offsets(), input, &pack_kernel(geo, kernel), bias, 0, &mut out);
+        out
+    }
+
+    /// On every instruction set this CPU has.
+    fn check(geo: &ConvGeometry) {
+        let input = values(geo.input_len(), 1);
+        let kernel = values(geo.out_channels * geo.in_per_group() * geo.kernel[0] * geo.kernel[1], 2);
+        let bias = values(geo.out_channels, 3);
+        let want = reference(geo, &input, &kernel, &bias);
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        for isa in Isa::available() {
+            let got = run(isa, geo, &input, &kernel, &bias);
+            let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= 1e-6 * scale, "{} {geo:?}: max |diff| {worst} at scale {scale}", isa.name());
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_the_textbook_loop_for_every_kernel_stride_and_small_plane() {
+        for k in [1, 3, 5, 7] {
+            for s in [1, 2] {
+                for hw in [[1, 1], [2, 3], [3, 2], [7, 5], [8, 6], [16, 12], [33, 17], [64, 48]] {
+                    check(&geometry(4, 4, hw, k, s));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grouped_matches_the_textbook_loop() {
+        for (c, g) in [(16, 8), (16, 4), (32, 2), (12, 3), (8, 1)] {
+            for k in [3, 5] {
+                for s in [1, 2] {
+                    check(&geometry(c, g, [13, 10], k, s));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn asymmetric_padding_strides_and_batches() {
+        let geo = ConvGeometry {
+            batch: 2,
+            in_channels: 6,
+            out_channels: 12,
+            groups: 3,
+            input: [9, 11],
+            kernel: [3, 5],
+            stride: [2, 1],
+            pad_before: [0, 2],
+            output: [4, 9],
+        };
+        check(&geo);
+    }
+
+    #[test]
+    fn a_slice_of_groups_computes_only_those_groups() {
+        let geo = geometry(8, 8, [10, 10], 3, 1);
+        let input = values(geo.input_len(), 4);
+        let kernel = values(8 * 9, 5);
+        let bias = values(8, 6);
+        let whole = run(active_isa(), &geo, &input, &kernel, &bias);
+        let plane = 100;
+        let mut part = vec![0.0; 3 * plane];
+        convolve_groups(&geo, &geo.tap_offsets(), &input, &pack_kernel(&geo, &kernel), &bias, 2, &mut part);
+        assert_eq!(part, whole[2 * plane..5 * plane]);
+    }
+}

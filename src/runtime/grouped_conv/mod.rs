@@ -1,0 +1,242 @@
+//! A fast grouped (and depthwise) convolution inside tract's plan.
+//!
+//! tract turns a depthwise convolution into its `DepthWiseConv` op, which on
+//! x86 runs ~1.6 GFLOP/s on the 7×7 kernels our spaces are full of, and a
+//! convolution with a few channels per group into one im2col + matrix product
+//! per group. [`install`] rewrites a decluttered model before tract optimises
+//! it: every f32 NCHW 2-D convolution with more than one group, constant
+//! weights and no dilation becomes a [`GroupedConv`], whose arithmetic is in
+//! [`kernel`]. tract's public op API is all it uses (no fork of tract); the
+//! rest of the plan — and every convolution it does not cover, named once in
+//! the log at load — is tract's own.
+//!
+//! With a multithreaded executor the groups are split across its threads.
+
+pub mod kernel;
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
+
+use kernel::{active_isa, convolve_groups, ConvGeometry};
+
+/// Named in latency tables so that a table says which kernels it measured:
+/// bump it whenever the kernel's speed changes.
+pub const KERNEL_VERSION: &str = "vipnas-grouped-conv/1";
+
+/// Which convolutions [`install`] would take over: groups > 1, and at most this
+/// many input channels per group (above it tract's matrix products win).
+pub const MAX_IN_PER_GROUP: usize = 16;
+
+/// A grouped 2-D convolution with its weights, over an f32 NCHW input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupedConv {
+    geo: ConvGeometry,
+    /// As [`kernel::pack_kernel`] lays it out.
+    packed: Arc<Vec<f32>>,
+    /// One per output channel.
+    bias: Arc<Vec<f32>>,
+    /// `geo.tap_offsets()`, computed once.
+    taps: Arc<Vec<usize>>,
+    /// Whether input and output have the batch axis (NCHW, not CHW).
+    batch_axis: bool,
+}
+
+// tract compares ops to merge identical nodes; weights compare by value (a
+// NaN weight only makes two such ops unequal, never a wrong merge).
+impl Eq for GroupedConv {}
+
+impl GroupedConv {
+    /// `kernel` is OIHW (`[out][in_per_group][kh][kw]`), `bias` one per output channel.
+    pub fn new(geo: ConvGeometry, kernel: Vec<f32>, bias: Vec<f32>, batch_axis: bool) -> TractResult<GroupedConv> {
+        ensure!(geo.groups > 0 && geo.in_channels % geo.groups == 0 && geo.out_channels % geo.groups == 0);
+        ensure!(kernel.len() == geo.out_channels * geo.in_per_group() * geo.kernel[0] * geo.kernel[1]);
+        ensure!(bias.len() == geo.out_channels);
+        ensure!(geo.output.iter().chain(&geo.kernel).chain(&geo.stride).all(|&v| v > 0));
+        ensure!(batch_axis || geo.batch == 1);
+        let taps = geo.tap_offsets();
+        let packed = kernel::pack_kernel(&geo, &kernel);
+        Ok(GroupedConv { geo, packed: Arc::new(packed), bias: Arc::new(bias), taps: Arc::new(taps), batch_axis })
+    }
+
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geo
+    }
+
+    /// NCHW, or CHW where tract dropped a batch axis of 1.
+    fn output_shape(&self) -> TVec<usize> {
+        let g = &self.geo;
+        let chw = tvec![g.out_channels, g.output[0], g.output[1]];
+        if self.batch_axis {
+            std::iter::once(g.batch).chain(chw).collect()
+        } else {
+            chw
+        }
+    }
+}
+
+impl Op for GroupedConv {
+    fn name(&self) -> StaticName {
+        "VipnasGroupedConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.geo;
+        Ok(vec![format!(
+            "{}×{} stride {:?}, {} groups of {}→{}, {}",
+            g.kernel[0],
+            g.kernel[1],
+            g.stride,
+            g.groups,
+            g.in_per_group(),
+            g.out_per_group(),
+            active_isa().name()
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for GroupedConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let g = &self.geo;
+        let x_view = input.try_as_plain_ram()?;
+        let x = x_view.as_slice::<f32>()?;
+        ensure!(
+            x.len() == g.input_len(),
+            "VipnasGroupedConv: input has {} values, expected {}",
+            x.len(),
+            g.input_len()
+        );
+        let mut output = Tensor::zero::<f32>(&self.output_shape())?;
+        let group_len = g.out_per_group() * g.output[0] * g.output[1];
+        let mut out_view = output.try_as_plain_ram_mut()?;
+        par_chunks_mut(out_view.as_slice_mut::<f32>()?, group_len, g.macs(), |first, chunk| {
+            convolve_groups(g, &self.taps, x, &self.packed, &self.bias, first, chunk);
+            Ok(())
+        })?;
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for GroupedConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact(self.output_shape())))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        Ok(tvec!((Cost::FMA(f32::datum_type()), self.geo.macs().to_dim())))
+    }
+
+    as_op!();
+}
+
+/// What [`install`] did to a model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Installed {
+    /// Convolutions now run by [`GroupedConv`].
+    pub replaced: usize,
+    /// Grouped convolutions left to tract, with why.
+    pub left: Vec<String>,
+}
+
+/// Replaces every grouped convolution of a decluttered `model` that
+/// [`GroupedConv`] covers; the rest stay tract's.
+pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
+    let mut done = Installed::default();
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(conv) = node.op_as::<Conv>() else { continue };
+        if conv.group == 1 {
+            continue;
+        }
+        match plan(model, node, conv) {
+            Ok(op) => {
+                let mut patch = TypedModelPatch::new("vipnas-grouped-conv");
+                let x = patch.tap_model(model, node.inputs[0])?;
+                let y = patch.wire_node(&node.name, op, &[x])?[0];
+                patch.shunt_outside(model, node.id.into(), y)?;
+                patch.apply(model)?;
+                done.replaced += 1;
+            }
+            Err(why) => done.left.push(format!("{}: {why}", node.name)),
+        }
+    }
+    if done.replaced > 0 {
+        *model = std::mem::take(model).into_compact()?;
+    }
+    Ok(done)
+}
+
+/// The [`GroupedConv`] for `node`, or why it is not covered.
+fn plan(model: &TypedModel, node: &TypedNode, conv: &Conv) -> Result<GroupedConv, String> {
+    let spec = &conv.pool_spec;
+    let x = model.outlet_fact(node.inputs[0]).map_err(|e| e.to_string())?;
+    if conv.q_params.is_some() || x.datum_type != f32::datum_type() {
+        return Err(format!("{:?} (only f32 is covered)", x.datum_type));
+    }
+    // tract's declutter drops a batch axis of 1: CHW is NCHW with N = 1.
+    if !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+        || spec.rank() != 2
+        || conv.kernel_fmt != KernelFormat::OIHW
+    {
+        return Err(format!(
+            "{:?} {:?} rank {} (only 2-D channels-first, OIHW)",
+            spec.data_format,
+            conv.kernel_fmt,
+            spec.rank()
+        ));
+    }
+    if spec.dilations().iter().any(|&d| d != 1) {
+        return Err(format!("dilation {:?}", spec.dilations()));
+    }
+    let in_per_group = conv.input_channels() / conv.group;
+    if in_per_group > MAX_IN_PER_GROUP {
+        return Err(format!(
+            "{in_per_group} input channels per group (tract's matrix products are faster above {MAX_IN_PER_GROUP})"
+        ));
+    }
+    let shape = x.shape.as_concrete().ok_or("input shape not concrete")?;
+    let (n, c, h, w) = match *shape {
+        [n, c, h, w] if spec.data_format == DataFormat::NCHW => (n, c, h, w),
+        [c, h, w] if spec.data_format == DataFormat::CHW => (1, c, h, w),
+        _ => return Err(format!("input shape {shape:?} for {:?}", spec.data_format)),
+    };
+    let constant = |i: usize, what: &str| -> Result<Vec<f32>, String> {
+        let fact = model.outlet_fact(node.inputs[i]).map_err(|e| e.to_string())?;
+        let t = fact.konst.as_ref().ok_or(format!("{what} is not a constant"))?;
+        let t = t.cast_to::<f32>().map_err(|e| e.to_string())?;
+        let view = t.try_as_plain_ram().map_err(|e| e.to_string())?;
+        Ok(view.as_slice::<f32>().map_err(|e| e.to_string())?.to_vec())
+    };
+    let kernel = constant(1, "kernel")?;
+    let mut bias = constant(2, "bias")?;
+    if bias.len() == 1 {
+        bias = vec![bias[0]; conv.output_channels()];
+    }
+    let padding = spec.computed_padding(&[h, w]);
+    let geo = ConvGeometry {
+        batch: n,
+        in_channels: c,
+        out_channels: conv.output_channels(),
+        groups: conv.group,
+        input: [h, w],
+        kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
+        stride: [spec.stride(0), spec.stride(1)],
+        pad_before: [padding[0].pad_before, padding[1].pad_before],
+        output: [padding[0].convoluted, padding[1].convoluted],
+    };
+    GroupedConv::new(geo, kernel, bias, spec.data_format == DataFormat::NCHW).map_err(|e| e.to_string())
+}

@@ -1,0 +1,116 @@
+//! The fast grouped convolution against tract's own op, inside whole models
+//! on real frames: for every space, subnets that between them give every stage
+//! every (kernel, channels-per-group) choice the space allows — the first block
+//! of a stage carrying its stride, the second stride 1 — run with our op and
+//! with tract's, and the heatmaps must agree to 1e-5 (relative to their scale).
+
+mod common;
+
+use vipnas::arch::subnet::BlockChoice;
+use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet, Weights};
+use vipnas::onnx::write_network;
+use vipnas::onnx::WriteOptions;
+use vipnas::runtime::engine::{Convolutions, EngineOptions, InputDatum};
+use vipnas::runtime::{Engine, TractEngine};
+
+/// Each stage's (kernel, group) choices at every expansion, one per distinct
+/// (kernel, channels per group); subnet `j` gives stage `s` its choice `j`
+/// (cycling), at depth 2 where the stage allows it.
+fn covering_subnets(space: SpaceName) -> Vec<Subnet> {
+    let s = SearchSpace::get(space);
+    let base = Subnet::sample(&s, Sample::Max);
+    let per_stage: Vec<Vec<Vec<BlockChoice>>> = s
+        .stages
+        .iter()
+        .map(|stage| {
+            stage
+                .branches
+                .iter()
+                .map(|row| {
+                    let width = row.width.max;
+                    let mut seen = std::collections::BTreeSet::new();
+                    let mut v = Vec::new();
+                    for expansion in row.expansion.choices() {
+                        let channels = row.grouped_channels(width, expansion);
+                        for kernel in row.kernel.choices() {
+                            for group in row.group.choices(channels) {
+                                if seen.insert((kernel, channels / group)) {
+                                    v.push(BlockChoice { width, kernel, group, attention: false, expansion });
+                                }
+                            }
+                        }
+                    }
+                    v
+                })
+                .collect()
+        })
+        .collect();
+    let n = per_stage.iter().flatten().map(Vec::len).max().unwrap_or(1);
+    (0..n)
+        .map(|j| {
+            let mut sub = base.clone();
+            for ((choice, branches), stage) in sub.stages.iter_mut().zip(&per_stage).zip(&s.stages) {
+                choice.depth = 2.clamp(stage.depth.min, stage.depth.max);
+                for (b, options) in choice.branches.iter_mut().zip(branches) {
+                    *b = options[j % options.len()];
+                }
+            }
+            sub.validate().unwrap();
+            sub
+        })
+        .collect()
+}
+
+#[test]
+fn fast_convolution_equals_tracts_op_on_every_stage_choice_of_every_space() {
+    let input = if common::under_qemu() { InputSize::new(64, 48).unwrap() } else { InputSize::DEFAULT };
+    let shape = [1, 3, input.height as usize, input.width as usize];
+    for space in SpaceName::ALL {
+        let mut subnets = covering_subnets(space);
+        if common::under_qemu() {
+            subnets.truncate(3);
+        }
+        let mut worst = 0f32;
+        for (i, subnet) in subnets.iter().enumerate() {
+            let net = subnet.network(input).unwrap();
+            let model = write_network(&net, &Weights::random(&net, i as u64), &WriteOptions::default()).unwrap();
+            let x = common::real_image(input, 3 * i);
+            let run = |convolutions| {
+                let opts = EngineOptions { datum: InputDatum::F32, threads: 1, convolutions };
+                TractEngine::from_proto_with(&model, &shape, &opts).unwrap().run_f32(&x).unwrap().1
+            };
+            let (ours, tracts) = (run(Convolutions::Fast), run(Convolutions::Tract));
+            let scale = tracts.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = ours.iter().zip(&tracts).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(scale > 1e-3, "{space} subnet {i}: output scale {scale}");
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{space} subnet {i}: fast conv differs from tract's by {diff} (scale {scale})\n{}",
+                serde_json::to_string(subnet).unwrap()
+            );
+            worst = worst.max(diff / scale.max(1.0));
+        }
+        println!("{space}: {} subnets, max relative |ours - tract's| = {worst:.2e}", subnets.len());
+    }
+}
+
+#[test]
+fn the_fast_op_is_in_the_plan_and_threads_give_the_same_heatmaps() {
+    let s = SearchSpace::get(SpaceName::Mbv3);
+    let input = InputSize::new(128, 96).unwrap();
+    let net = Subnet::sample(&s, Sample::Random(5)).network(input).unwrap();
+    let model = write_network(&net, &Weights::random(&net, 5), &WriteOptions::default()).unwrap();
+    let shape = [1, 3, 128, 96];
+    let x = common::real_image(input, 0);
+    let mut one = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputDatum::F32, 1)).unwrap();
+    let ops = one.profile(&vipnas::runtime::preprocess::InputTensor::F32(x.clone()), 1).unwrap();
+    assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
+    assert!(!ops.iter().any(|o| o.op == "DepthWiseConv"), "{ops:?}");
+    let mut two = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputDatum::F32, 2)).unwrap();
+    let mut out = (vec![0.0; 17 * 32 * 24], vec![0.0; 17 * 32 * 24]);
+    let t = vipnas::runtime::preprocess::InputTensor::F32(x);
+    one.run(&t, &mut out.0).unwrap();
+    two.run(&t, &mut out.1).unwrap();
+    // Groups are split across threads, each computed as on one: bit-identical.
+    assert_eq!(out.0, out.1);
+}

@@ -63,7 +63,7 @@ fn covering_subnets(space: SpaceName) -> Vec<Subnet> {
 
 #[test]
 fn fast_convolution_equals_tracts_op_on_every_stage_choice_of_every_space() {
-    let input = if common::under_qemu() { InputSize::new(64, 48).unwrap() } else { InputSize::DEFAULT };
+    let input = if common::under_qemu() { InputSize::new(64, 64).unwrap() } else { InputSize::DEFAULT };
     let shape = [1, 3, input.height as usize, input.width as usize];
     for space in SpaceName::ALL {
         let mut subnets = covering_subnets(space);

@@ -345,10 +345,20 @@ impl Isa {
     }
 }
 
-/// The instruction set the fast convolution uses on this machine, detected once.
+/// The instruction set the fast convolution uses on this machine, detected
+/// once. `VIPNAS_CONV_ISA=portable` forces the unfused portable loop: for
+/// emulators (qemu), which run fused multiply-add through software floating
+/// point ~15× slower than a multiply and an add.
 pub fn active_isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *ISA.get_or_init(Isa::detect)
+    *ISA.get_or_init(|| match std::env::var("VIPNAS_CONV_ISA") {
+        Ok(v) if v == "portable" => Isa::Portable,
+        Ok(v) => {
+            log::warn!("VIPNAS_CONV_ISA={v}: unknown (only `portable`); using {}", Isa::detect().name());
+            Isa::detect()
+        }
+        Err(_) => Isa::detect(),
+    })
 }
 
 /// For each of `channels` output channels `c`:

@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --run
-cargo build --release --quiet
+# A clean build takes minutes (~7 on 2 cores): cargo's own progress, not silence.
+echo "demo: building vipnas (release; a first build takes a few minutes)"
+cargo build --release
 exec target/release/vipnas run --overlay --out out/demo "$@"

@@ -19,14 +19,12 @@ SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
 
 # bindgen (v4l) must see the aarch64 sysroot's headers.
 export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu"
-# Tests that start the vipnas binary run it through the emulator too.
-export VIPNAS_BIN_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib"
+# Tests that start the vipnas binary run it through the emulator too, on the
+# same CPU model as .cargo/config.toml's runner (why: there).
+export QEMU_CPU=cortex-a72  # for cross's own runner (Cross.toml passes it through)
+export VIPNAS_BIN_RUNNER="qemu-aarch64-static -cpu cortex-a72 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib"
 # qemu-user is slow: keep the device suite to the tests that matter on the board.
 export VIPNAS_UNDER_QEMU=1
-# qemu emulates NEON's fused multiply-add in software (~15x a multiply and an
-# add): the fast convolution's portable loop there. Its NEON loop is still
-# checked against the textbook convolution by the unit tests.
-export VIPNAS_CONV_ISA=portable
 
 try_rustup() {
   command -v rustup >/dev/null 2>&1 || return 1

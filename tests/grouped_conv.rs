@@ -98,10 +98,20 @@ fn fast_convolution_equals_tracts_op_on_every_stage_choice_of_every_space() {
 fn the_fast_op_is_in_the_plan_and_threads_give_the_same_heatmaps() {
     let s = SearchSpace::get(SpaceName::Mbv3);
     let input = InputSize::new(128, 96).unwrap();
-    let net = Subnet::sample(&s, Sample::Random(5)).network(input).unwrap();
-    let model = write_network(&net, &Weights::random(&net, 5), &WriteOptions::default()).unwrap();
     let shape = [1, 3, 128, 96];
     let x = common::real_image(input, 0);
+    // The smallest subnet has 16-channel depthwise stages: where tract has a
+    // channel-last depthwise kernel (aarch64) it would move such a graph to
+    // channel-last, and no convolution would be ours.
+    let min = Subnet::sample(&s, Sample::Min).network(input).unwrap();
+    let min = write_network(&min, &Weights::random(&min, 1), &WriteOptions::default()).unwrap();
+    let mut engine = TractEngine::from_proto_with(&min, &shape, &EngineOptions::new(InputDatum::F32, 1)).unwrap();
+    let ops = engine.profile(&vipnas::runtime::preprocess::InputTensor::F32(x.clone()), 1).unwrap();
+    assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
+    assert!(!ops.iter().any(|o| o.op == "DepthWiseConv"), "{ops:?}");
+
+    let net = Subnet::sample(&s, Sample::Random(5)).network(input).unwrap();
+    let model = write_network(&net, &Weights::random(&net, 5), &WriteOptions::default()).unwrap();
     let mut one = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputDatum::F32, 1)).unwrap();
     let ops = one.profile(&vipnas::runtime::preprocess::InputTensor::F32(x.clone()), 1).unwrap();
     assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");

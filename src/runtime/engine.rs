@@ -110,6 +110,13 @@ impl TractEngine {
     }
 
     fn build(model: InferenceModel, input_shape: &[usize], options: &EngineOptions) -> Result<TractEngine> {
+        let cores = cores();
+        ensure!(options.threads >= 1, "inference threads must be at least 1");
+        ensure!(
+            options.threads <= cores,
+            "{} inference threads asked for, but this machine has {cores} core(s): more threads than cores only slow inference down",
+            options.threads
+        );
         let fact = match options.datum {
             InputDatum::F32 => f32::fact(input_shape),
             InputDatum::I32 => i32::fact(input_shape),
@@ -117,10 +124,18 @@ impl TractEngine {
         let mut typed = model
             .with_input_fact(0, fact.into())?
             .into_typed()
-            .and_then(|m| m.into_decluttered())
             .context("tract could not type the model for this input shape")?;
-        if options.convolutions == Convolutions::Fast {
+        if options.convolutions == Convolutions::Tract {
+            typed.declutter().context("tract could not declutter the model")?;
+        } else {
+            // Where tract has a channel-last depthwise kernel (aarch64), its
+            // declutter moves the whole graph to channel-last for it, and our
+            // channels-first op would then cover nothing. So the first declutter
+            // keeps the layout, our op goes in, and the full declutter that
+            // follows cannot move axes through it.
+            layout_keeping_declutter().optimize(&mut typed).context("tract could not declutter the model")?;
             let done = grouped_conv::install(&mut typed).context("installing the fast grouped convolution")?;
+            typed.declutter().context("tract could not declutter the model")?;
             if done.replaced > 0 {
                 log::debug!(
                     "{} grouped convolutions run {} ({})",
@@ -156,6 +171,24 @@ impl TractEngine {
         self.run(&InputTensor::F32(input.to_vec()), &mut out)?;
         Ok((self.output_shape.clone(), out))
     }
+}
+
+/// The cores this process may run on (1 when unknown): the most inference
+/// threads an engine takes.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// tract's declutter without its axis-changing pass (`ChangeAxes`): the
+/// model keeps the layout it was written in.
+fn layout_keeping_declutter() -> tract_onnx::tract_core::optim::Optimizer {
+    let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
+    optimizer.passes.retain(|p| !is_change_axes(p.as_ref()));
+    optimizer
+}
+
+fn is_change_axes(pass: &dyn tract_onnx::tract_core::optim::TypedPass) -> bool {
+    format!("{pass:?}") == "ChangeAxes"
 }
 
 /// tract's executor for `threads` (multithreaded with the `multithread` feature).
@@ -246,5 +279,17 @@ impl TractEngine {
             .collect();
         v.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_keeping_declutter_leaves_out_only_tracts_axis_pass() {
+        let full = tract_onnx::tract_core::optim::Optimizer::declutter();
+        assert_eq!(full.passes.iter().filter(|p| is_change_axes(p.as_ref())).count(), 1, "{:?}", full.passes);
+        assert_eq!(layout_keeping_declutter().passes.len(), full.passes.len() - 1);
     }
 }

@@ -346,9 +346,9 @@ impl Isa {
 }
 
 /// The instruction set the fast convolution uses on this machine, detected
-/// once. `VIPNAS_CONV_ISA=portable` forces the unfused portable loop: for
-/// emulators (qemu), which run fused multiply-add through software floating
-/// point ~15× slower than a multiply and an add.
+/// once. `VIPNAS_CONV_ISA=portable` forces the unfused portable loop: to
+/// compare, and for emulators that run fused multiply-add through software
+/// floating point (TCG for x86 with AVX2/FMA).
 pub fn active_isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| match std::env::var("VIPNAS_CONV_ISA") {

@@ -176,9 +176,13 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST);
         let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let m: Manifest =
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: invalid manifest: {e}", path.display()))?;
-        m.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// A manifest's JSON, checked.
+    pub fn parse(text: &str) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("invalid manifest: {e}"))?;
+        m.check()?;
         Ok(m)
     }
 
@@ -192,6 +196,14 @@ impl Manifest {
         }
         if self.input.height == 0 || self.input.width == 0 {
             bail!("input: height and width must be positive");
+        }
+        let max = crate::arch::InputSize::MAX_SIDE;
+        if self.input.height > max || self.input.width > max {
+            bail!(
+                "input: {}x{} is larger than {max}x{max}, the largest input vipnas runs",
+                self.input.height,
+                self.input.width
+            );
         }
         if self.input.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
             bail!("input.std: every value must be positive and finite");

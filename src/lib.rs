@@ -7,8 +7,10 @@ pub mod arch;
 pub mod board;
 pub mod bundle;
 pub mod coco;
+pub mod fuzzing;
 #[cfg(feature = "host")]
 pub mod host;
 pub mod onnx;
 pub mod runtime;
+pub mod shutdown;
 pub mod timestamp;

@@ -3,7 +3,9 @@
 
 mod common;
 
-use std::process::Output;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
 
 use vipnas::bundle::Manifest;
 use vipnas::runtime::TractEngine;
@@ -27,6 +29,15 @@ fn assert_fails_with(o: &Output, needle: &str) {
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "error is not one line:\n{err}");
+}
+
+/// A failed run whose last stderr line is the `error:` containing `needle`
+/// (warnings about lost frames, or tract's about the CPU, may come before it).
+fn assert_ends_with_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(last.starts_with("error: ") && last.contains(needle), "stderr does not end with `{needle}`:\n{err}");
 }
 
 #[test]
@@ -164,4 +175,147 @@ fn run_reports_missing_sources_and_models_clearly() {
     assert_fails_with(&o, "/nonexistent/model: no such model bundle or ONNX file");
     let o = vipnas(&["run", "--source", "rtsp://camera", "--out", out.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("expected v4l:/dev/videoN"), "{}", stderr(&o));
+}
+
+/// A model small enough for qemu: MoveNet on the host, an exported 64x64
+/// subnet under qemu.
+fn small_model(dir: &Path) -> PathBuf {
+    if !common::under_qemu() {
+        return Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning");
+    }
+    let m = dir.join("mbv3-min-64");
+    let o = vipnas(&["export", "--space", "mbv3", "--sample", "min", "--input", "64x64", "--out", m.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    m
+}
+
+#[test]
+fn runs_that_cannot_or_did_not_work_fail_loudly() {
+    let dir = common::scratch("cli_run_nothing");
+    let model = small_model(&dir);
+    let out = dir.join("out");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        vipnas(&args)
+    };
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_fails_with(
+        &run(&["--source", "synthetic:1", "--threads", "10000"]),
+        &format!("--threads 10000: this machine has {cores} core(s)"),
+    );
+    let o = run(&["--source", "synthetic:0"]);
+    assert!(!o.status.success() && stderr(&o).contains("a synthetic clip needs at least 1 frame"), "{}", stderr(&o));
+    for fps in ["nan", "0", "1e-300", "1e9"] {
+        assert_fails_with(
+            &run(&["--source", "synthetic:1", "--fps", fps]),
+            &format!("--fps {:?}: a frame rate", fps.parse::<f64>().unwrap()),
+        );
+    }
+    let o = run(&["--source", "synthetic:5", "--frames", "0"]);
+    assert!(!o.status.success() && stderr(&o).contains("--frames") && !stderr(&o).contains("panicked"));
+
+    // Sources that deliver nothing: the summary, then an error.
+    let header_only = dir.join("empty.y4m");
+    std::fs::write(&header_only, b"YUV4MPEG2 W64 H64 C444\n").unwrap();
+    let o = run(&["--source", &format!("y4m:{}", header_only.display())]);
+    assert!(stdout(&o).contains("frames=0 "), "{}", stdout(&o));
+    assert_ends_with_error(&o, "no frame was processed (0 lost");
+    let junk = dir.join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("a.jpg"), b"not a jpeg").unwrap();
+    std::fs::write(junk.join("b.png"), b"not a png").unwrap();
+    let o = run(&["--source", &format!("dir:{}", junk.display())]);
+    // One warning per lost frame, then the error.
+    assert_ends_with_error(&o, "no frame was processed (2 lost");
+    assert!(stderr(&o).contains("a.jpg") && stderr(&o).contains("b.png"), "each lost frame is named: {}", stderr(&o));
+}
+
+#[test]
+fn a_closed_or_full_stdout_is_an_error_not_a_panic() {
+    let args = ["space", "--space", "mbv3", "--table"];
+    // The reader is gone before the first write (`vipnas … | head -c0`): a quiet stop.
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    let closed = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+    let o = common::vipnas_command().args(args).stdout(closed).output().unwrap();
+    assert!(o.status.success() && stderr(&o).is_empty(), "{:?}: {}", o.status, stderr(&o));
+    // A full disk: one line naming stdout.
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        let o = common::vipnas_command().args(args).stdout(full).output().unwrap();
+        assert_fails_with(&o, "cannot write to stdout: No space left on device");
+    }
+}
+
+/// Waits until `path` has at least `n` lines (the child is running).
+fn wait_for_lines(path: &Path, n: usize, child: &mut std::process::Child) {
+    loop {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.lines().count() >= n) {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("vipnas exited early: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn signals_end_run_and_profile_with_their_work_saved() {
+    let dir = common::scratch("cli_signals");
+    let model = small_model(&dir);
+    for (signal, code, name) in [(libc::SIGINT, 130, "SIGINT"), (libc::SIGTERM, 143, "SIGTERM")] {
+        let out = dir.join(name);
+        // An endless source: only the signal ends this run.
+        let mut child = common::vipnas_command()
+            .args(["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--out", out.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_lines(&out.join("poses.jsonl"), 3, &mut child);
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(code), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("interrupted by {name}")), "{}", stderr(&o));
+        let summary = stdout(&o);
+        let frames: usize = summary
+            .lines()
+            .last()
+            .and_then(|l| l.strip_prefix("frames="))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no summary line: {summary}"));
+        let lines = std::fs::read_to_string(out.join("poses.jsonl")).unwrap();
+        assert!(frames >= 3 && lines.lines().count() == frames, "{frames} frames, {} lines", lines.lines().count());
+        for l in lines.lines() {
+            serde_json::from_str::<serde_json::Value>(l).unwrap();
+        }
+    }
+
+    // profile saves what it measured before its first periodic save.
+    let lut = dir.join("partial.lut.json");
+    let mut child = common::vipnas_command()
+        .env("VIPNAS_BOARDS", Path::new(env!("CARGO_MANIFEST_DIR")).join("boards"))
+        .env("RUST_LOG", "vipnas=info")
+        .args(["profile", "--board", "host", "--quick", "--input", "64x64", "--out", lut.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("profiling ") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "profile ended before measuring");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("interrupted by SIGINT") && rest.contains("resumes"), "{rest}");
+    let table = vipnas::board::LatencyTable::load(&lut).unwrap();
+    assert!(!table.entries.is_empty());
 }

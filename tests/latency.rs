@@ -76,6 +76,28 @@ fn quick_profile_then_predict_and_measure() {
     ]);
     let (out, err) = text(&o);
     assert!(!o.status.success() && err.contains("the latency table lacks") && !out.contains("predicted_ms"), "{err}");
+    // … which stops the prediction only: --measure still measures.
+    let o = vipnas(&[
+        "predict",
+        "--board",
+        "host",
+        "--table",
+        lut_s,
+        "--space",
+        "mbv3",
+        "--sample",
+        "random",
+        "--seed",
+        "99",
+        "--input",
+        INPUT,
+        "--measure",
+        "--runs",
+        "3",
+    ]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success() && err.contains("no prediction: the latency table lacks"), "{err}");
+    assert!(out.contains("measured_ms=") && !out.contains("predicted_ms"), "{out}");
 }
 
 #[test]

@@ -273,6 +273,18 @@ fn bad_models_fail_with_the_file_named() {
     .unwrap();
     let msg = e(&bundle);
     assert!(msg.contains("expects output [1, 17, 48, 48]") && msg.contains("[1, 1, 17, 3]"), "{msg}");
+    // An input no board can run: refused by the manifest check, before tract.
+    std::fs::write(bundle.join("manifest.json"), m.replace("\"height\": 192", "\"height\": 100000")).unwrap();
+    let msg = e(&bundle);
+    assert!(msg.contains("manifest.json: input: 100000x192 is larger than 2048x2048"), "{msg}");
+    // A corrupt or missing spatial.onnx is named as such, not as a shape mismatch.
+    std::fs::write(bundle.join("manifest.json"), &m).unwrap();
+    std::fs::write(bundle.join("spatial.onnx"), &onnx[..onnx.len() / 3]).unwrap();
+    let msg = e(&bundle);
+    assert!(msg.contains("spatial.onnx: not an ONNX model") && !msg.contains("does not accept"), "{msg}");
+    std::fs::remove_file(bundle.join("spatial.onnx")).unwrap();
+    let msg = e(&bundle);
+    assert!(msg.contains("spatial.onnx: no such file") && !msg.contains("does not accept"), "{msg}");
     // Corrupt manifest.
     std::fs::write(bundle.join("manifest.json"), "{\"format_version\": 1,").unwrap();
     let msg = e(&bundle);

@@ -91,22 +91,68 @@ impl LatencyTable {
     pub fn load(path: &Path) -> Result<LatencyTable> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read latency table {}", path.display()))?;
-        let t: LatencyTable = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: corrupt latency table: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// A table's JSON, its format and values checked.
+    pub fn parse(text: &str) -> Result<LatencyTable> {
+        let t: LatencyTable = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("corrupt latency table: {e}"))?;
         if t.format != LUT_FORMAT {
-            bail!("{}: table format {} (this vipnas reads {LUT_FORMAT}): profile again", path.display(), t.format);
+            bail!("table format {} (this vipnas reads {LUT_FORMAT}): profile again", t.format);
         }
+        t.validate().map_err(anyhow::Error::msg)?;
         Ok(t)
+    }
+
+    /// Every number a prediction uses must be one a measurement can produce:
+    /// a table with a zero, negative, infinite or absurd latency, or a
+    /// correction that flips or explodes the sum, would predict nonsense.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        /// No block or network on a board takes longer than this.
+        const MAX_MS: f64 = 1e6;
+        let ms_ok = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_MS;
+        if self.threads == 0 || self.runs == 0 {
+            return Err(format!("threads = {}, runs = {}: both must be at least 1", self.threads, self.runs));
+        }
+        for (sig, e) in &self.entries {
+            if !ms_ok(e.p50_ms) || !ms_ok(e.p90_ms) {
+                return Err(format!(
+                    "entry {sig}: p50_ms = {}, p90_ms = {}: latencies must be positive, finite and under {MAX_MS} ms",
+                    e.p50_ms, e.p90_ms
+                ));
+            }
+            if e.p90_ms < e.p50_ms {
+                return Err(format!("entry {sig}: p90_ms = {} is below p50_ms = {}", e.p90_ms, e.p50_ms));
+            }
+            if e.count == 0 {
+                return Err(format!("entry {sig}: count = 0: no timed runs behind it"));
+            }
+        }
+        for (space, c) in &self.corrections {
+            if !(c.scale.is_finite() && c.scale > 0.0 && c.scale <= 100.0)
+                || !(c.offset_ms.is_finite() && c.offset_ms.abs() <= MAX_MS)
+                || c.fitted_on == 0
+            {
+                return Err(format!(
+                    "corrections.{space}: scale = {}, offset_ms = {}, fitted_on = {}: the scale must lie in (0, 100], the offset be finite, and at least one subnet be behind it",
+                    c.scale, c.offset_ms, c.fitted_on
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
         crate::bundle::write_atomic(path, &serde_json::to_vec_pretty(self)?)
     }
 
-    /// Refuses tables that do not describe this run: another tract version,
-    /// convolution kernel or thread count would silently mispredict.
-    pub fn check_compatible(&self, path: &Path, threads: usize) -> Result<()> {
+    /// Refuses tables that do not describe this run: another board, tract
+    /// version, convolution kernel or thread count would silently mispredict.
+    pub fn check_compatible(&self, path: &Path, board: &str, threads: usize) -> Result<()> {
         let p = path.display();
+        if self.board != board {
+            bail!("{p}: measured for board {}, not {board}", self.board);
+        }
         if self.tract_version != TRACT_VERSION {
             bail!(
                 "{p}: measured with tract {} but this vipnas runs tract {TRACT_VERSION}: profile again",
@@ -230,18 +276,61 @@ mod tests {
         let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min).network(InputSize::DEFAULT).unwrap();
         let mut t = table_for(&net);
         let p = Path::new("boards/x.lut.json");
-        t.check_compatible(p, 1).unwrap();
-        assert!(t.check_compatible(p, 4).unwrap_err().to_string().contains("1 thread(s)"));
+        t.check_compatible(p, "test", 1).unwrap();
+        assert!(t.check_compatible(p, "test", 4).unwrap_err().to_string().contains("1 thread(s)"));
+        assert_eq!(
+            t.check_compatible(p, "rpi4", 1).unwrap_err().to_string(),
+            "boards/x.lut.json: measured for board test, not rpi4"
+        );
         t.kernels = None;
-        let e = t.check_compatible(p, 1).unwrap_err().to_string();
+        let e = t.check_compatible(p, "test", 1).unwrap_err().to_string();
         assert_eq!(
             e,
             format!("boards/x.lut.json: measured with tract's own convolutions but this vipnas runs {KERNEL_VERSION}: profile again")
         );
         t.kernels = Some("vipnas-grouped-conv/0".into());
-        assert!(t.check_compatible(p, 1).unwrap_err().to_string().contains("kernels vipnas-grouped-conv/0"));
+        assert!(t.check_compatible(p, "test", 1).unwrap_err().to_string().contains("kernels vipnas-grouped-conv/0"));
         t.tract_version = "0.21.0".into();
-        assert!(t.check_compatible(p, 1).unwrap_err().to_string().contains("tract 0.21.0"));
+        assert!(t.check_compatible(p, "test", 1).unwrap_err().to_string().contains("tract 0.21.0"));
+    }
+
+    #[test]
+    fn tables_that_would_predict_nonsense_are_refused_at_load() {
+        let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min).network(InputSize::DEFAULT).unwrap();
+        let good = table_for(&net);
+        good.validate().unwrap();
+        let dir = std::env::temp_dir().join(format!("vipnas-lut-validate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.lut.json");
+        let sig = good.entries.keys().next().unwrap().clone();
+        let entry = |f: fn(&mut LutEntry)| {
+            let mut t = good.clone();
+            f(t.entries.get_mut(&sig).unwrap());
+            t
+        };
+        let correction = |f: fn(&mut Correction)| {
+            let mut t = good.clone();
+            f(t.corrections.get_mut(&SpaceName::Mbv3).unwrap());
+            t
+        };
+        let cases = [
+            (entry(|e| e.p50_ms = -1.0), "p50_ms = -1"),
+            (entry(|e| e.p50_ms = 0.0), "p50_ms = 0"),
+            (entry(|e| e.p50_ms = 1e308), "under 1000000 ms"),
+            (entry(|e| e.p90_ms = 0.5), "p90_ms = 0.5 is below p50_ms = 1"),
+            (entry(|e| e.count = 0), "count = 0"),
+            (correction(|c| c.scale = -1.1), "scale = -1.1"),
+            (correction(|c| c.offset_ms = 1e7), "offset_ms = 10000000,"),
+        ];
+        for (t, want) in cases {
+            // Through the file, as a user's edited table arrives.
+            std::fs::write(&path, serde_json::to_string(&t).unwrap()).unwrap();
+            let e = LatencyTable::load(&path).unwrap_err().to_string();
+            assert!(e.starts_with(&path.display().to_string()) && e.contains(want), "{e}\nwanted: {want}");
+        }
+        std::fs::write(&path, serde_json::to_string(&good).unwrap()).unwrap();
+        LatencyTable::load(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -66,13 +66,18 @@ impl BoardProfile {
 
     pub fn from_file(path: &Path) -> Result<BoardProfile> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut p: BoardProfile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// A profile's TOML, checked; `path` is where it came from (errors name
+    /// it; relative table paths are resolved against its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<BoardProfile> {
+        let mut p: BoardProfile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if p.threads == 0 || p.threads > p.cores.max(1) * 2 {
             bail!("{}: threads = {} (cores = {})", path.display(), p.threads, p.cores);
         }
-        if !(p.budget.fps > 0.0) {
-            bail!("{}: budget.fps must be positive", path.display());
-        }
+        crate::runtime::budget::FrameBudget::check_fps(p.budget.fps)
+            .map_err(|e| anyhow::anyhow!("{}: budget.fps = {e}", path.display()))?;
         p.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(p)
     }
@@ -85,6 +90,21 @@ impl BoardProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impossible_frame_rates_are_refused_naming_the_file_and_field() {
+        let dir = std::env::temp_dir().join(format!("vipnas-board-fps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = std::fs::read_to_string(boards_dir().join("rpi4.toml")).unwrap();
+        assert!(good.contains("[budget]\nfps = 15\n"));
+        for bad in ["inf", "nan", "0.0", "-30.0", "1e9"] {
+            let path = dir.join("b.toml");
+            std::fs::write(&path, good.replace("[budget]\nfps = 15\n", &format!("[budget]\nfps = {bad}\n"))).unwrap();
+            let e = BoardProfile::from_file(&path).unwrap_err().to_string();
+            assert!(e.starts_with(&path.display().to_string()) && e.contains("budget.fps = "), "{bad}: {e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn shipped_profiles_load() {

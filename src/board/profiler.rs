@@ -202,12 +202,13 @@ pub fn profile(
 ) -> Result<LatencyTable> {
     let mut table = if out.is_file() {
         let t = LatencyTable::load(out)?;
-        t.check_compatible(out, opts.threads)?;
-        if t.board != board.name || !t.measured || t.warmup != opts.warmup || t.runs != opts.runs {
+        t.check_compatible(out, &board.name, opts.threads)?;
+        if !t.measured || t.warmup != opts.warmup || t.runs != opts.runs {
             bail!(
-                "{}: holds a different profile (board {}, {} runs per entry): remove it or choose another --out",
+                "{}: holds a different profile ({}, {} warm-up and {} timed runs per entry): remove it or choose another --out",
                 out.display(),
-                t.board,
+                if t.measured { "measured" } else { "an estimate" },
+                t.warmup,
                 t.runs
             );
         }
@@ -233,11 +234,17 @@ pub fn profile(
     };
     let blocks = enumerate_blocks(opts.space, opts.input, opts.quick)?;
     let total = blocks.len();
+    log::info!("profiling {total} blocks of {} at {} into {}", opts.space, opts.input, out.display());
     let mut last_save = Instant::now();
     for (i, (sig, net)) in blocks.iter().enumerate() {
         if !table.entries.contains_key(sig) {
             let e = measure(net, opts.threads, opts.warmup, opts.runs)?;
             table.entries.insert(sig.clone(), e);
+            if let Some(stop) = crate::shutdown::requested() {
+                table.save(out)?;
+                log::warn!("{}: saved {} entries; `vipnas profile` again resumes", out.display(), table.entries.len());
+                return Err(stop.into());
+            }
             if last_save.elapsed() > Duration::from_secs(5) {
                 table.save(out)?;
                 last_save = Instant::now();

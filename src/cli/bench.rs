@@ -65,14 +65,20 @@ fn run_runtime(a: RuntimeArgs) -> Result<()> {
     let script = a.repo.join("benches/ort_latency.py");
     let scratch = std::env::temp_dir().join("vipnas-bench");
     let models = default_models(&a.repo, &scratch)?;
-    println!(
+    outln!(
         "== inference latency, median of {} runs (ms); ours = tract + {KERNEL_VERSION} ({}), ratio = ours / onnxruntime",
         a.runs,
         active_isa().name()
     );
-    println!(
+    outln!(
         "{:<26} {:>7} {:>12} {:>9} {:>9} {:>8} {:>10}",
-        "model", "threads", "tract's conv", "ours", "ort", "ratio", "was"
+        "model",
+        "threads",
+        "tract's conv",
+        "ours",
+        "ort",
+        "ratio",
+        "was"
     );
     for m in &models {
         for &t in &a.threads {
@@ -87,25 +93,35 @@ fn run_runtime(a: RuntimeArgs) -> Result<()> {
             let times = |r: Option<f64>| r.map_or("n/a".into(), |r| format!("{r:.2}x"));
             let ort = row.ort_ms.map_or("n/a".into(), |o| format!("{o:.2}"));
             let (ratio, was) = (times(row.ratio()), times(row.ratio_before()));
-            println!(
+            outln!(
                 "{:<26} {:>7} {:>12.2} {:>9.2} {:>9} {:>8} {:>10}",
-                row.model, t, row.tract_own_ms, row.tract_ms, ort, ratio, was
+                row.model,
+                t,
+                row.tract_own_ms,
+                row.tract_ms,
+                ort,
+                ratio,
+                was
             );
         }
     }
     let s = pipeline_stages(&a.repo.join("models/movenet-lightning"), &a.repo.join("tests/data/pose2sim-cam03"), 1)?;
-    println!("\n== pipeline on {} real frames (MoveNet Lightning, 1 thread), ms per frame", s.frames);
-    println!(
+    outln!("\n== pipeline on {} real frames (MoveNet Lightning, 1 thread), ms per frame", s.frames);
+    outln!(
         "capture(jpeg)={:.2} preprocess={:.2} infer={:.2} decode+track={:.3} render={:.3}",
-        s.capture, s.preprocess, s.infer, s.decode_track, s.render
+        s.capture,
+        s.preprocess,
+        s.infer,
+        s.decode_track,
+        s.render
     );
-    println!("overhead = (capture+preprocess+decode+track+render)/infer = {:.1}%", 100.0 * s.overhead_fraction());
+    outln!("overhead = (capture+preprocess+decode+track+render)/infer = {:.1}%", 100.0 * s.overhead_fraction());
     for m in &models {
         let ops = op_profile(m, a.runs.min(10))?;
         let total: f64 = ops.iter().map(|o| o.ms).sum();
-        println!("\n== tract per-op profile, {} (1 thread): {total:.2} ms in {} op kinds", m.name, ops.len());
+        outln!("\n== tract per-op profile, {} (1 thread): {total:.2} ms in {} op kinds", m.name, ops.len());
         for o in ops.iter().take(a.top) {
-            println!("{:<28} {:>8.2} ms {:>5.1}% {:>4} nodes", o.op, o.ms, 100.0 * o.ms / total, o.nodes);
+            outln!("{:<28} {:>8.2} ms {:>5.1}% {:>4} nodes", o.op, o.ms, 100.0 * o.ms / total, o.nodes);
         }
     }
     Ok(())
@@ -144,7 +160,7 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
     let board = BoardProfile::load(&a.board)?;
     let path = a.table.clone().unwrap_or_else(|| board.latency_table_path());
     let table = LatencyTable::load(&path)?;
-    table.check_compatible(&path, board.threads)?;
+    table.check_compatible(&path, &board.name, board.threads)?;
     let mut results = Vec::new();
     for (space, n) in [(SpaceName::Mbv3, a.mbv3), (SpaceName::Resnet50, a.resnet50)] {
         if n == 0 {
@@ -156,16 +172,16 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
         let before = error_stats(pts.iter().map(|p| (p.sum_ms, p.measured_ms)));
         let after = error_stats(pts.iter().map(|p| (p.predicted_ms, p.measured_ms)));
         let c = table.corrections.get(&space);
-        println!("== {space}: {n} random subnets at {}, {} thread(s), board {}", a.input, board.threads, board.name);
-        println!("{:<28} {:>8} {:>8} {:>8}", "|pred - meas| / meas", "median", "p90", "max");
-        println!(
+        outln!("== {space}: {n} random subnets at {}, {} thread(s), board {}", a.input, board.threads, board.name);
+        outln!("{:<28} {:>8} {:>8} {:>8}", "|pred - meas| / meas", "median", "p90", "max");
+        outln!(
             "{:<28} {:>7.1}% {:>7.1}% {:>7.1}%",
             "plain sum of blocks",
             100.0 * before.median,
             100.0 * before.p90,
             100.0 * before.max
         );
-        println!(
+        outln!(
             "{:<28} {:>7.1}% {:>7.1}% {:>7.1}%",
             c.map_or("no correction".to_string(), |c| format!("corrected ({:.3}x{:+.2}ms)", c.scale, c.offset_ms)),
             100.0 * after.median,
@@ -173,14 +189,14 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
             100.0 * after.max
         );
         let range = pts.iter().fold((f64::MAX, 0f64), |(lo, hi), p| (lo.min(p.measured_ms), hi.max(p.measured_ms)));
-        println!("measured range {:.1}–{:.1} ms", range.0, range.1);
+        outln!("measured range {:.1}–{:.1} ms", range.0, range.1);
         results.push((space, pts));
     }
     if let Some(dir) = a.plot.parent() {
         std::fs::create_dir_all(dir)?;
     }
     scatter(&a.plot, &board.name, &results)?;
-    println!("scatter plot: {}", a.plot.display());
+    outln!("scatter plot: {}", a.plot.display());
     Ok(())
 }
 
@@ -203,13 +219,13 @@ fn run_peers(a: PeersArgs) -> Result<()> {
     use vipnas::host::bench::{peer_rows, BenchModel};
     use vipnas::runtime::engine::InputDatum;
     let rows = peer_rows(&a.data)?;
-    println!("| model | set | AP | PCK@0.1 | ms/frame 1 thread | ms/frame 2 threads |");
-    println!("|---|---|---|---|---|---|");
+    outln!("| model | set | AP | PCK@0.1 | ms/frame 1 thread | ms/frame 2 threads |");
+    outln!("|---|---|---|---|---|---|");
     for r in &rows {
-        println!("| {} | {} | {:.3} | {:.3} | {:.1} | {:.1} |", r.model, r.set, r.ap, r.pck10, r.ms[0], r.ms[1]);
+        outln!("| {} | {} | {:.3} | {:.3} | {:.1} | {:.1} |", r.model, r.set, r.ap, r.pck10, r.ms[0], r.ms[1]);
     }
     let python = peer_python(&a.repo);
-    println!("\n| model | threads | tract ms | onnxruntime ms | tract / ort |\n|---|---|---|---|---|");
+    outln!("\n| model | threads | tract ms | onnxruntime ms | tract / ort |\n|---|---|---|---|---|");
     for (m, s) in [("lightning", 192), ("thunder", 256)] {
         let bm = BenchModel {
             name: format!("movenet-{m}"),
@@ -222,7 +238,7 @@ fn run_peers(a: PeersArgs) -> Result<()> {
             let ort = ort_latency(&python, &a.repo.join("benches/ort_latency.py"), &bm, t, a.runs)?;
             let (o, r) =
                 ort.map_or(("n/a".into(), "n/a".into()), |o| (format!("{o:.1}"), format!("{:.2}x", tract / o)));
-            println!("| {} | {t} | {tract:.1} | {o} | {r} |", bm.name);
+            outln!("| {} | {t} | {tract:.1} | {o} | {r} |", bm.name);
         }
     }
     Ok(())

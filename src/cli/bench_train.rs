@@ -58,7 +58,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         } else {
             burn_step(&subnets[0], a.input, a.batch, a.warmup, a.steps)?
         };
-        println!("ms_per_step={:.2} loss={:.5}", t.ms, t.loss);
+        outln!("ms_per_step={:.2} loss={:.5}", t.ms, t.loss);
         return Ok(());
     }
     let python = std::env::var("VIPNAS_TORCH_PYTHON").unwrap_or_else(|_| {
@@ -70,7 +70,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     });
     let script = a.repo.join("benches/train_step.py");
-    println!(
+    outln!(
         "== one training step, {} {} ({} subnets) at {}, batch {} (median of {} after {} warm-up; ms); ratio = burn / PyTorch",
         a.space,
         a.sample,
@@ -80,9 +80,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         a.steps,
         a.warmup
     );
-    println!(
+    outln!(
         "{:>7} {:>10} {:>10} {:>8} {:>14} {:>14}",
-        "threads", "burn", "pytorch", "ratio", "burn img/s", "torch img/s"
+        "threads",
+        "burn",
+        "pytorch",
+        "ratio",
+        "burn img/s",
+        "torch img/s"
     );
     let exe = std::env::current_exe()?;
     for &t in &a.threads {
@@ -99,7 +104,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let peer = torch_step(&python, &script, &nets, a.batch, t, a.warmup, a.steps)?;
         let ips = |ms: f64| a.batch as f64 * 1e3 / ms;
         match peer {
-            Ok(p) => println!(
+            Ok(p) => outln!(
                 "{t:>7} {:>10.1} {:>10.1} {:>7.2}x {:>14.2} {:>14.2}",
                 ours.ms,
                 p.ms,
@@ -108,7 +113,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 ips(p.ms)
             ),
             Err(why) => {
-                println!("{t:>7} {:>10.1} {:>10} {:>8} {:>14.2} {:>14}", ours.ms, "n/a", "n/a", ips(ours.ms), "n/a");
+                outln!("{t:>7} {:>10.1} {:>10} {:>8} {:>14.2} {:>14}", ours.ms, "n/a", "n/a", ips(ours.ms), "n/a");
                 eprintln!("peer skipped: {why}");
             }
         }

@@ -50,7 +50,7 @@ pub fn run(a: CameraArgs) -> Result<()> {
                 s.name,
                 s.value.map(|v| format!("={v}")).unwrap_or_default()
             );
-            println!("set {}{}", s.name, s.value.map(|v| format!("={v}")).unwrap_or_default());
+            outln!("set {}{}", s.name, s.value.map(|v| format!("={v}")).unwrap_or_default());
         }
         return Ok(());
     }
@@ -63,16 +63,16 @@ pub fn run(a: CameraArgs) -> Result<()> {
 fn describe(path: &std::path::Path) -> Result<()> {
     let dev = Device::with_path(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let caps = dev.query_caps().with_context(|| format!("{}: not a V4L2 device", path.display()))?;
-    println!("{}: {} ({}, {})", path.display(), caps.card, caps.driver, caps.bus);
-    println!("formats:");
+    outln!("{}: {} ({}, {})", path.display(), caps.card, caps.driver, caps.bus);
+    outln!("formats:");
     for f in dev.enum_formats().with_context(|| format!("{}: cannot list formats", path.display()))? {
         let decodes = CaptureFormat::ALL.iter().any(|c| c.fourcc() == &f.fourcc.repr);
         let name = fourcc_name(f.fourcc);
-        println!("  {name:<10} {:<32}{}", f.description, if decodes { " (vipnas decodes)" } else { "" });
+        outln!("  {name:<10} {:<32}{}", f.description, if decodes { " (vipnas decodes)" } else { "" });
     }
-    println!("controls:");
+    outln!("controls:");
     for c in controls::list(&dev).with_context(|| format!("{}: cannot list controls", path.display()))? {
-        println!("  {c}");
+        outln!("  {c}");
     }
     Ok(())
 }
@@ -90,7 +90,7 @@ fn snapshot(spec: &SourceSpec, skip: u32, out: &std::path::Path) -> Result<()> {
     }
     save_png(&frame, out)?;
     let s = src.stats();
-    println!(
+    outln!(
         "{}: {}x{} frame seq {} written to {} (captured={} lost={} errors={})",
         spec,
         frame.width,

@@ -36,7 +36,7 @@ pub fn run(a: DataArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let merged = CocoDataset::merge(&parts)?;
     vipnas::bundle::write_atomic(&a.out, &serde_json::to_vec(&merged)?)?;
-    println!("wrote {}: {} images, {} annotations", a.out.display(), merged.images.len(), merged.annotations.len());
+    outln!("wrote {}: {} images, {} annotations", a.out.display(), merged.images.len(), merged.annotations.len());
     Ok(())
 }
 
@@ -84,7 +84,7 @@ pub fn run_openpose(a: OpenPoseArgs) -> Result<()> {
     })?;
     vipnas::bundle::write_atomic(&a.out, &serde_json::to_vec(&d)?)?;
     let primary = d.annotations.iter().filter(|a| a.is_primary == Some(1)).count();
-    println!(
+    outln!(
         "wrote {}: {} images, {} annotations ({primary} primary)",
         a.out.display(),
         d.images.len(),

@@ -58,15 +58,15 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let p = predict(model, &gt, &a.images, roi)?;
     if let Some(path) = &a.results {
         write_results(path, &p.results)?;
-        println!("results: {} ({} detections)", path.display(), p.results.len());
+        outln!("results: {} ({} detections)", path.display(), p.results.len());
     }
     let stats = coco_stats(&gt, &p.results)?;
     for line in format_stats(&stats) {
-        println!("{line}");
+        outln!("{line}");
     }
     for line in pck(&gt, &p.results, &[0.05, 0.1, 0.2]).lines() {
-        println!("{line}");
+        outln!("{line}");
     }
-    println!("frames={} ms_per_estimate={:.2} AP={:.4}", p.frames, p.ms_per_estimate, stats[0]);
+    outln!("frames={} ms_per_estimate={:.2} AP={:.4}", p.frames, p.ms_per_estimate, stats[0]);
     Ok(())
 }

@@ -63,7 +63,7 @@ pub fn run(mut a: ExportArgs) -> Result<()> {
     let cost = net.cost();
     let manifest = Manifest::for_subnet(&name, &subnet, input, cost, format!("random (seed {})", a.weight_seed));
     let path = write_bundle(&a.out, &manifest, &[(SPATIAL_ONNX, to_bytes(&model))])?;
-    println!(
+    outln!(
         "wrote {} ({} {}, {} nodes, flops={:.4}G params={:.4}M)",
         path.display(),
         subnet.space,
@@ -95,7 +95,7 @@ fn from_checkpoint(a: &mut ExportArgs, ckpt: &std::path::Path, name: &str) -> Re
     let calib = Calibration { set: a.calib_coco.clone().zip(a.calib_dir.clone()), images: a.calib_images };
     let path = export_subnet(ckpt, &subnet, &calib, &a.out, name)?;
     let cost = subnet.network(config.input)?.cost();
-    println!(
+    outln!(
         "wrote {} ({} {}, trained, flops={:.4}G params={:.4}M)",
         path.display(),
         subnet.space,

@@ -59,7 +59,7 @@ pub fn run(a: LabelArgs) -> Result<()> {
     };
     let (dataset, stats) = label(model, dir, &opts)?;
     vipnas::bundle::write_atomic(&a.out, &serde_json::to_vec(&dataset)?)?;
-    println!(
+    outln!(
         "wrote {}: {} frames, {} annotations ({} person-frames skipped), {:.1} keypoints per annotation",
         a.out.display(),
         stats.frames,

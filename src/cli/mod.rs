@@ -1,6 +1,15 @@
 //! The `vipnas` command line: argument parsing and dispatch only; each command
 //! lives in its own file and calls into the library.
 
+/// `println!` that returns an error instead of panicking when stdout is
+/// closed or full (`vipnas … | head -c1`, `> /dev/full`): `?` inside, so only
+/// in functions returning `anyhow::Result`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        crate::cli::write_stdout(format_args!($($arg)*))?
+    };
+}
+
 #[cfg(feature = "host")]
 mod bench;
 #[cfg(feature = "host")]
@@ -72,6 +81,7 @@ enum DataCommand {
 /// Parses arguments, runs the command, prints errors as one line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    vipnas::shutdown::install();
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -101,9 +111,39 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): what it wanted it has; like other
+        // Unix tools, stop quietly.
+        Err(e) if e.downcast_ref::<StdoutError>().is_some_and(|s| s.0.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<vipnas::shutdown::Interrupted>() {
+                Some(stop) => ExitCode::from(stop.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// A failed write to stdout.
+#[derive(Debug)]
+struct StdoutError(std::io::Error);
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot write to stdout: {}", self.0)
+    }
+}
+
+impl std::error::Error for StdoutError {}
+
+/// One line to stdout (what [`outln!`] expands to).
+fn write_stdout(args: std::fmt::Arguments) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .map_err(|e| StdoutError(e).into())
 }

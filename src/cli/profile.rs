@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -60,7 +60,7 @@ pub fn run_profile(a: ProfileArgs) -> Result<()> {
         bar.set_message(what.chars().take(40).collect::<String>());
     })?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "wrote {}: {} entries, board {} ({}), {} thread(s), tract {}, {:.0} s",
         out.display(),
         table.entries.len(),
@@ -71,9 +71,11 @@ pub fn run_profile(a: ProfileArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     if let Some(c) = table.corrections.get(&a.space) {
-        println!(
+        outln!(
             "correction: measured ≈ {:.4} · Σblocks + {:.3} ms (fitted on {} subnets)",
-            c.scale, c.offset_ms, c.fitted_on
+            c.scale,
+            c.offset_ms,
+            c.fitted_on
         );
     }
     Ok(())
@@ -100,7 +102,7 @@ pub struct PredictArgs {
     #[arg(long)]
     measure: bool,
     /// Timed runs for --measure (after 5 warm-ups).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1..), |n| n as usize))]
     runs: usize,
 }
 
@@ -127,7 +129,7 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
         );
     }
     let table = LatencyTable::load(&path)?;
-    table.check_compatible(&path, board.threads)?;
+    table.check_compatible(&path, &board.name, board.threads)?;
     if !table.measured {
         eprintln!(
             "WARNING: {} is an ESTIMATE, not measured on {} ({}): do not trust these numbers; run `vipnas profile --board {}` on the board",
@@ -138,12 +140,18 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
         );
     }
     let net = subnet.network(input)?;
-    let p = table.predict(&net, subnet.space)?;
-    println!("blocks={} sum_ms={:.3}", p.blocks, p.sum_ms);
-    println!("predicted_ms={:.3}", p.ms);
+    // A table that lacks some blocks stops the prediction, not the measurement.
+    let prediction = table.predict(&net, subnet.space);
+    if let Ok(p) = &prediction {
+        outln!("blocks={} sum_ms={:.3}", p.blocks, p.sum_ms);
+        outln!("predicted_ms={:.3}", p.ms);
+    }
     if a.measure {
         let m = measure(&net, board.threads, 5, a.runs)?;
-        println!("measured_ms={:.3} error={:+.1}%", m.p50_ms, 100.0 * (p.ms - m.p50_ms) / m.p50_ms);
+        match &prediction {
+            Ok(p) => outln!("measured_ms={:.3} error={:+.1}%", m.p50_ms, 100.0 * (p.ms - m.p50_ms) / m.p50_ms),
+            Err(_) => outln!("measured_ms={:.3}", m.p50_ms),
+        }
     }
-    Ok(())
+    prediction.map(|_| ()).with_context(|| format!("{}: no prediction", path.display()))
 }

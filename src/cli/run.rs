@@ -25,7 +25,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "dir:tests/data/pose2sim-cam03")]
     source: SourceSpec,
     /// Stop after N frames.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     frames: Option<u64>,
     /// Board profile (boards/NAME.toml): its threads and frame budget become the defaults.
     #[arg(long)]
@@ -61,9 +61,17 @@ enum RefineArg {
 pub fn run_cmd(a: RunArgs) -> Result<()> {
     let board = a.board.as_deref().map(vipnas::board::BoardProfile::load).transpose()?;
     let fps = a.fps.or(board.as_ref().map(|b| b.budget.fps)).unwrap_or(30.0);
-    let threads = a.threads.or(board.as_ref().map(|b| b.threads)).unwrap_or(1);
-    anyhow::ensure!(fps > 0.0 && fps.is_finite(), "--fps must be positive");
+    let mut threads = a.threads.or(board.as_ref().map(|b| b.threads)).unwrap_or(1);
+    FrameBudget::check_fps(fps).map_err(|e| anyhow::anyhow!("--fps {e}"))?;
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+    let cores = vipnas::runtime::engine::cores();
+    if let (Some(b), None) = (&board, a.threads) {
+        if threads > cores {
+            log::warn!("board {} runs {threads} threads but this machine has {cores} core(s): running {cores}", b.name);
+            threads = cores;
+        }
+    }
+    anyhow::ensure!(threads <= cores, "--threads {threads}: this machine has {cores} core(s)");
     let mut source = a.source.open_at(Some(fps))?;
     let mut model = PoseModel::load(&a.model, threads)?;
     model.refine = match a.refine {
@@ -80,7 +88,19 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
         draw_min_score: 0.3,
     };
     let summary = run(source.as_mut(), &mut est, &opts)?;
-    println!("model={} source={} threads={threads} out={}", a.model.display(), a.source, a.out.display());
-    println!("{summary}");
+    outln!("model={} source={} threads={threads} out={}", a.model.display(), a.source, a.out.display());
+    outln!("{summary}");
+    if let Some(stop) = vipnas::shutdown::requested() {
+        return Err(anyhow::Error::new(stop).context(format!("after {} frames", summary.frames)));
+    }
+    let s = summary.source;
+    anyhow::ensure!(
+        summary.frames > 0,
+        "{}: no frame was processed ({} lost, {} device errors): nothing in {} is a pose",
+        a.source,
+        s.lost,
+        s.errors,
+        a.out.join("poses.jsonl").display()
+    );
     Ok(())
 }

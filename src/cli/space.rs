@@ -27,17 +27,16 @@ pub struct SpaceArgs {
 pub fn run(a: SpaceArgs) -> Result<()> {
     if a.table {
         let space = a.pick.space.context("--table needs --space")?;
-        print_table(&SearchSpace::get(space));
-        return Ok(());
+        return print_table(&SearchSpace::get(space));
     }
     let subnet = a.pick.resolve()?;
-    println!("{}", serde_json::to_string_pretty(&subnet)?);
+    outln!("{}", serde_json::to_string_pretty(&subnet)?);
     if a.stats {
         let net = subnet.network(a.pick.input())?;
         let cost = net.cost();
         let out = net.output_shape();
-        println!("input={} heatmaps={}x{}x{} macs={:.4}G", a.pick.input(), out.c, out.h, out.w, cost.macs as f64 / 1e9);
-        println!("flops={:.4} params={:.4}", cost.gflops(), cost.mparams());
+        outln!("input={} heatmaps={}x{}x{} macs={:.4}G", a.pick.input(), out.c, out.h, out.w, cost.macs as f64 / 1e9);
+        outln!("flops={:.4} params={:.4}", cost.gflops(), cost.mparams());
     }
     Ok(())
 }
@@ -50,7 +49,7 @@ fn range(r: &Range) -> String {
     }
 }
 
-fn row(stage: &str, b: &BlockSpace, depth: &str) {
+fn row(stage: &str, b: &BlockSpace, depth: &str) -> Result<()> {
     let rule = match b.group.rule {
         GroupRule::PowerOfTwoPerGroup { max_per_group } => {
             format!("C/g in 1..{max_per_group} pow2")
@@ -60,7 +59,7 @@ fn row(stage: &str, b: &BlockSpace, depth: &str) {
         GroupRule::PowerOfTwo => "pow2".into(),
     };
     let attention = if b.attention_searchable { format!("{:?} [0, 1]", b.attention) } else { "-".into() };
-    println!(
+    outln!(
         "{stage:<9} {:<12} {depth:<16} {:<20} {:<16} [{}, {}] {rule:<18} {attention:<10} {:<16} 1/{}{}",
         format!("{:?}", b.operator),
         range(&b.width),
@@ -71,22 +70,31 @@ fn row(stage: &str, b: &BlockSpace, depth: &str) {
         b.printed_resolution,
         if b.printed_resolution != b.resolution { format!(" (built 1/{})", b.resolution) } else { String::new() },
     );
+    Ok(())
 }
 
-fn print_table(space: &SearchSpace) {
-    println!("search space {}", space.name);
-    println!(
+fn print_table(space: &SearchSpace) -> Result<()> {
+    outln!("search space {}", space.name);
+    outln!(
         "{:<9} {:<12} {:<16} {:<20} {:<16} {:<28} {:<10} {:<16} resolution",
-        "stage", "operator", "depth", "width", "kernel", "group", "attention", "expansion"
+        "stage",
+        "operator",
+        "depth",
+        "width",
+        "kernel",
+        "group",
+        "attention",
+        "expansion"
     );
-    row("stem", &space.stem, "-");
+    row("stem", &space.stem, "-")?;
     for s in &space.stages {
         for (i, b) in s.branches.iter().enumerate() {
             let stage = if s.branches.len() > 1 { format!("{}.b{}", s.index, i + 1) } else { s.index.to_string() };
-            row(&stage, b, &range(&s.depth));
+            row(&stage, b, &range(&s.depth))?;
         }
     }
     if let Some(head) = &space.head {
-        row("head", head, "3 layers");
+        row("head", head, "3 layers")?;
     }
+    Ok(())
 }

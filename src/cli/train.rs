@@ -102,7 +102,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         RunOptions { checkpoint_every: a.checkpoint_every, stop_after: a.stop_after, progress: true, device: a.device };
     let s = train(&config, &a.out, &opts)?;
     let fmt = |v: &[f64]| v.iter().map(|l| format!("{l:.3e}")).collect::<Vec<_>>().join(" ");
-    println!(
+    outln!(
         "trained {} steps{} in {:.0} s ({:.2} images/s, each through {} subnets); now at step {}/{}",
         s.steps_now,
         s.resumed_from.map_or(String::new(), |f| format!(" (resumed at {f})")),
@@ -112,8 +112,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         s.step,
         config.steps
     );
-    println!("losses (max min random…): first 10 % {} → last 10 % {}", fmt(&s.first), fmt(&s.last));
-    println!(
+    outln!("losses (max min random…): first 10 % {} → last 10 % {}", fmt(&s.first), fmt(&s.last));
+    outln!(
         "run: {} ({CHECKPOINT}, {LOSSES}, {LOSS_PNG}); next: vipnas export --checkpoint {} --sample max --out DIR",
         a.out.display(),
         a.out.join(CHECKPOINT).display()

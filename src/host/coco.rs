@@ -75,9 +75,14 @@ impl CocoDataset {
     /// Reads and checks a ground-truth file.
     pub fn load(path: &Path) -> Result<CocoDataset> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let d: CocoDataset = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: not a COCO keypoint file: {e}", path.display()))?;
-        d.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// A ground-truth file's JSON, checked.
+    pub fn parse(text: &str) -> Result<CocoDataset> {
+        let d: CocoDataset =
+            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not a COCO keypoint file: {e}"))?;
+        d.check()?;
         Ok(d)
     }
 

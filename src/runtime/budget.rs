@@ -11,9 +11,22 @@ impl FrameBudget {
     pub fn from_fps(fps: f64) -> FrameBudget {
         FrameBudget { ms: 1000.0 / fps }
     }
+
+    /// The frame rates a budget is made from: 0.01 to 1000 fps, a budget of
+    /// 1 ms to 100 s (the error says the value, the caller names the flag or
+    /// field).
+    pub fn check_fps(fps: f64) -> Result<(), String> {
+        if (0.01..=1000.0).contains(&fps) {
+            Ok(())
+        } else {
+            Err(format!("{fps:?}: a frame rate must lie in [0.01, 1000]"))
+        }
+    }
 }
 
-/// Latency histogram with 0.05 ms bins up to 10 s (larger values clamp).
+/// Latency histogram: 0.05 ms bins below 100 ms, then bins 0.1 % wide up to
+/// 10⁶ ms; the few values beyond share the last bin, whose quantiles are the
+/// maximum seen. Quantiles are exact to a bin, never capped.
 pub struct LatencyStats {
     bins: Vec<u32>,
     count: u64,
@@ -24,7 +37,32 @@ pub struct LatencyStats {
 }
 
 const BIN_MS: f64 = 0.05;
-const BINS: usize = 200_000;
+/// Where the linear bins end and the geometric ones start.
+const LINEAR_MS: f64 = 100.0;
+const LINEAR_BINS: usize = 2000;
+/// Ratio between consecutive geometric bin edges.
+const GROWTH: f64 = 1.001;
+/// ln(10⁶ / 100) / ln(1.001) geometric bins, and the overflow bin.
+const BINS: usize = LINEAR_BINS + 9215 + 1;
+
+fn bin_of(ms: f64) -> usize {
+    if ms < LINEAR_MS {
+        ((ms.max(0.0) / BIN_MS) as usize).min(LINEAR_BINS - 1)
+    } else {
+        (LINEAR_BINS + ((ms / LINEAR_MS).ln() / GROWTH.ln()) as usize).min(BINS - 1)
+    }
+}
+
+/// The upper edge of bin `i` (the overflow bin has none).
+fn upper_edge(i: usize) -> f64 {
+    if i < LINEAR_BINS {
+        (i + 1) as f64 * BIN_MS
+    } else if i < BINS - 1 {
+        LINEAR_MS * GROWTH.powi((i - LINEAR_BINS + 1) as i32)
+    } else {
+        f64::INFINITY
+    }
+}
 
 impl LatencyStats {
     pub fn new(budget: FrameBudget) -> LatencyStats {
@@ -32,8 +70,7 @@ impl LatencyStats {
     }
 
     pub fn record(&mut self, ms: f64) {
-        let bin = ((ms / BIN_MS) as usize).min(BINS - 1);
-        self.bins[bin] += 1;
+        self.bins[bin_of(ms)] += 1;
         self.count += 1;
         self.sum_ms += ms;
         self.max_ms = self.max_ms.max(ms);
@@ -56,7 +93,7 @@ impl LatencyStats {
         for (i, &c) in self.bins.iter().enumerate() {
             seen += c as u64;
             if seen >= target {
-                return ((i + 1) as f64 * BIN_MS).min(self.max_ms);
+                return upper_edge(i).min(self.max_ms);
             }
         }
         self.max_ms
@@ -98,5 +135,24 @@ mod tests {
         assert!((s.quantile(0.99) - 49.5).abs() <= BIN_MS + 1e-9, "{}", s.quantile(0.99));
         assert_eq!(s.in_budget_pct(), 40.0); // <= 20 ms
         assert!((s.mean() - 25.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn slow_frames_are_measured_not_capped() {
+        let mut s = LatencyStats::new(FrameBudget::from_fps(30.0));
+        for i in 0..50 {
+            s.record(30.0 + i as f64 * 0.01);
+            s.record(if i < 25 { 24_000.0 } else { 61_000.0 });
+        }
+        s.record(5e7); // beyond the last edge: the maximum
+        let rel = |got: f64, want: f64| (got - want).abs() / want;
+        assert!(rel(s.quantile(0.25), 30.25) < 0.01, "{}", s.quantile(0.25));
+        assert!(rel(s.quantile(0.6), 24_000.0) <= 1e-3, "{}", s.quantile(0.6));
+        assert!(rel(s.quantile(0.95), 61_000.0) <= 1e-3, "{}", s.quantile(0.95));
+        assert_eq!(s.quantile(1.0), 5e7);
+        for ms in [0.0, 0.049, 99.99, 100.0, 150.0, 999_999.0] {
+            let b = bin_of(ms);
+            assert!(ms < upper_edge(b) && (b == 0 || ms >= upper_edge(b - 1) * 0.999_999), "{ms} in bin {b}");
+        }
     }
 }

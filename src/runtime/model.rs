@@ -134,21 +134,25 @@ pub fn infer_manifest(proto: &pb::ModelProto, path: &Path) -> Result<Manifest> {
 impl PoseModel {
     /// Loads a bundle directory (manifest.json + ONNX) or a bare `.onnx` file.
     pub fn load(path: &Path, threads: usize) -> Result<PoseModel> {
-        let (manifest, onnx_path, manifest_path) = if path.is_dir() {
+        let (manifest, onnx_path, manifest_path, proto) = if path.is_dir() {
             let m = Manifest::load(path)?;
             let onnx = path.join(&m.spatial);
-            (m, onnx, Some(path.join(crate::bundle::MANIFEST)))
+            if !onnx.is_file() {
+                bail!("{}: no such file (the manifest's `spatial`)", onnx.display());
+            }
+            let proto = read_proto(&onnx)?;
+            (m, onnx, Some(path.join(crate::bundle::MANIFEST)), proto)
         } else if path.is_file() {
             let proto = read_proto(path)?;
-            (infer_manifest(&proto, path)?, path.to_path_buf(), None)
+            (infer_manifest(&proto, path)?, path.to_path_buf(), None, proto)
         } else {
             bail!("{}: no such model bundle or ONNX file", path.display());
         };
         let shape = input_shape(&manifest.input);
         let datum = InputDatum::from(manifest.input.dtype);
         let source = manifest_path.as_deref().unwrap_or(&onnx_path).display().to_string();
-        let engine = TractEngine::from_path_with(&onnx_path, &shape, &EngineOptions::new(datum, threads))
-            .with_context(|| {
+        let engine =
+            TractEngine::from_proto_with(&proto, &shape, &EngineOptions::new(datum, threads)).with_context(|| {
                 format!("{source}: the model does not accept input {shape:?} ({:?})", manifest.input.dtype)
             })?;
         let mut model = Self::from_engine(manifest, Box::new(engine)).with_context(|| source.clone())?;

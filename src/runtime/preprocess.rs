@@ -35,6 +35,21 @@ impl Roi {
         Roi::from_box(0.0, 0.0, width as f32, height as f32, aspect, 1.0)
     }
 
+    /// This box, no larger than the whole frame's crop and centred inside the
+    /// frame: a tracked box can grow to what a fresh start sees, not beyond
+    /// (poses spread over the whole crop would otherwise grow it by the
+    /// padding every frame).
+    pub fn within(self, width: u32, height: u32, aspect: f32) -> Roi {
+        let full = Roi::full_frame(width, height, aspect);
+        let shrink = (full.h / self.h).min(1.0);
+        Roi {
+            cx: self.cx.clamp(0.0, width as f32),
+            cy: self.cy.clamp(0.0, height as f32),
+            w: self.w * shrink,
+            h: self.h * shrink,
+        }
+    }
+
     /// `(x, y, w, h)`.
     pub fn to_box(&self) -> [f32; 4] {
         [self.cx - self.w / 2.0, self.cy - self.h / 2.0, self.w, self.h]

@@ -108,7 +108,8 @@ impl std::fmt::Display for RunSummary {
     }
 }
 
-/// Runs the loop until the source ends or `max_frames` is reached.
+/// Runs the loop until the source ends, `max_frames` is reached or a signal
+/// asks to stop ([`crate::shutdown`]); `poses.jsonl` is complete either way.
 pub fn run(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunOptions) -> Result<RunSummary> {
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("cannot create output directory {}", opts.out_dir.display()))?;
@@ -124,6 +125,9 @@ pub fn run(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunOptions)
     let start = Instant::now();
     let mut index = 0u64;
     while opts.max_frames.is_none_or(|n| index < n) {
+        if crate::shutdown::requested().is_some() {
+            break;
+        }
         match source.read(&mut frame)? {
             Read::End => break,
             Read::Lost(why) => {

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -26,18 +26,23 @@ pub struct FrameRecord {
 /// `poses.jsonl` writer.
 pub struct JsonlSink {
     out: BufWriter<File>,
+    /// Named in write errors (a full disk must say which file).
+    path: PathBuf,
 }
 
 impl JsonlSink {
     pub fn create(path: &Path) -> Result<JsonlSink> {
         let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(JsonlSink { out: BufWriter::with_capacity(1 << 16, f) })
+        Ok(JsonlSink { out: BufWriter::with_capacity(1 << 16, f), path: path.to_path_buf() })
     }
 
     /// One line: `{"frame":…,"seq":…,"key":…,"reinit":…,"net":…,"latency_ms":…,"box":[x,y,w,h],
     /// "keypoints":[[x,y,score]×17]}`, coordinates in COCO pixel convention.
     pub fn write(&mut self, r: &FrameRecord, pose: &Pose) -> Result<()> {
-        let o = &mut self.out;
+        Self::write_line(&mut self.out, r, pose).with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    fn write_line(o: &mut BufWriter<File>, r: &FrameRecord, pose: &Pose) -> std::io::Result<()> {
         let [bx, by, bw, bh] = pose.bbox;
         write!(
             o,
@@ -64,7 +69,19 @@ impl JsonlSink {
     }
 
     pub fn finish(mut self) -> Result<()> {
-        self.out.flush()?;
-        Ok(())
+        self.out.flush().with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_names_the_file() {
+        let Ok(mut sink) = JsonlSink::create(Path::new("/dev/full")) else { return };
+        let r = FrameRecord { index: 0, sequence: 0, key: true, reinit: false, net: "spatial", latency_ms: 1.0 };
+        let e = sink.write(&r, &Pose::default()).unwrap_err();
+        assert_eq!(format!("{e:#}"), "cannot write /dev/full: No space left on device (os error 28)");
     }
 }

@@ -89,6 +89,10 @@ impl Default for TrackConfig {
 pub struct Tracker {
     pub cfg: TrackConfig,
     roi: Option<Roi>,
+    /// The frame size `roi` was found in: a box from another size (a camera
+    /// reconnecting at another resolution, a directory of mixed sizes) means
+    /// nothing in this frame.
+    frame: Option<(u32, u32)>,
     filters: [[OneEuro; 2]; KEYPOINTS],
     /// Times the tracker lost the person and restarted from the whole frame.
     pub reinits: u64,
@@ -96,7 +100,7 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(cfg: TrackConfig) -> Tracker {
-        Tracker { cfg, roi: None, filters: [[OneEuro::default(); 2]; KEYPOINTS], reinits: 0 }
+        Tracker { cfg, roi: None, frame: None, filters: [[OneEuro::default(); 2]; KEYPOINTS], reinits: 0 }
     }
 
     /// Starts (or restarts) tracking from a given box, e.g. a person picked by hand.
@@ -106,7 +110,14 @@ impl Tracker {
     }
 
     /// The ROI for the next frame and whether it is a fresh start (whole frame).
-    pub fn next_roi(&self, width: u32, height: u32, aspect: f32) -> (Roi, bool) {
+    /// A change of frame size restarts tracking (counted in `reinits`).
+    pub fn next_roi(&mut self, width: u32, height: u32, aspect: f32) -> (Roi, bool) {
+        if self.frame.is_some_and(|f| f != (width, height)) && self.roi.take().is_some() {
+            log::info!("frame size changed to {width}x{height}: tracking restarts from the whole frame");
+            self.reinits += 1;
+            self.filters.iter_mut().flatten().for_each(OneEuro::reset);
+        }
+        self.frame = Some((width, height));
         match self.roi {
             Some(r) => (r, false),
             None => (Roi::full_frame(width, height, aspect), true),
@@ -136,7 +147,11 @@ impl Tracker {
             }
             self.filters.iter_mut().flatten().for_each(OneEuro::reset);
         } else {
-            self.roi = Some(Roi::from_box(x0, y0, x1 - x0, y1 - y0, aspect, c.padding));
+            let roi = Roi::from_box(x0, y0, x1 - x0, y1 - y0, aspect, c.padding);
+            self.roi = Some(match self.frame {
+                Some((w, h)) => roi.within(w, h, aspect),
+                None => roi,
+            });
         }
         if let (Some(cfg), false) = (c.smoothing, lost) {
             for (k, f) in pose.keypoints.iter_mut().zip(self.filters.iter_mut()) {
@@ -175,6 +190,39 @@ mod tests {
         t.update(&mut weak, 0.75, 1.0 / 30.0);
         assert!(t.next_roi(640, 480, 0.75).1);
         assert_eq!(t.reinits, 1);
+    }
+
+    #[test]
+    fn a_change_of_frame_size_restarts_tracking() {
+        let mut t = Tracker::new(TrackConfig::default());
+        t.next_roi(640, 480, 0.75);
+        t.update(&mut pose_at(400.0, 300.0, 0.9), 0.75, 1.0 / 30.0);
+        assert!(!t.next_roi(640, 480, 0.75).1);
+        let (roi, fresh) = t.next_roi(320, 240, 0.75);
+        assert!(fresh, "a box from a 640x480 frame used in a 320x240 one");
+        assert_eq!((roi.cx, roi.cy), (160.0, 120.0));
+        assert_eq!(t.reinits, 1);
+        // Same size again: a new box from this frame's pose is kept.
+        t.update(&mut pose_at(100.0, 50.0, 0.9), 0.75, 1.0 / 30.0);
+        assert!(!t.next_roi(320, 240, 0.75).1);
+    }
+
+    #[test]
+    fn a_tracked_box_never_outgrows_the_frame() {
+        let mut t = Tracker::new(TrackConfig::default());
+        let (mut roi, _) = t.next_roi(320, 240, 0.75);
+        let full = roi;
+        for _ in 0..50 {
+            // Keypoints spread over the whole crop, and beyond the frame's right edge.
+            let mut p = Pose::default();
+            for (i, k) in p.keypoints.iter_mut().enumerate() {
+                let f = i as f32 / 16.0;
+                *k = [roi.cx + roi.w * (f - 0.3), roi.cy + roi.h * (0.5 - f), 0.9];
+            }
+            t.update(&mut p, 0.75, 1.0 / 30.0);
+            roi = t.next_roi(320, 240, 0.75).0;
+            assert!(roi.h <= full.h + 1e-3 && (0.0..=320.0).contains(&roi.cx), "{roi:?}");
+        }
     }
 
     #[test]

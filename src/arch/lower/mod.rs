@@ -31,12 +31,16 @@ impl InputSize {
     /// The paper's (and mmpose's) 256×192.
     pub const DEFAULT: InputSize = InputSize { height: 256, width: 192 };
 
+    /// The largest height or width a network input may have (a 2048×2048
+    /// float input is 48 MiB; beyond it a frame takes seconds on any board).
+    pub const MAX_SIDE: u32 = 2048;
+
     pub fn new(height: u32, width: u32) -> Result<InputSize, String> {
         if height == 0 || width == 0 || height % 32 != 0 || width % 32 != 0 {
             return Err(format!("input size {height}x{width}: height and width must be positive multiples of 32"));
         }
-        if height > 2048 || width > 2048 {
-            return Err(format!("input size {height}x{width}: larger than 2048 is not supported"));
+        if height > Self::MAX_SIDE || width > Self::MAX_SIDE {
+            return Err(format!("input size {height}x{width}: larger than {} is not supported", Self::MAX_SIDE));
         }
         Ok(InputSize { height, width })
     }

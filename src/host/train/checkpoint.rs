@@ -142,6 +142,9 @@ impl Checkpoint {
         let read = (|| -> Result<Header> {
             (&mut f).take(MAGIC.len() as u64 + 8).read_to_end(&mut start)?;
             let n = header_len(&start)?;
+            // The length comes from the file: no allocation beyond what it holds.
+            let left = f.metadata()?.len().saturating_sub(start.len() as u64);
+            ensure!(n as u64 <= left, "truncated: header of {n} bytes, {left} left");
             let mut json = vec![0u8; n];
             f.read_exact(&mut json).context("truncated header")?;
             parse_header(&json)
@@ -149,10 +152,11 @@ impl Checkpoint {
         read.with_context(|| format!("checkpoint {}", path.display()))
     }
 
-    fn parse(bytes: &[u8]) -> Result<Checkpoint> {
+    /// A checkpoint's bytes, verified (what [`Checkpoint::load`] reads).
+    pub fn parse(bytes: &[u8]) -> Result<Checkpoint> {
         let n = header_len(bytes)?;
         let rest = &bytes[MAGIC.len()..];
-        ensure!(rest.len() >= 8 + n, "truncated: header of {n} bytes, {} left", rest.len() - 8);
+        ensure!(rest.len() - 8 >= n, "truncated: header of {n} bytes, {} left", rest.len() - 8);
         let header = parse_header(&rest[8..8 + n])?;
         let payload = &rest[8 + n..];
         ensure!(
@@ -169,7 +173,8 @@ impl Checkpoint {
         let mut take = |len: usize| -> Vec<f32> { floats.by_ref().take(len).collect() };
         let (mut weights, mut moments) = (Weights::default(), std::collections::BTreeMap::new());
         for e in &header.tensors {
-            let len = e.shape.iter().product();
+            let len = e.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            let len = len.with_context(|| format!("`{}`: shape {:?} overflows", e.name, e.shape))?;
             let data = take(len);
             ensure!(data.len() == len, "`{}`: payload ends early", e.name);
             weights.tensors.insert(e.name.clone(), Tensor::new(e.shape.clone(), data));

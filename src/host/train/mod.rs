@@ -205,7 +205,9 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Trai
         bar.inc(1);
         history.push(row);
         let done = step + 1;
-        if done % opts.checkpoint_every.max(1) == 0 || done == end {
+        // SIGINT/SIGTERM: the step in flight finishes, then a checkpoint.
+        let stop = crate::shutdown::requested();
+        if done % opts.checkpoint_every.max(1) == 0 || done == end || stop.is_some() {
             save(config, &sn, &adam, done, out, &history)?;
             let last = &history[history.len() - 1];
             report(
@@ -218,6 +220,11 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Trai
                     out.join(CHECKPOINT).display()
                 ),
             );
+        }
+        if let Some(stop) = stop {
+            bar.finish_and_clear();
+            return Err(anyhow::Error::new(stop)
+                .context(format!("at step {done}: checkpoint saved; the same command resumes from it")));
         }
     }
     if start == end && !ckpt_path.exists() {

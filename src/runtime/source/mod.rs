@@ -156,7 +156,12 @@ impl FromStr for SourceSpec {
                 frames: if rest.is_empty() {
                     None
                 } else {
-                    Some(rest.parse().map_err(|_| anyhow::anyhow!("source `{s}`: `{rest}` is not a frame count"))?)
+                    let n: u64 =
+                        rest.parse().map_err(|_| anyhow::anyhow!("source `{s}`: `{rest}` is not a frame count"))?;
+                    if n == 0 {
+                        bail!("source `{s}`: a synthetic clip needs at least 1 frame");
+                    }
+                    Some(n)
                 },
             },
             _ => bail!("source `{s}`: expected v4l:/dev/videoN[@WxH][:FOURCC], dir:PATH, y4m:PATH or synthetic[:N]"),
@@ -239,5 +244,6 @@ mod tests {
         );
         assert!("rtsp://cam".parse::<SourceSpec>().unwrap_err().to_string().contains("expected v4l:"));
         assert!("synthetic:x".parse::<SourceSpec>().is_err());
+        assert!("synthetic:0".parse::<SourceSpec>().unwrap_err().to_string().contains("at least 1 frame"));
     }
 }

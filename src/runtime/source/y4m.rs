@@ -83,31 +83,50 @@ impl Y4mHeader {
     }
 }
 
+/// What a stream is read from: a file, or any bytes (a pipe, the fuzzer's).
+type Input = BufReader<Box<dyn std::io::Read + Send>>;
+
 pub struct Y4mSource {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: Input,
     header: Y4mHeader,
     raw: Vec<u8>,
-    line: String,
+    line: Vec<u8>,
     stats: SourceStats,
+}
+
+/// Longest header or FRAME line read: real ones are well under 100 bytes, and
+/// a stream without newlines must not be read into memory whole.
+const MAX_LINE: u64 = 1024;
+
+/// Reads up to and including the next `\n`, at most [`MAX_LINE`] bytes; the
+/// line lacks its `\n` when the stream ended or the limit was hit first.
+fn read_line(reader: &mut Input, line: &mut Vec<u8>) -> std::io::Result<usize> {
+    line.clear();
+    reader.by_ref().take(MAX_LINE).read_until(b'\n', line)
 }
 
 impl Y4mSource {
     pub fn open(path: &Path) -> Result<Y4mSource> {
         let file = File::open(path).with_context(|| format!("cannot open y4m file {}", path.display()))?;
-        let mut reader = BufReader::new(file);
-        let mut line = String::new();
-        reader.read_line(&mut line).with_context(|| format!("{}: cannot read header", path.display()))?;
-        let header = Y4mHeader::parse(line.trim_end()).with_context(|| format!("{}", path.display()))?;
+        Self::from_reader(path, Box::new(file))
+    }
+
+    /// A stream from any reader; `path` names it in messages.
+    pub fn from_reader(path: &Path, input: Box<dyn std::io::Read + Send>) -> Result<Y4mSource> {
+        let mut reader = BufReader::new(input);
+        let mut line = Vec::new();
+        read_line(&mut reader, &mut line).with_context(|| format!("{}: cannot read header", path.display()))?;
+        let Some(text) = line.strip_suffix(b"\n").and_then(|l| std::str::from_utf8(l).ok()) else {
+            bail!(
+                "{}: the header line is cut short or not text ({} bytes, no newline within {MAX_LINE})",
+                path.display(),
+                line.len()
+            );
+        };
+        let header = Y4mHeader::parse(text).with_context(|| format!("{}", path.display()))?;
         let raw = vec![0; header.frame_bytes()];
-        Ok(Y4mSource {
-            path: path.to_path_buf(),
-            reader,
-            header,
-            raw,
-            line: String::with_capacity(64),
-            stats: SourceStats::default(),
-        })
+        Ok(Y4mSource { path: path.to_path_buf(), reader, header, raw, line, stats: SourceStats::default() })
     }
 
     pub fn header(&self) -> &Y4mHeader {
@@ -117,25 +136,28 @@ impl Y4mSource {
 
 impl FrameSource for Y4mSource {
     fn read(&mut self, frame: &mut Frame) -> Result<Read> {
-        self.line.clear();
-        let n =
-            self.reader.read_line(&mut self.line).with_context(|| format!("{}: read error", self.path.display()))?;
+        let n = read_line(&mut self.reader, &mut self.line)
+            .with_context(|| format!("{}: read error", self.path.display()))?;
         if n == 0 {
             return Ok(Read::End);
         }
-        if !self.line.starts_with("FRAME") {
+        if !(self.line.starts_with(b"FRAME") && self.line.ends_with(b"\n")) {
             // Lost sync: nothing after this point can be trusted.
+            let index = self.stats.captured();
             self.stats.lost += 1;
             log::warn!(
-                "{}: frame {}: missing FRAME marker, stopping",
+                "{}: frame {index}: no FRAME marker where it should start ({}), stopping: the previous frame is longer than the header's {}x{} frame of {} bytes, or the stream is corrupt",
                 self.path.display(),
-                self.stats.delivered + self.stats.lost
+                if index == 0 { "after the header".to_string() } else { format!("after frame {}", index - 1) },
+                self.header.width,
+                self.header.height,
+                self.header.frame_bytes()
             );
             return Ok(Read::End);
         }
         if let Err(e) = self.reader.read_exact(&mut self.raw) {
             self.stats.lost += 1;
-            let index = self.stats.delivered + self.stats.lost - 1;
+            let index = self.stats.captured() - 1;
             if e.kind() == ErrorKind::UnexpectedEof {
                 log::warn!("{}: frame {index} is truncated", self.path.display());
                 return Ok(Read::End);
@@ -158,7 +180,7 @@ impl FrameSource for Y4mSource {
                 planar_to_rgb(y, cb, cr, w, h, (sx, sy), self.header.range, frame);
             }
         }
-        frame.sequence = self.stats.delivered + self.stats.lost;
+        frame.sequence = self.stats.captured();
         self.stats.delivered += 1;
         Ok(Read::Frame)
     }
@@ -189,5 +211,41 @@ mod tests {
         assert!(Y4mHeader::parse("YUV4MPEG2 W640").unwrap_err().to_string().contains("frame size"));
         assert!(Y4mHeader::parse("YUV4MPEG2 W0 H0").is_err());
         assert!(Y4mHeader::parse("YUV4MPEG2 W4 H4 C420p10").unwrap_err().to_string().contains("C420p10"));
+    }
+
+    fn clip(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn streams_that_break_their_header_are_refused_or_stopped_at_the_right_frame() {
+        let dir = std::env::temp_dir().join(format!("vipnas-y4m-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A header cut mid-line (no newline): refused, not a 64x4 stream.
+        let e = Y4mSource::open(&clip(&dir, "cut.y4m", b"YUV4MPEG2 W64 H4")).err().unwrap().to_string();
+        assert!(e.contains("cut short"), "{e}");
+        let e = Y4mSource::open(&clip(&dir, "bin.y4m", &[0xFF; 5000])).err().unwrap().to_string();
+        assert!(e.contains("cut short or not text"), "{e}");
+
+        // 2x2 mono frames; the second one has 4 bytes too many (binary, not UTF-8).
+        let mut s = b"YUV4MPEG2 W2 H2 Cmono\n".to_vec();
+        s.extend_from_slice(b"FRAME\n\x10\x20\x30\x40");
+        s.extend_from_slice(b"FRAME\n\x10\x20\x30\x40\xff\xfe\xfd\xfc");
+        s.extend_from_slice(b"FRAME\n\x10\x20\x30\x40");
+        let mut src = Y4mSource::open(&clip(&dir, "long.y4m", &s)).unwrap();
+        let mut frame = Frame::default();
+        assert_eq!(src.read(&mut frame).unwrap(), Read::Frame);
+        assert_eq!(src.read(&mut frame).unwrap(), Read::Frame);
+        // Frame 2's marker is not where it should be: the stream stops there,
+        // one frame lost, the same way whatever the extra bytes are.
+        assert_eq!(src.read(&mut frame).unwrap(), Read::End);
+        assert_eq!((src.stats().delivered, src.stats().lost), (2, 1));
+
+        // A header-only stream ends at once.
+        let mut src = Y4mSource::open(&clip(&dir, "empty.y4m", b"YUV4MPEG2 W2 H2 Cmono\n")).unwrap();
+        assert_eq!(src.read(&mut frame).unwrap(), Read::End);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

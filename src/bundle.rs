@@ -81,8 +81,6 @@ impl InputSpec {
 pub enum OutputKind {
     /// N×17×(H/stride)×(W/stride) heatmaps.
     Heatmap,
-    /// SimCC x/y classification vectors.
-    Simcc,
     /// N×1×17×3 (y, x, score) normalised to the input (MoveNet).
     Keypoints,
 }
@@ -111,7 +109,7 @@ pub struct Provenance {
     pub license: Option<String>,
 }
 
-/// The whole manifest (DESIGN.md §4).
+/// The whole manifest: `manifest.json` of a bundle directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -133,42 +131,55 @@ pub struct Manifest {
     pub params: Option<u64>,
     /// The spatial (key-frame) network file, relative to the bundle.
     pub spatial: String,
-    /// Temporal nets (T-ViPNets), once trained; absent otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temporal: Option<serde_json::Value>,
     /// Predicted latency (ms) per board name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub latency_ms: BTreeMap<String, f64>,
     pub provenance: Provenance,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evaluation: Option<serde_json::Value>,
 }
 
 impl Manifest {
-    /// The manifest of one of our heatmap subnets.
-    pub fn for_subnet(name: &str, subnet: &Subnet, input: InputSize, cost: Cost, weights: String) -> Manifest {
+    /// A manifest of a model of COCO's 17 keypoints, with nothing optional
+    /// (space, subnet, costs, latencies) filled in.
+    pub fn new(
+        name: String,
+        input: InputSpec,
+        output: OutputSpec,
+        spatial: String,
+        provenance: Provenance,
+    ) -> Manifest {
         Manifest {
             format_version: FORMAT_VERSION,
-            name: name.into(),
-            space: Some(subnet.space),
-            subnet: Some(subnet.clone()),
-            input: InputSpec::for_subnet(input),
-            output: OutputSpec { name: "heatmaps".into(), kind: OutputKind::Heatmap, stride: Some(4) },
+            name,
+            space: None,
+            subnet: None,
+            input,
+            output,
             keypoints: KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect(),
             skeleton: SKELETON.iter().map(|&(a, b)| [a, b]).collect(),
             flip_pairs: FLIP_PAIRS.iter().map(|&(a, b)| [a, b]).collect(),
+            flops: None,
+            params: None,
+            spatial,
+            latency_ms: BTreeMap::new(),
+            provenance,
+        }
+    }
+
+    /// The manifest of one of our heatmap subnets.
+    pub fn for_subnet(name: &str, subnet: &Subnet, input: InputSize, cost: Cost, weights: String) -> Manifest {
+        let provenance = Provenance {
+            created_by: format!("vipnas {}", env!("CARGO_PKG_VERSION")),
+            created_at: crate::timestamp::utc_now_rfc3339(),
+            weights,
+            license: None,
+        };
+        let output = OutputSpec { name: "heatmaps".into(), kind: OutputKind::Heatmap, stride: Some(4) };
+        Manifest {
+            space: Some(subnet.space),
+            subnet: Some(subnet.clone()),
             flops: Some(cost.flops),
             params: Some(cost.params),
-            spatial: SPATIAL_ONNX.into(),
-            temporal: None,
-            latency_ms: BTreeMap::new(),
-            provenance: Provenance {
-                created_by: format!("vipnas {}", env!("CARGO_PKG_VERSION")),
-                created_at: crate::timestamp::utc_now_rfc3339(),
-                weights,
-                license: None,
-            },
-            evaluation: None,
+            ..Manifest::new(name.into(), InputSpec::for_subnet(input), output, SPATIAL_ONNX.into(), provenance)
         }
     }
 

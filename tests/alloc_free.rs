@@ -12,8 +12,8 @@ use std::cell::Cell;
 use std::path::Path;
 
 use vipnas::runtime::budget::FrameBudget;
+use vipnas::runtime::engine::InputTensor;
 use vipnas::runtime::engine::{Engine, EngineOptions, InputDatum, TractEngine};
-use vipnas::runtime::preprocess::InputTensor;
 use vipnas::runtime::source::{FrameSource, SyntheticSource, Y4mSource};
 use vipnas::runtime::track::{OneEuroConfig, TrackConfig};
 use vipnas::runtime::{run, Estimator, Frame, PoseModel, RunOptions};

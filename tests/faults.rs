@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Result;
 use vipnas::arch::rng::Rng;
 use vipnas::runtime::budget::FrameBudget;
-use vipnas::runtime::preprocess::InputTensor;
+use vipnas::runtime::engine::InputTensor;
 use vipnas::runtime::source::{FrameSource, Read, SourceStats};
 use vipnas::runtime::track::TrackConfig;
 use vipnas::runtime::{run, Engine, Estimator, Frame, PoseModel, RunOptions};

@@ -106,19 +106,19 @@ fn the_fast_op_is_in_the_plan_and_threads_give_the_same_heatmaps() {
     let min = Subnet::sample(&s, Sample::Min).network(input).unwrap();
     let min = write_network(&min, &Weights::random(&min, 1), &WriteOptions::default()).unwrap();
     let mut engine = TractEngine::from_proto_with(&min, &shape, &EngineOptions::new(InputDatum::F32, 1)).unwrap();
-    let ops = engine.profile(&vipnas::runtime::preprocess::InputTensor::F32(x.clone()), 1).unwrap();
+    let ops = engine.profile(&vipnas::runtime::engine::InputTensor::F32(x.clone()), 1).unwrap();
     assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
     assert!(!ops.iter().any(|o| o.op == "DepthWiseConv"), "{ops:?}");
 
     let net = Subnet::sample(&s, Sample::Random(5)).network(input).unwrap();
     let model = write_network(&net, &Weights::random(&net, 5), &WriteOptions::default()).unwrap();
     let mut one = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputDatum::F32, 1)).unwrap();
-    let ops = one.profile(&vipnas::runtime::preprocess::InputTensor::F32(x.clone()), 1).unwrap();
+    let ops = one.profile(&vipnas::runtime::engine::InputTensor::F32(x.clone()), 1).unwrap();
     assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
     assert!(!ops.iter().any(|o| o.op == "DepthWiseConv"), "{ops:?}");
     let mut two = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputDatum::F32, 2)).unwrap();
     let mut out = (vec![0.0; 17 * 32 * 24], vec![0.0; 17 * 32 * 24]);
-    let t = vipnas::runtime::preprocess::InputTensor::F32(x);
+    let t = vipnas::runtime::engine::InputTensor::F32(x);
     one.run(&t, &mut out.0).unwrap();
     two.run(&t, &mut out.1).unwrap();
     // Groups are split across threads, each computed as on one: bit-identical.

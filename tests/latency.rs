@@ -37,22 +37,11 @@ fn quick_profile_then_predict_and_measure() {
     assert!(table["cpu"].as_str().unwrap().contains("cores"));
 
     // The quick table covers the max subnet: predict, then measure it whole.
-    let o = vipnas(&[
-        "predict",
-        "--board",
-        "host",
-        "--table",
-        lut_s,
-        "--space",
-        "mbv3",
-        "--sample",
-        "max",
-        "--input",
-        INPUT,
-        "--measure",
-        "--runs",
-        "5",
-    ]);
+    let predict = |extra: &[&str]| {
+        let base = ["predict", "--board", "host", "--table", lut_s, "--space", "mbv3", "--input", INPUT];
+        vipnas(&[base.as_slice(), extra].concat())
+    };
+    let o = predict(&["--sample", "max", "--measure", "--runs", "5"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let value = |key: &str| -> f64 {
@@ -70,31 +59,11 @@ fn quick_profile_then_predict_and_measure() {
     assert_eq!(after["entries"], before["entries"]);
 
     // A subnet the quick table does not cover: a clear error, never 0.
-    let o = vipnas(&[
-        "predict", "--board", "host", "--table", lut_s, "--space", "mbv3", "--sample", "random", "--seed", "99",
-        "--input", INPUT,
-    ]);
+    let o = predict(&["--sample", "random", "--seed", "99"]);
     let (out, err) = text(&o);
     assert!(!o.status.success() && err.contains("the latency table lacks") && !out.contains("predicted_ms"), "{err}");
     // … which stops the prediction only: --measure still measures.
-    let o = vipnas(&[
-        "predict",
-        "--board",
-        "host",
-        "--table",
-        lut_s,
-        "--space",
-        "mbv3",
-        "--sample",
-        "random",
-        "--seed",
-        "99",
-        "--input",
-        INPUT,
-        "--measure",
-        "--runs",
-        "3",
-    ]);
+    let o = predict(&["--sample", "random", "--seed", "99", "--measure", "--runs", "3"]);
     let (out, err) = text(&o);
     assert!(!o.status.success() && err.contains("no prediction: the latency table lacks"), "{err}");
     assert!(out.contains("measured_ms=") && !out.contains("predicted_ms"), "{out}");

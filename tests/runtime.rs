@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use vipnas::runtime::budget::FrameBudget;
-use vipnas::runtime::preprocess::InputTensor;
+use vipnas::runtime::engine::InputTensor;
 use vipnas::runtime::source::{jpeg_to_rgb, DirSource, FrameSource, Read, SourceSpec, Y4mSource};
 use vipnas::runtime::track::TrackConfig;
 use vipnas::runtime::{run, Estimator, Frame, Pose, PoseModel, RunOptions};

@@ -120,7 +120,7 @@ fn sandwich_steps_on_real_frames_lower_every_subnets_loss() {
     use vipnas::bundle::InputSpec;
     use vipnas::host::dataset::{prepare, Augment, TrainSet};
     use vipnas::host::sandwich::{sandwich_loss, Batch};
-    use vipnas::runtime::preprocess::InputTensor;
+    use vipnas::runtime::engine::InputTensor;
 
     let input = InputSize::new(64, 64).unwrap();
     let device = Device::flex().autodiff();

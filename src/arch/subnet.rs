@@ -190,6 +190,17 @@ pub enum Sample {
     Random(u64),
 }
 
+impl Sample {
+    /// This rule applied to one range of choices.
+    fn pick(self, r: &Range, rng: &mut Rng) -> u32 {
+        match self {
+            Sample::Max => r.max,
+            Sample::Min => r.min,
+            Sample::Random(_) => rng.pick(&r.choices()),
+        }
+    }
+}
+
 impl BlockSpace {
     /// Channels of the convolution(s) this row's group choice applies to.
     pub fn grouped_channels(&self, width: u32, expansion: u32) -> u32 {
@@ -218,14 +229,9 @@ impl BlockSpace {
     }
 
     fn sample(&self, how: Sample, rng: &mut Rng) -> BlockChoice {
-        let pick = |r: &Range, rng: &mut Rng| match how {
-            Sample::Max => r.max,
-            Sample::Min => r.min,
-            Sample::Random(_) => rng.pick(&r.choices()),
-        };
-        let width = pick(&self.width, rng);
-        let expansion = pick(&self.expansion, rng);
-        let kernel = pick(&self.kernel, rng);
+        let width = how.pick(&self.width, rng);
+        let expansion = how.pick(&self.expansion, rng);
+        let kernel = how.pick(&self.kernel, rng);
         let groups = self.group.choices(self.grouped_channels(width, expansion));
         let group = match how {
             Sample::Max => groups[0],
@@ -253,10 +259,10 @@ impl StageSpace {
 }
 
 impl Subnet {
-    /// Checks every choice against the table of its space.
-    pub fn validate(&self) -> Result<(), SubnetError> {
-        let space = SearchSpace::get(self.space);
-        check_range("stem", "width", self.stem.width, &space.stem.width)?;
+    /// The shape every subnet of `space` has, in or out of its tables: the
+    /// stage count, each stage's branch count, a head exactly where the space
+    /// has one. Shared by [`Subnet::validate`] and `check_structure`.
+    pub(crate) fn check_shape(&self, space: &SearchSpace) -> Result<(), SubnetError> {
         if self.stages.len() != space.stages.len() {
             return Err(err(
                 "subnet",
@@ -264,32 +270,39 @@ impl Subnet {
             ));
         }
         for (stage, choice) in space.stages.iter().zip(&self.stages) {
-            let place = format!("stage {}", stage.index);
-            check_range(&place, "depth", choice.depth, &stage.depth)?;
             if choice.branches.len() != stage.branches.len() {
                 return Err(err(
-                    place,
+                    format!("stage {}", stage.index),
                     format!("expected {} branch(es), got {}", stage.branches.len(), choice.branches.len()),
                 ));
             }
+        }
+        match (&space.head, &self.head) {
+            (None, Some(_)) => Err(err("head", format!("{} has no deconvolution head", self.space))),
+            (Some(_), None) => Err(err("head", "missing (width, group)")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks every choice against the table of its space.
+    pub fn validate(&self) -> Result<(), SubnetError> {
+        let space = SearchSpace::get(self.space);
+        self.check_shape(&space)?;
+        check_range("stem", "width", self.stem.width, &space.stem.width)?;
+        for (stage, choice) in space.stages.iter().zip(&self.stages) {
+            check_range(&format!("stage {}", stage.index), "depth", choice.depth, &stage.depth)?;
             for (i, (row, b)) in stage.branches.iter().zip(&choice.branches).enumerate() {
                 row.check(&stage.place(i), b)?;
             }
         }
-        match (&space.head, &self.head) {
-            (None, None) => Ok(()),
-            (None, Some(_)) => Err(err("head", format!("{} has no deconvolution head", self.space))),
-            (Some(_), None) => Err(err("head", "missing (width, group)")),
-            (Some(row), Some(h)) => {
-                check_range("head", "width", h.width, &row.width)?;
-                let groups = row.group.choices(h.width);
-                if groups.contains(&h.group) {
-                    Ok(())
-                } else {
-                    Err(err("head", format!("group {} not in {}", h.group, set(&groups))))
-                }
+        if let (Some(row), Some(h)) = (&space.head, &self.head) {
+            check_range("head", "width", h.width, &row.width)?;
+            let groups = row.group.choices(h.width);
+            if !groups.contains(&h.group) {
+                return Err(err("head", format!("group {} not in {}", h.group, set(&groups))));
             }
         }
+        Ok(())
     }
 
     /// A subnet of `space` picked by `how`. Always valid (tested).
@@ -298,17 +311,12 @@ impl Subnet {
             Sample::Random(seed) => seed,
             _ => 0,
         });
-        let pick = |r: &Range, rng: &mut Rng| match how {
-            Sample::Max => r.max,
-            Sample::Min => r.min,
-            Sample::Random(_) => rng.pick(&r.choices()),
-        };
-        let stem = StemChoice { width: pick(&space.stem.width, &mut rng) };
+        let stem = StemChoice { width: how.pick(&space.stem.width, &mut rng) };
         let stages = space
             .stages
             .iter()
             .map(|s| StageChoice {
-                depth: pick(&s.depth, &mut rng),
+                depth: how.pick(&s.depth, &mut rng),
                 branches: s.branches.iter().map(|b| b.sample(how, &mut rng)).collect(),
             })
             .collect();

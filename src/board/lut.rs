@@ -299,8 +299,8 @@ mod tests {
         let net = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min).network(InputSize::DEFAULT).unwrap();
         let good = table_for(&net);
         good.validate().unwrap();
-        let dir = std::env::temp_dir().join(format!("vipnas-lut-validate-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("t.lut.json");
         let sig = good.entries.keys().next().unwrap().clone();
         let entry = |f: fn(&mut LutEntry)| {
@@ -330,7 +330,6 @@ mod tests {
         }
         std::fs::write(&path, serde_json::to_string(&good).unwrap()).unwrap();
         LatencyTable::load(&path).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

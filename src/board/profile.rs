@@ -93,8 +93,8 @@ mod tests {
 
     #[test]
     fn impossible_frame_rates_are_refused_naming_the_file_and_field() {
-        let dir = std::env::temp_dir().join(format!("vipnas-board-fps-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let good = std::fs::read_to_string(boards_dir().join("rpi4.toml")).unwrap();
         assert!(good.contains("[budget]\nfps = 15\n"));
         for bad in ["inf", "nan", "0.0", "-30.0", "1e9"] {
@@ -103,7 +103,6 @@ mod tests {
             let e = BoardProfile::from_file(&path).unwrap_err().to_string();
             assert!(e.starts_with(&path.display().to_string()) && e.contains("budget.fps = "), "{bad}: {e}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -123,8 +122,8 @@ mod tests {
 
     #[test]
     fn bad_profiles_name_file_and_field() {
-        let dir = std::env::temp_dir().join("vipnas-board-test");
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let p = dir.join("bad.toml");
         std::fs::write(&p, "name = \"x\"\ncores = \"four\"\n").unwrap();
         let e = format!("{:#}", BoardProfile::from_file(&p).unwrap_err());

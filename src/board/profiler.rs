@@ -21,8 +21,9 @@ use crate::arch::space::BlockSpace;
 use crate::arch::subnet::{BlockChoice, HeadChoice, StageChoice};
 use crate::arch::{InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, Weights};
 use crate::onnx::{write_network, WriteOptions};
+use crate::runtime::budget::quantile;
+use crate::runtime::engine::InputTensor;
 use crate::runtime::engine::{Engine, EngineOptions, InputDatum, TractEngine};
-use crate::runtime::preprocess::InputTensor;
 
 /// How thoroughly to measure.
 #[derive(Clone, Debug)]
@@ -172,8 +173,7 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
-    let q = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
-    Ok(LutEntry { p50_ms: q(0.5), p90_ms: q(0.9), count: times.len() })
+    Ok(LutEntry { p50_ms: quantile(&times, 0.5), p90_ms: quantile(&times, 0.9), count: times.len() })
 }
 
 /// The CPU's name from /proc/cpuinfo (`model name`, or the board `Model` on ARM).

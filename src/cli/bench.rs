@@ -146,7 +146,7 @@ pub struct LatencyArgs {
     /// Random ResNet-50 subnets.
     #[arg(long, default_value_t = 20)]
     resnet50: usize,
-    #[arg(long, default_value = "256x192", value_parser = |s: &str| s.parse::<InputSize>())]
+    #[arg(long, default_value = "256x192")]
     input: InputSize,
     /// Timed runs per subnet.
     #[arg(long, default_value_t = 15)]

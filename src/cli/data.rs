@@ -15,6 +15,7 @@ use vipnas::host::openpose::{convert, OpenPoseConversion};
     after_help = "Example:\n  vipnas data merge --out train.json pose2sim/person_keypoints_cam01.json:pose2sim pose2sim/person_keypoints_cam02.json:pose2sim"
 )]
 pub struct DataArgs {
+    /// The merged COCO file to write.
     #[arg(long)]
     out: PathBuf,
     /// FILE.json[:PREFIX]

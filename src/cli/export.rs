@@ -36,6 +36,7 @@ pub struct ExportArgs {
     /// Recalibrate on this COCO file instead of the run's training set (with --calib-dir).
     #[arg(long, value_name = "ANN.json", requires_all = ["checkpoint", "calib_dir"])]
     calib_coco: Option<PathBuf>,
+    /// The images of --calib-coco.
     #[arg(long, value_name = "DIR", requires = "calib_coco")]
     calib_dir: Option<PathBuf>,
     /// Seed of the random weights (without --checkpoint).

@@ -32,10 +32,10 @@ pub struct ProfileArgs {
     #[arg(long)]
     quick: bool,
     /// Search space to profile.
-    #[arg(long, default_value = "mbv3", value_parser = |s: &str| s.parse::<SpaceName>())]
+    #[arg(long, default_value = "mbv3")]
     space: SpaceName,
     /// Network input HEIGHTxWIDTH.
-    #[arg(long, default_value = "256x192", value_parser = |s: &str| s.parse::<vipnas::arch::InputSize>())]
+    #[arg(long, default_value = "256x192")]
     input: vipnas::arch::InputSize,
     /// Inference threads (default: the board's).
     #[arg(long)]
@@ -88,6 +88,7 @@ pub fn run_profile(a: ProfileArgs) -> Result<()> {
     after_help = "Examples:\n  vipnas predict --board host --space mbv3 --sample random --seed 3 --measure\n  vipnas predict --board rpi4 --model models/my-subnet"
 )]
 pub struct PredictArgs {
+    /// Board profile name (boards/NAME.toml) or a .toml path.
     #[arg(long)]
     board: String,
     /// A model bundle (its manifest's subnet and input size are used).

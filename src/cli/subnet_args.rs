@@ -20,7 +20,7 @@ pub enum SampleArg {
 #[derive(Args, Debug)]
 pub struct SubnetArgs {
     /// Search space: mbv3, resnet50 or hrnet-w32.
-    #[arg(long, value_parser = parse_space)]
+    #[arg(long)]
     pub space: Option<SpaceName>,
     /// Read the subnet from a JSON file (as printed by `vipnas space`).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["sample", "published"])]
@@ -35,22 +35,14 @@ pub struct SubnetArgs {
     #[arg(long, conflicts_with = "sample")]
     pub published: bool,
     /// Network input HEIGHTxWIDTH (multiples of 32) [default: 256x192; a checkpoint's own].
-    #[arg(long, value_parser = parse_input)]
+    #[arg(long)]
     pub input: Option<InputSize>,
-}
-
-fn parse_space(s: &str) -> Result<SpaceName, String> {
-    s.parse()
-}
-
-fn parse_input(s: &str) -> Result<InputSize, String> {
-    s.parse()
 }
 
 impl SubnetArgs {
     /// `--input`, or mmpose's 256×192.
     pub fn input(&self) -> InputSize {
-        self.input.unwrap_or(InputSize::new(256, 192).expect("valid"))
+        self.input.unwrap_or(InputSize::DEFAULT)
     }
 
     /// The chosen subnet; sampling defaults to `max`. Off-table subnets are

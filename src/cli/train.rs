@@ -22,7 +22,7 @@ use vipnas::host::train::{train, RunOptions, TrainConfig, CHECKPOINT, LOSSES, LO
   vipnas export --checkpoint runs/mbv3/checkpoint.vnck --sample max --out models/mbv3-max")]
 pub struct TrainArgs {
     /// Search space: mbv3, resnet50 or hrnet-w32.
-    #[arg(long, value_parser = |s: &str| s.parse::<SpaceName>())]
+    #[arg(long)]
     space: SpaceName,
     /// COCO person-keypoints annotation file.
     #[arg(long, value_name = "ANN.json")]
@@ -34,7 +34,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Network input HEIGHTxWIDTH (multiples of 32).
-    #[arg(long, default_value = "256x192", value_parser = |s: &str| s.parse::<InputSize>())]
+    #[arg(long, default_value = "256x192")]
     input: InputSize,
     /// Images per step.
     #[arg(long, default_value_t = 16)]

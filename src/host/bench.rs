@@ -14,9 +14,9 @@ use crate::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet, Weights};
 use crate::bundle::Manifest;
 use crate::onnx::{to_bytes, write_network, WriteOptions};
 use crate::runtime::decode::decode_keypoints;
-use crate::runtime::engine::{Convolutions, Engine, EngineOptions, InputDatum, OpTime, TractEngine};
+use crate::runtime::engine::{Convolutions, Engine, EngineOptions, InputDatum, InputTensor, OpTime, TractEngine};
 use crate::runtime::model::input_shape;
-use crate::runtime::preprocess::{crop_into, Affine, InputTensor};
+use crate::runtime::preprocess::{crop_into, Affine};
 use crate::runtime::render::draw_pose;
 use crate::runtime::source::{DirSource, FrameSource, Read};
 use crate::runtime::track::{TrackConfig, Tracker};
@@ -54,10 +54,10 @@ impl LatencyRow {
     }
 }
 
-/// The median of timings (upper middle for an even count).
+/// The median of timings.
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    crate::runtime::budget::quantile(&v, 0.5)
 }
 
 /// A deterministic input of the model's type.

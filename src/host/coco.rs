@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::coco::KEYPOINTS;
+use crate::coco::{KEYPOINTS, KEYPOINT_NAMES, SKELETON};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CocoImage {
@@ -48,6 +48,19 @@ pub struct CocoCategory {
     pub keypoints: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skeleton: Option<Vec<[u32; 2]>>,
+}
+
+impl CocoCategory {
+    /// COCO's person category (id 1): its 17 keypoint names and the skeleton
+    /// (1-based, as COCO writes it).
+    pub fn person() -> CocoCategory {
+        CocoCategory {
+            id: 1,
+            name: "person".into(),
+            keypoints: Some(KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect()),
+            skeleton: Some(SKELETON.iter().map(|&(a, b)| [a as u32 + 1, b as u32 + 1]).collect()),
+        }
+    }
 }
 
 /// A ground-truth file.
@@ -246,11 +259,8 @@ mod tests {
     /// Loads `v` from a file of its own: tests run in parallel, and two writing
     /// the same path raced (one read the other's half-written file).
     fn load(v: &serde_json::Value) -> Result<CocoDataset> {
-        static CALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!("vipnas-coco-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let n = CALL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = dir.join(format!("{n}.json"));
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("gt.json");
         std::fs::write(&p, v.to_string()).unwrap();
         CocoDataset::load(&p)
     }
@@ -297,7 +307,8 @@ mod tests {
             .to_string()
             .contains("image_id 2 is not in the ground truth"));
         // NaN as Python's json module writes it.
-        let p = std::env::temp_dir().join(format!("vipnas-coco-test-{}/nan-results.json", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("nan-results.json");
         let kps: Vec<String> = (0..51).map(|i| if i == 4 { "NaN".into() } else { "1.0".into() }).collect();
         let text =
             format!("[{{\"image_id\": 1, \"category_id\": 1, \"keypoints\": [{}], \"score\": 0.9}}]", kps.join(", "));

@@ -19,9 +19,10 @@ use crate::arch::rng::Rng;
 use crate::arch::InputSize;
 use crate::bundle::InputSpec;
 use crate::coco::{FLIP_PAIRS, KEYPOINTS};
+use crate::runtime::engine::InputTensor;
+use crate::runtime::frame::load_image;
 use crate::runtime::frame::Frame;
-use crate::runtime::preprocess::{crop_into, Affine, InputTensor, Roi};
-use crate::runtime::source::dir::load_rgb;
+use crate::runtime::preprocess::{crop_into, Affine, Roi};
 
 /// Fraction of samples that may fail to load before training aborts.
 pub const SKIP_CAP: f64 = 0.05;
@@ -171,7 +172,7 @@ pub fn prepare(
     weights: &mut [f32; KEYPOINTS],
 ) -> Result<()> {
     let input = InputSize::new(spec.height, spec.width).map_err(anyhow::Error::msg)?;
-    load_rgb(&s.image, frame).map_err(|e| anyhow::anyhow!("{}: {}: {e:#}", s.item, s.image.display()))?;
+    load_image(&s.image, frame).map_err(|e| anyhow::anyhow!("{}: {}: {e:#}", s.item, s.image.display()))?;
     let mut affine = crop(s, input, aug, rng);
     let flip = (rng.uniform() as f32) < aug.flip;
     if flip {
@@ -283,12 +284,11 @@ mod tests {
 
     #[test]
     fn missing_images_are_counted_and_cap_the_run() {
-        let dir = std::env::temp_dir().join(format!("vipnas-dataset-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let ann = Path::new(&format!("{CLIP}.json")).to_path_buf();
         let e = TrainSet::load(&ann, &dir).unwrap_err().to_string();
         assert!(e.starts_with("50 of 50 samples skipped (over 5 %), e.g. "), "{e}");
         assert!(e.contains("annotations[0] (id 3000001): image ") && e.ends_with("000000.jpg is missing"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 
 use super::coco::{CocoAnnotation, CocoDataset, CocoResult};
 use crate::coco::{KEYPOINTS, KEYPOINT_NAMES};
+use crate::runtime::frame::load_image;
 use crate::runtime::preprocess::Roi;
-use crate::runtime::source::dir::load_rgb;
 use crate::runtime::track::TrackConfig;
 use crate::runtime::{Estimator, Frame, Pose, PoseModel};
 
@@ -49,7 +49,7 @@ pub fn predict(model: PoseModel, gt: &CocoDataset, images: &Path, roi: RoiMode) 
     let ordered = gt.images_in_order();
     for im in &ordered {
         let path = images.join(&im.file_name);
-        load_rgb(&path, &mut frame).with_context(|| format!("image {} ({}): cannot load", im.id, path.display()))?;
+        load_image(&path, &mut frame).with_context(|| format!("image {} ({}): cannot load", im.id, path.display()))?;
         let t = Instant::now();
         match roi {
             RoiMode::Track => {

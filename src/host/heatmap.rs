@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn targets_decode_back_to_their_keypoints() {
-        let input = InputSize::new(256, 192).unwrap();
+        let input = InputSize::DEFAULT;
         let kps = sample();
         let mut hm = vec![0f32; KEYPOINTS * 64 * 48];
         let mut w = [0f32; KEYPOINTS];

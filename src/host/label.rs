@@ -10,10 +10,9 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 
 use super::coco::{CocoAnnotation, CocoCategory, CocoDataset, CocoImage};
-use crate::coco::{KEYPOINT_NAMES, SKELETON};
+use crate::runtime::frame::load_image;
 use crate::runtime::preprocess::Roi;
 use crate::runtime::run::track_step;
-use crate::runtime::source::dir::load_rgb;
 use crate::runtime::source::DirSource;
 use crate::runtime::track::{TrackConfig, Tracker};
 use crate::runtime::{Frame, Pose, PoseModel};
@@ -107,7 +106,7 @@ pub fn label(mut model: PoseModel, dir: &Path, opts: &LabelOptions) -> Result<(C
     let mut annotations = Vec::new();
     let mut stats = LabelStats::default();
     for (i, path) in files.iter().enumerate().take(opts.max_frames.map_or(usize::MAX, |n| n as usize)) {
-        load_rgb(path, &mut frame).with_context(|| format!("{}: cannot load", path.display()))?;
+        load_image(path, &mut frame).with_context(|| format!("{}: cannot load", path.display()))?;
         let name = path.strip_prefix(dir).unwrap_or(path).to_string_lossy().into_owned();
         let image = CocoImage {
             id: i as u64 + 1,
@@ -147,12 +146,7 @@ pub fn label(mut model: PoseModel, dir: &Path, opts: &LabelOptions) -> Result<(C
         licenses: None,
         images,
         annotations,
-        categories: vec![CocoCategory {
-            id: 1,
-            name: "person".into(),
-            keypoints: Some(KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect()),
-            skeleton: Some(SKELETON.iter().map(|&(a, b)| [a as u32 + 1, b as u32 + 1]).collect()),
-        }],
+        categories: vec![CocoCategory::person()],
     };
     dataset.check()?;
     Ok((dataset, stats))

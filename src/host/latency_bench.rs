@@ -9,6 +9,7 @@ use anyhow::Result;
 use crate::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet};
 use crate::board::profiler::measure;
 use crate::board::LatencyTable;
+use crate::runtime::budget::quantile;
 
 /// One subnet's prediction and measurement.
 #[derive(Clone, Copy, Debug)]
@@ -30,8 +31,7 @@ pub struct ErrorStats {
 pub fn error_stats(pairs: impl Iterator<Item = (f64, f64)>) -> ErrorStats {
     let mut e: Vec<f64> = pairs.map(|(p, m)| (p - m).abs() / m).collect();
     e.sort_by(f64::total_cmp);
-    let q = |p: f64| e[((e.len() - 1) as f64 * p).round() as usize];
-    ErrorStats { median: q(0.5), p90: q(0.9), max: *e.last().unwrap_or(&0.0) }
+    ErrorStats { median: quantile(&e, 0.5), p90: quantile(&e, 0.9), max: quantile(&e, 1.0) }
 }
 
 /// Predicts and measures `n` random subnets of `space` (seeds 0..n, apart from

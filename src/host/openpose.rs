@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use super::coco::{CocoAnnotation, CocoCategory, CocoDataset, CocoImage};
-use crate::coco::{KEYPOINTS, KEYPOINT_NAMES, SKELETON};
+use crate::coco::KEYPOINTS;
 
 #[derive(Deserialize)]
 struct OpenPoseFrame {
@@ -136,12 +136,7 @@ pub fn convert(c: &OpenPoseConversion) -> Result<CocoDataset> {
         licenses: None,
         images,
         annotations,
-        categories: vec![CocoCategory {
-            id: 1,
-            name: "person".into(),
-            keypoints: Some(KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect()),
-            skeleton: Some(SKELETON.iter().map(|&(a, b)| [a as u32 + 1, b as u32 + 1]).collect()),
-        }],
+        categories: vec![CocoCategory::person()],
     };
     d.check()?;
     Ok(d)

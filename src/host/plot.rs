@@ -147,7 +147,8 @@ mod tests {
 
     #[test]
     fn scatter_writes_a_png_with_points_in_their_colours() {
-        let path = std::env::temp_dir().join("vipnas-plot-test.png");
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("plot.png");
         let pts = [(1.0, 1.1), (2.0, 1.9), (3.0, 3.2)];
         plot_png(
             &path,

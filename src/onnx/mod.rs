@@ -7,6 +7,3 @@ pub mod writer;
 
 pub use proto::to_bytes;
 pub use writer::{write_network, WriteOptions, NORM_EPS};
-
-#[cfg(test)]
-mod tests;

@@ -1,5 +1,7 @@
 //! The frame budget and latency statistics: a preallocated histogram gives
-//! p50/p99 without storing (or allocating for) every frame.
+//! p50/p99 without storing (or allocating for) every frame. Every quantile in
+//! vipnas — of frames here, of timed runs in the profiler and benchmarks —
+//! is the nearest-rank one ([`nearest_rank`]).
 
 /// Milliseconds a frame may take.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,6 +24,22 @@ impl FrameBudget {
             Err(format!("{fps:?}: a frame rate must lie in [0.01, 1000]"))
         }
     }
+}
+
+/// The 1-based rank of the `q`-quantile (0–1) of `n` sorted values, by the
+/// nearest-rank definition: the smallest value with at least `q·n` values at
+/// or below it (for an even count the median is the lower middle).
+pub fn nearest_rank(q: f64, n: usize) -> usize {
+    ((q * n as f64).ceil() as usize).clamp(1, n.max(1))
+}
+
+/// The `q`-quantile of sorted values ([`nearest_rank`]); NaN for none.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    debug_assert!(sorted.is_sorted_by(|a, b| a <= b));
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[nearest_rank(q, sorted.len()) - 1]
 }
 
 /// Latency histogram: 0.05 ms bins below 100 ms, then bins 0.1 % wide up to
@@ -88,7 +106,7 @@ impl LatencyStats {
         if self.count == 0 {
             return 0.0;
         }
-        let target = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let target = nearest_rank(q, self.count as usize) as u64;
         let mut seen = 0u64;
         for (i, &c) in self.bins.iter().enumerate() {
             seen += c as u64;
@@ -135,6 +153,18 @@ mod tests {
         assert!((s.quantile(0.99) - 49.5).abs() <= BIN_MS + 1e-9, "{}", s.quantile(0.99));
         assert_eq!(s.in_budget_pct(), 40.0); // <= 20 ms
         assert!((s.mean() - 25.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_histogram_and_sorted_values_agree_on_every_quantile() {
+        let values: Vec<f64> = (1..=37).map(|i| i as f64 * 1.5).collect();
+        let mut s = LatencyStats::new(FrameBudget::from_fps(30.0));
+        values.iter().for_each(|&v| s.record(v));
+        for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
+            assert!((s.quantile(q) - quantile(&values, q)).abs() <= BIN_MS + 1e-9, "q = {q}");
+        }
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.0, "lower middle");
+        assert!(quantile(&[], 0.5).is_nan());
     }
 
     #[test]

@@ -12,7 +12,36 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::RunOptions;
 
 use super::grouped_conv;
-use super::preprocess::InputTensor;
+use crate::bundle::{InputSpec, InputType};
+
+/// The model's input tensor, allocated once (preprocessing fills it, the
+/// engine reads it).
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputTensor {
+    F32(Vec<f32>),
+    I32(Vec<i32>),
+}
+
+impl InputTensor {
+    pub fn for_spec(spec: &InputSpec) -> InputTensor {
+        let n = 3 * spec.height as usize * spec.width as usize;
+        match spec.dtype {
+            InputType::F32 => InputTensor::F32(vec![0.0; n]),
+            InputType::I32 => InputTensor::I32(vec![0; n]),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            InputTensor::F32(v) => v.len(),
+            InputTensor::I32(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Runs one input tensor through a model into a preallocated output.
 pub trait Engine {

@@ -1,5 +1,11 @@
 //! `Frame`: one RGB8 image, reused from frame to frame (its buffer only grows
-//! when a larger frame arrives, so steady-state capture does not allocate).
+//! when a larger frame arrives, so steady-state capture does not allocate),
+//! and [`load_image`], which decodes JPEG/PNG files into one (frame
+//! directories, datasets, evaluation).
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
 
 /// An interleaved RGB8 image.
 #[derive(Clone, Debug, Default)]
@@ -40,4 +46,29 @@ impl Frame {
         let i = (y as usize * self.width as usize + x as usize) * 3;
         self.rgb[i..i + 3].copy_from_slice(&c);
     }
+}
+
+/// Decodes an image file into `frame` (RGB8). A JPEG without its
+/// end-of-image marker is refused: the decoder would fill what is missing
+/// with grey and call it a frame.
+pub fn load_image(path: &Path, frame: &mut Frame) -> Result<()> {
+    let bytes = std::fs::read(path)?;
+    if bytes.starts_with(&[0xFF, 0xD8]) && !has_jpeg_end(&bytes) {
+        bail!("truncated JPEG ({} bytes, no end-of-image marker)", bytes.len());
+    }
+    let img = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format()?.decode()?;
+    if img.width() == 0 || img.height() == 0 {
+        bail!("zero-size image");
+    }
+    let rgb = img.into_rgb8();
+    frame.resize(rgb.width(), rgb.height());
+    frame.rgb.copy_from_slice(rgb.as_raw());
+    Ok(())
+}
+
+/// Whether a JPEG ends with its end-of-image marker (FF D9), allowing for
+/// trailing padding some writers add. Inside entropy-coded data FF is
+/// always followed by 00 or a restart marker, so a cut stream has none there.
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    bytes[bytes.len().saturating_sub(4096)..].windows(2).any(|w| w == [0xFF, 0xD9])
 }

@@ -1,7 +1,7 @@
 //! `PoseModel`: a model bundle (or a bare ONNX of a known kind) loaded into an
 //! engine, with its preallocated input/output buffers: ROI in, pose out.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use tract_onnx::pb;
@@ -11,21 +11,18 @@ use tract_onnx::pb::type_proto;
 use tract_onnx::prelude::Framework;
 
 use super::decode::{decode_heatmaps, decode_keypoints, Refine};
-use super::engine::{Engine, EngineOptions, InputDatum, TractEngine};
+use super::engine::{Engine, EngineOptions, InputDatum, InputTensor, TractEngine};
 use super::frame::Frame;
 use super::pose::Pose;
-use super::preprocess::{crop_into, Affine, InputTensor, Roi};
+use super::preprocess::{crop_into, Affine, Roi};
 use crate::bundle::{
-    ColorOrder, InputSpec, InputType, Layout, Manifest, OutputKind, OutputSpec, Provenance, FORMAT_VERSION,
-    IMAGENET_MEAN, IMAGENET_STD,
+    ColorOrder, InputSpec, InputType, Layout, Manifest, OutputKind, OutputSpec, Provenance, IMAGENET_MEAN, IMAGENET_STD,
 };
-use crate::coco::{FLIP_PAIRS, KEYPOINTS, KEYPOINT_NAMES, SKELETON};
+use crate::coco::KEYPOINTS;
 
 /// A loaded pose model.
 pub struct PoseModel {
     pub manifest: Manifest,
-    /// Where the ONNX came from.
-    pub onnx_path: PathBuf,
     engine: Box<dyn Engine>,
     input: InputTensor,
     output: Vec<f32>,
@@ -106,58 +103,47 @@ pub fn infer_manifest(proto: &pb::ModelProto, path: &Path) -> Result<Manifest> {
             path.display()
         ),
     };
-    Ok(Manifest {
-        format_version: FORMAT_VERSION,
-        name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
-        space: None,
-        subnet: None,
+    let provenance = Provenance {
+        created_by: "inferred from the ONNX graph".into(),
+        created_at: String::new(),
+        weights: path.display().to_string(),
+        license: None,
+    };
+    Ok(Manifest::new(
+        path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         input,
         output,
-        keypoints: KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect(),
-        skeleton: SKELETON.iter().map(|&(a, b)| [a, b]).collect(),
-        flip_pairs: FLIP_PAIRS.iter().map(|&(a, b)| [a, b]).collect(),
-        flops: None,
-        params: None,
-        spatial: path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
-        temporal: None,
-        latency_ms: Default::default(),
-        provenance: Provenance {
-            created_by: "inferred from the ONNX graph".into(),
-            created_at: String::new(),
-            weights: path.display().to_string(),
-            license: None,
-        },
-        evaluation: None,
-    })
+        path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        provenance,
+    ))
 }
 
 impl PoseModel {
     /// Loads a bundle directory (manifest.json + ONNX) or a bare `.onnx` file.
     pub fn load(path: &Path, threads: usize) -> Result<PoseModel> {
-        let (manifest, onnx_path, manifest_path, proto) = if path.is_dir() {
+        // `source`: the file errors about the model's interface name.
+        let (manifest, source, proto) = if path.is_dir() {
             let m = Manifest::load(path)?;
             let onnx = path.join(&m.spatial);
             if !onnx.is_file() {
                 bail!("{}: no such file (the manifest's `spatial`)", onnx.display());
             }
             let proto = read_proto(&onnx)?;
-            (m, onnx, Some(path.join(crate::bundle::MANIFEST)), proto)
+            (m, path.join(crate::bundle::MANIFEST), proto)
         } else if path.is_file() {
             let proto = read_proto(path)?;
-            (infer_manifest(&proto, path)?, path.to_path_buf(), None, proto)
+            (infer_manifest(&proto, path)?, path.to_path_buf(), proto)
         } else {
             bail!("{}: no such model bundle or ONNX file", path.display());
         };
         let shape = input_shape(&manifest.input);
         let datum = InputDatum::from(manifest.input.dtype);
-        let source = manifest_path.as_deref().unwrap_or(&onnx_path).display().to_string();
+        let source = source.display().to_string();
         let engine =
             TractEngine::from_proto_with(&proto, &shape, &EngineOptions::new(datum, threads)).with_context(|| {
                 format!("{source}: the model does not accept input {shape:?} ({:?})", manifest.input.dtype)
             })?;
-        let mut model = Self::from_engine(manifest, Box::new(engine)).with_context(|| source.clone())?;
-        model.onnx_path = onnx_path;
-        Ok(model)
+        Self::from_engine(manifest, Box::new(engine)).with_context(|| source.clone())
     }
 
     /// A model on any [`Engine`] whose input matches the manifest; checks that
@@ -180,9 +166,6 @@ impl PoseModel {
             (OutputKind::Heatmap, _) => {
                 bail!("output.stride must be a positive number for heatmap outputs")
             }
-            (OutputKind::Simcc, _) => {
-                bail!("output.kind `simcc` is not supported by this runtime yet")
-            }
         };
         if out != expected {
             bail!(
@@ -199,7 +182,6 @@ impl PoseModel {
             scratch: vec![0.0; plane.max(9)],
             engine,
             manifest,
-            onnx_path: PathBuf::new(),
             refine: Refine::default(),
             last_affine: Affine([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
         })

@@ -4,7 +4,8 @@
 //!
 //! Coordinates are continuous (pixel i covers [i, i+1)); see `pose.rs`.
 
-use crate::bundle::{ColorOrder, InputSpec, InputType, Layout};
+use crate::bundle::{ColorOrder, InputSpec, Layout};
+use crate::runtime::engine::InputTensor;
 use crate::runtime::frame::Frame;
 
 /// An axis-aligned box in image coordinates, centre and size.
@@ -91,34 +92,6 @@ impl Affine {
     }
 }
 
-/// The model's input tensor, allocated once.
-#[derive(Clone, Debug, PartialEq)]
-pub enum InputTensor {
-    F32(Vec<f32>),
-    I32(Vec<i32>),
-}
-
-impl InputTensor {
-    pub fn for_spec(spec: &InputSpec) -> InputTensor {
-        let n = 3 * spec.height as usize * spec.width as usize;
-        match spec.dtype {
-            InputType::F32 => InputTensor::F32(vec![0.0; n]),
-            InputType::I32 => InputTensor::I32(vec![0; n]),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            InputTensor::F32(v) => v.len(),
-            InputTensor::I32(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Bilinear sample of the frame at continuous `(x, y)`; black outside.
 #[inline]
 fn sample(frame: &Frame, x: f32, y: f32) -> [f32; 3] {
@@ -176,7 +149,7 @@ pub fn crop_into(frame: &Frame, affine: &Affine, spec: &InputSpec, out: &mut Inp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::{IMAGENET_MEAN, IMAGENET_STD};
+    use crate::bundle::{InputType, IMAGENET_MEAN, IMAGENET_STD};
 
     #[test]
     fn roi_grows_to_aspect_and_pads() {

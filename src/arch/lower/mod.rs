@@ -94,12 +94,7 @@ impl Subnet {
     pub fn check_structure(&self) -> Result<(), SubnetError> {
         let space = SearchSpace::get(self.space);
         let fail = |place: String, message: String| Err(SubnetError { place, message });
-        if self.stages.len() != space.stages.len() {
-            return fail(
-                "subnet".into(),
-                format!("{} has {} stages, got {}", self.space, space.stages.len(), self.stages.len()),
-            );
-        }
+        self.check_shape(&space)?;
         if self.stem.width == 0 {
             return fail("stem".into(), "width 0".into());
         }
@@ -107,12 +102,6 @@ impl Subnet {
             let place = format!("stage {}", row.index);
             if stage.depth == 0 {
                 return fail(place, "depth must be at least 1".into());
-            }
-            if stage.branches.len() != row.branches.len() {
-                return fail(
-                    place,
-                    format!("expected {} branch(es), got {}", row.branches.len(), stage.branches.len()),
-                );
             }
             if self.space == SpaceName::HrnetW32 && row.index > 1 && stage.depth % 4 != 0 {
                 return fail(
@@ -127,12 +116,10 @@ impl Subnet {
                 }
             }
         }
-        match (&space.head, &self.head) {
-            (Some(_), Some(h)) if h.width == 0 || h.group == 0 || h.width % h.group != 0 => {
+        match &self.head {
+            Some(h) if h.width == 0 || h.group == 0 || h.width % h.group != 0 => {
                 fail("head".into(), format!("group {} must divide width {}", h.group, h.width))
             }
-            (Some(_), None) => fail("head".into(), "missing (width, group)".into()),
-            (None, Some(_)) => fail("head".into(), format!("{} has no deconvolution head", self.space)),
             _ => Ok(()),
         }
     }

@@ -16,7 +16,7 @@ use crate::arch::rng::Rng;
 use crate::bundle::InputSpec;
 use crate::coco::KEYPOINTS;
 use crate::host::dataset::{prepare, Augment, TrainSet, SKIP_CAP};
-use crate::runtime::preprocess::InputTensor;
+use crate::runtime::engine::InputTensor;
 use crate::runtime::Frame;
 
 /// One batch in host memory.
@@ -176,10 +176,10 @@ mod tests {
     }
 
     /// The bundled clip with `bad` of its 50 frames overwritten by bytes that do not decode.
-    fn clip_with_broken_images(bad: usize) -> (Arc<TrainSet>, std::path::PathBuf) {
+    fn clip_with_broken_images(bad: usize) -> (Arc<TrainSet>, tempfile::TempDir) {
         let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pose2sim-cam03");
-        let dir = std::env::temp_dir().join(format!("vipnas-broken-{bad}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         for e in std::fs::read_dir(&clip).unwrap() {
             let p = e.unwrap().path();
             std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
@@ -187,7 +187,7 @@ mod tests {
         for i in 0..bad {
             std::fs::write(dir.join(format!("{:06}.jpg", 10 * i)), b"not a jpeg").unwrap();
         }
-        (Arc::new(TrainSet::load(&clip.with_extension("json"), &dir).unwrap()), dir)
+        (Arc::new(TrainSet::load(&clip.with_extension("json"), dir).unwrap()), tmp)
     }
 
     fn one_epoch(set: Arc<TrainSet>) -> Result<usize> {
@@ -206,14 +206,12 @@ mod tests {
     #[test]
     fn images_that_do_not_decode_are_replaced_until_the_cap() {
         // 2 of 50 (4 %): replaced by the next samples; every slot still has targets.
-        let (set, dir) = clip_with_broken_images(2);
+        let (set, _dir) = clip_with_broken_images(2);
         assert_eq!(one_epoch(set).unwrap(), 50);
-        let _ = std::fs::remove_dir_all(dir);
         // 3 of 50 (6 %): over the 5 % cap, the run stops naming a sample and its file.
-        let (set, dir) = clip_with_broken_images(3);
+        let (set, _dir) = clip_with_broken_images(3);
         let e = format!("{:#}", one_epoch(set).unwrap_err());
         assert!(e.starts_with("3 of 50 samples failed to load (over 5 %), e.g. "), "{e}");
         assert!(e.contains("pose2sim-cam03.json annotations[") && e.contains(".jpg"), "{e}");
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

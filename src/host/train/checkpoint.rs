@@ -240,8 +240,8 @@ mod tests {
 
     #[test]
     fn a_checkpoint_reads_back_bit_exactly() {
-        let dir = std::env::temp_dir().join(format!("vipnas-ckpt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("c.vnck");
         let mut c = small();
         c.save(&path).unwrap();
@@ -249,7 +249,6 @@ mod tests {
         assert_eq!(Checkpoint::load(&path).unwrap(), c);
         assert_eq!(Checkpoint::read_header(&path).unwrap(), c.header);
         assert!(!path.with_extension("partial").exists(), "written through a temporary file");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

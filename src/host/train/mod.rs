@@ -78,7 +78,7 @@ impl TrainConfig {
     pub fn new(space: SpaceName, coco: PathBuf, images: PathBuf, steps: u64) -> TrainConfig {
         TrainConfig {
             space,
-            input: InputSize::new(256, 192).expect("valid"),
+            input: InputSize::DEFAULT,
             coco,
             images,
             batch: 16,

@@ -432,55 +432,46 @@ mod simd {
         unsafe fn store(self, p: *mut f32);
     }
 
+    /// A [`Vector`] over one SIMD register type and its intrinsics.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    macro_rules! simd_vector {
+        ($name:ident($reg:ty), $lanes:expr, $splat:ident, $load:ident, $store:ident, |$acc:ident, $a:ident, $b:ident| $fma:expr) => {
+            #[derive(Clone, Copy)]
+            pub struct $name($reg);
+
+            impl super::Vector for $name {
+                const LANES: usize = $lanes;
+                #[inline(always)]
+                unsafe fn splat(x: f32) -> Self {
+                    $name(unsafe { $splat(x) })
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const f32) -> Self {
+                    $name(unsafe { $load(p) })
+                }
+                #[inline(always)]
+                unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+                    let ($acc, $a, $b) = (self.0, a.0, b.0);
+                    $name(unsafe { $fma })
+                }
+                #[inline(always)]
+                unsafe fn store(self, p: *mut f32) {
+                    unsafe { $store(p, self.0) }
+                }
+            }
+        };
+    }
+
     #[cfg(target_arch = "x86_64")]
     mod x86 {
         use std::arch::x86_64::*;
 
-        #[derive(Clone, Copy)]
-        pub struct Avx512(__m512);
-
-        impl super::Vector for Avx512 {
-            const LANES: usize = 16;
-            #[inline(always)]
-            unsafe fn splat(x: f32) -> Self {
-                Avx512(_mm512_set1_ps(x))
-            }
-            #[inline(always)]
-            unsafe fn load(p: *const f32) -> Self {
-                Avx512(unsafe { _mm512_loadu_ps(p) })
-            }
-            #[inline(always)]
-            unsafe fn mul_add(self, a: Self, b: Self) -> Self {
-                Avx512(_mm512_fmadd_ps(a.0, b.0, self.0))
-            }
-            #[inline(always)]
-            unsafe fn store(self, p: *mut f32) {
-                unsafe { _mm512_storeu_ps(p, self.0) }
-            }
-        }
-
-        #[derive(Clone, Copy)]
-        pub struct Avx2(__m256);
-
-        impl super::Vector for Avx2 {
-            const LANES: usize = 8;
-            #[inline(always)]
-            unsafe fn splat(x: f32) -> Self {
-                Avx2(_mm256_set1_ps(x))
-            }
-            #[inline(always)]
-            unsafe fn load(p: *const f32) -> Self {
-                Avx2(unsafe { _mm256_loadu_ps(p) })
-            }
-            #[inline(always)]
-            unsafe fn mul_add(self, a: Self, b: Self) -> Self {
-                Avx2(_mm256_fmadd_ps(a.0, b.0, self.0))
-            }
-            #[inline(always)]
-            unsafe fn store(self, p: *mut f32) {
-                unsafe { _mm256_storeu_ps(p, self.0) }
-            }
-        }
+        simd_vector!(Avx512(__m512), 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, |acc, a, b| {
+            _mm512_fmadd_ps(a, b, acc)
+        });
+        simd_vector!(Avx2(__m256), 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, |acc, a, b| {
+            _mm256_fmadd_ps(a, b, acc)
+        });
     }
     #[cfg(target_arch = "x86_64")]
     pub use x86::{Avx2, Avx512};
@@ -489,28 +480,7 @@ mod simd {
     mod arm {
         use std::arch::aarch64::*;
 
-        #[derive(Clone, Copy)]
-        pub struct Neon(float32x4_t);
-
-        impl super::Vector for Neon {
-            const LANES: usize = 4;
-            #[inline(always)]
-            unsafe fn splat(x: f32) -> Self {
-                Neon(vdupq_n_f32(x))
-            }
-            #[inline(always)]
-            unsafe fn load(p: *const f32) -> Self {
-                Neon(unsafe { vld1q_f32(p) })
-            }
-            #[inline(always)]
-            unsafe fn mul_add(self, a: Self, b: Self) -> Self {
-                Neon(vfmaq_f32(self.0, a.0, b.0))
-            }
-            #[inline(always)]
-            unsafe fn store(self, p: *mut f32) {
-                unsafe { vst1q_f32(p, self.0) }
-            }
-        }
+        simd_vector!(Neon(float32x4_t), 4, vdupq_n_f32, vld1q_f32, vst1q_f32, |acc, a, b| vfmaq_f32(acc, a, b));
     }
     #[cfg(target_arch = "aarch64")]
     pub use arm::Neon;

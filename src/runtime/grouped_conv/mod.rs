@@ -119,7 +119,9 @@ impl EvalOp for GroupedConv {
             x.len(),
             g.input_len()
         );
-        let mut output = Tensor::zero::<f32>(&self.output_shape())?;
+        // SAFETY: `convolve_groups` writes every output value (each group's
+        // chunk whole); nothing reads the tensor before.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape())? };
         let group_len = g.out_per_group() * g.output[0] * g.output[1];
         let mut out_view = output.try_as_plain_ram_mut()?;
         par_chunks_mut(out_view.as_slice_mut::<f32>()?, group_len, g.macs(), |first, chunk| {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::{FrameSource, Read, SourceStats};
-use crate::runtime::frame::Frame;
+use crate::runtime::frame::{load_image, Frame};
 
 pub struct DirSource {
     files: Vec<PathBuf>,
@@ -46,7 +46,7 @@ impl FrameSource for DirSource {
             return Ok(Read::End);
         };
         self.next += 1;
-        match load_rgb(path, frame) {
+        match load_image(path, frame) {
             Ok(()) => {
                 frame.sequence = self.next as u64 - 1;
                 self.stats.delivered += 1;
@@ -64,31 +64,6 @@ impl FrameSource for DirSource {
     }
 }
 
-/// Decodes an image file into `frame` (RGB8). A JPEG without its
-/// end-of-image marker is refused: the decoder would fill what is missing
-/// with grey and call it a frame.
-pub fn load_rgb(path: &Path, frame: &mut Frame) -> Result<()> {
-    let bytes = fs::read(path)?;
-    if bytes.starts_with(&[0xFF, 0xD8]) && !has_jpeg_end(&bytes) {
-        bail!("truncated JPEG ({} bytes, no end-of-image marker)", bytes.len());
-    }
-    let img = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format()?.decode()?;
-    if img.width() == 0 || img.height() == 0 {
-        bail!("zero-size image");
-    }
-    let rgb = img.into_rgb8();
-    frame.resize(rgb.width(), rgb.height());
-    frame.rgb.copy_from_slice(rgb.as_raw());
-    Ok(())
-}
-
-/// Whether a JPEG ends with its end-of-image marker (FF D9), allowing for
-/// trailing padding some writers add. Inside entropy-coded data FF is
-/// always followed by 00 or a restart marker, so a cut stream has none there.
-fn has_jpeg_end(bytes: &[u8]) -> bool {
-    bytes[bytes.len().saturating_sub(4096)..].windows(2).any(|w| w == [0xFF, 0xD9])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,14 +72,14 @@ mod tests {
     fn a_truncated_jpeg_is_lost_not_a_grey_frame() {
         let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pose2sim-cam03/000000.jpg");
         let bytes = fs::read(&real).unwrap();
-        let dir = std::env::temp_dir().join(format!("vipnas-truncated-jpeg-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         fs::write(dir.join("0.jpg"), &bytes).unwrap();
         fs::write(dir.join("1.jpg"), &bytes[..bytes.len() / 20]).unwrap();
         let mut padded = bytes.clone();
         padded.extend_from_slice(&[0; 100]);
         fs::write(dir.join("2.jpg"), &padded).unwrap();
-        let mut src = DirSource::open(&dir).unwrap();
+        let mut src = DirSource::open(dir).unwrap();
         let mut frame = Frame::default();
         assert_eq!(src.read(&mut frame).unwrap(), Read::Frame);
         match src.read(&mut frame).unwrap() {
@@ -113,6 +88,5 @@ mod tests {
         }
         assert_eq!(src.read(&mut frame).unwrap(), Read::Frame, "zero padding after the end marker is fine");
         assert_eq!((src.stats().delivered, src.stats().lost), (2, 1));
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

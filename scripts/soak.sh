@@ -21,7 +21,7 @@ start=$(date +%s)
 : >"$out/rss.txt"
 while kill -0 "$pid" 2>/dev/null; do
   # lines written so far (= frames done), resident kB
-  done_frames=$(wc -l <"$out/poses.jsonl" 2>/dev/null || echo 0)
+  done_frames=$( { wc -l <"$out/poses.jsonl"; } 2>/dev/null || echo 0)
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
   [[ -n "$rss" ]] && echo "$done_frames $rss" >>"$out/rss.txt"
   sleep 2
@@ -34,7 +34,7 @@ read -r warm_rss end_rss < <(awk -v n="$frames" '$1 >= n / 10 && !w {w = $2} {e 
 # Latency quantiles of the first and last tenth (latency_ms of poses.jsonl).
 quantiles() {
   grep -o '"latency_ms":[0-9.]*' "$out/poses.jsonl" | cut -d: -f2 | awk -v from="$1" -v to="$2" 'NR > from && NR <= to' |
-    sort -g | awk '{v[NR] = $1} END {printf "%.2f %.2f", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1]}'
+    sort -g | awk '{v[NR] = $1} END {printf "%.2f %.2f\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1]}'
 }
 tenth=$(( frames / 10 ))
 read -r p50a p99a < <(quantiles 0 "$tenth")

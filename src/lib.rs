@@ -1,7 +1,8 @@
 //! vipnas: real-time video pose estimation on edge boards.
 //!
 //! `arch` holds the search spaces, subnets and their graphs; `onnx` writes
-//! them as ONNX; `bundle` is the model-bundle format the runtime loads.
+//! them as ONNX; `bundle` is the model-bundle format the runtime loads;
+//! `search` (host) picks the subnet for a board's latency budget.
 
 pub mod arch;
 pub mod board;
@@ -12,5 +13,7 @@ pub mod fuzzing;
 pub mod host;
 pub mod onnx;
 pub mod runtime;
+#[cfg(feature = "host")]
+pub mod search;
 pub mod shutdown;
 pub mod timestamp;

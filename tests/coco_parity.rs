@@ -79,6 +79,7 @@ fn person(rng: &mut Rng, id: u64, image_id: u64, bbox: [f64; 4], visible: usize)
         }
     }
     CocoAnnotation {
+        keypoint_weights: None,
         id,
         image_id,
         category_id: 1,

@@ -231,3 +231,98 @@ fn a_teacher_labels_unlabelled_frames_into_the_training_set() {
     let o = common::vipnas_command().args(small_run(&dir.join("x"), &["--teacher", teacher])).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--unlabelled <DIR>"));
 }
+
+#[test]
+fn a_teacher_fills_the_keypoints_a_set_lacks_and_weighs_them_by_its_score() {
+    let dir = common::scratch("train-fill");
+    // The clip's human labels without the five face points (as LSPet has them).
+    let mut lacking = CocoDataset::load(Path::new(&format!("{CLIP}.json"))).unwrap();
+    let human = lacking.clone();
+    for a in &mut lacking.annotations {
+        a.keypoints[..15].iter_mut().for_each(|v| *v = 0.0);
+    }
+    let input = dir.join("lacking.json");
+    std::fs::write(&input, serde_json::to_vec(&lacking).unwrap()).unwrap();
+    let out = dir.join("filled.json");
+    let teacher = concat!(env!("CARGO_MANIFEST_DIR"), "/models/movenet-lightning");
+    let o =
+        ok(vipnas(&["data", "fill", "--teacher", teacher, "--coco", s(&input), "--images", CLIP, "--out", s(&out)]));
+    println!("{o}");
+    let filled = CocoDataset::load(&out).unwrap();
+    let (mut faces, mut both, mut close) = (0, 0, 0);
+    for (f, (h, l)) in filled.annotations.iter().zip(human.annotations.iter().zip(&lacking.annotations)) {
+        let w = f.keypoint_weights.as_ref().expect("weights written");
+        assert_eq!(&f.keypoints[15..], &l.keypoints[15..], "labelled keypoints stay");
+        assert!(w[5..].iter().zip(l.keypoints[15..].chunks(3)).all(|(w, k)| (*w == 1.0) == (k[2] > 0.0)));
+        let size = h.bbox[2].max(h.bbox[3]);
+        for k in 0..5 {
+            let (fk, hk) = (&f.keypoints[3 * k..3 * k + 3], &h.keypoints[3 * k..3 * k + 3]);
+            if fk[2] > 0.0 {
+                assert!((0.4..=1.0).contains(&w[k]), "a filled keypoint weighs its score: {}", w[k]);
+                faces += 1;
+                if hk[2] > 0.0 {
+                    both += 1;
+                    close += ((fk[0] - hk[0]).hypot(fk[1] - hk[1]) < 0.1 * size) as usize;
+                }
+            } else {
+                assert_eq!(w[k], 0.0);
+            }
+        }
+    }
+    // (Some filled points are ones the human labels lack too: the far eye and ear of a side view.)
+    println!("filled {faces} face points; of the {both} the human labels have, {close} within 0.1 of the box");
+    assert!(faces >= 150, "most of the 250 face points of a clear runner are filled");
+    assert!(both >= 100 && close as f64 >= 0.95 * both as f64);
+    assert!(o.contains(&format!("{faces} keypoints filled")), "{o}");
+    // A bad weight in the extension field is refused by item.
+    let mut bad = filled.clone();
+    bad.annotations[3].keypoint_weights.as_mut().unwrap()[0] = 1.5;
+    std::fs::write(&input, serde_json::to_vec(&bad).unwrap()).unwrap();
+    fails_with(
+        vipnas(&["data", "fill", "--teacher", teacher, "--coco", s(&input), "--images", CLIP, "--out", s(&out)]),
+        &format!("annotations[3] (id {}): `keypoint_weights` must be 17 values in [0, 1]", bad.annotations[3].id),
+    );
+}
+
+/// A `.vnw` weights file with the given tensors (as `scripts/init-weights.py` writes).
+fn weights_file(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+    let header = serde_json::json!({
+        "format_version": 1, "space": "mbv3", "source": "a test", "licence": "none",
+        "tensors": tensors.iter().map(|(n, s, _)| serde_json::json!({"name": n, "shape": s})).collect::<Vec<_>>(),
+    });
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut b = b"VIPNAS-WEIGHTS\n".to_vec();
+    b.extend((json.len() as u64).to_le_bytes());
+    b.extend(json);
+    tensors.iter().flat_map(|(_, _, v)| v).for_each(|v| b.extend(v.to_le_bytes()));
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn initial_weights_go_into_the_supernet_and_a_bad_file_is_refused() {
+    let dir = common::scratch("train-init");
+    let init = dir.join("init.vnw");
+    // A 3x3 stem for the 16-channel stem, and a 3x3 depthwise filter set inside stage 2's 7x7 grouped conv.
+    let stem: Vec<f32> = (0..16 * 27).map(|i| (i as f32 * 0.37).sin()).collect();
+    let dw: Vec<f32> = (0..144 * 9).map(|i| (i as f32 * 0.11).cos()).collect();
+    weights_file(
+        &init,
+        &[
+            ("stem.conv.weight", vec![16, 3, 3, 3], stem.clone()),
+            ("stage2.block0.dw.weight", vec![144, 1, 3, 3], dw.clone()),
+        ],
+    );
+    let out = dir.join("run");
+    ok(common::vipnas_command().args(small_run(&out, &["--init", s(&init), "--stop-after", "0"])).output().unwrap());
+    let c = Checkpoint::load(&out.join("checkpoint.vnck")).unwrap();
+    assert_eq!(c.header.config.init.as_deref(), Some(init.canonicalize().unwrap().as_path()));
+    assert_eq!(c.weights.tensors["stem.conv.weight"].data, stem);
+    let big = &c.weights.tensors["stage2.block0.dw.weight"];
+    assert_eq!(big.shape, vec![144, 16, 7, 7]);
+    assert_eq!(big.elastic_slice(&[144, 1, 3, 3]).unwrap().data, dw);
+    assert_eq!(big.data.iter().filter(|v| **v != 0.0).count(), dw.iter().filter(|v| **v != 0.0).count());
+    // A tensor the supernet lacks: refused before training, naming file and tensor.
+    weights_file(&init, &[("stage9.block0.dw.weight", vec![1], vec![1.0])]);
+    let o = common::vipnas_command().args(small_run(&dir.join("bad"), &["--init", s(&init)])).output().unwrap();
+    fails_with(o, "the mbv3 supernet has no tensor `stage9.block0.dw.weight`");
+}

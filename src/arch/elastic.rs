@@ -43,28 +43,45 @@ pub fn slice_offsets(big: &[usize], small: &[usize]) -> Result<Vec<usize>> {
 impl Tensor {
     /// The slice of this supernet tensor that a subnet tensor of `shape` uses.
     pub fn elastic_slice(&self, shape: &[usize]) -> Result<Tensor> {
-        let offsets = slice_offsets(&self.shape, shape)?;
-        let rank = shape.len();
-        let mut strides = vec![1usize; rank];
-        for d in (0..rank.saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * self.shape[d + 1];
-        }
-        let len: usize = shape.iter().product();
-        let mut data = Vec::with_capacity(len);
-        let mut idx = vec![0usize; rank];
-        for _ in 0..len {
-            let at: usize = (0..rank).map(|d| (idx[d] + offsets[d]) * strides[d]).sum();
-            data.push(self.data[at]);
-            for d in (0..rank).rev() {
-                idx[d] += 1;
-                if idx[d] < shape[d] {
-                    break;
-                }
-                idx[d] = 0;
-            }
-        }
-        Ok(Tensor::new(shape.to_vec(), data))
+        let at = slice_positions(&self.shape, shape)?;
+        Ok(Tensor::new(shape.to_vec(), at.map(|i| self.data[i]).collect()))
     }
+
+    /// The supernet tensor of shape `big` whose [`Tensor::elastic_slice`] of
+    /// this tensor's shape is this tensor, and which is zero elsewhere (a
+    /// pretrained kernel inside a larger elastic one, see `train --init`).
+    pub fn elastic_embed(&self, big: &[usize]) -> Result<Tensor> {
+        let mut data = vec![0f32; big.iter().product()];
+        for (i, v) in slice_positions(big, &self.shape)?.zip(&self.data) {
+            data[i] = *v;
+        }
+        Ok(Tensor::new(big.to_vec(), data))
+    }
+}
+
+/// Row-major positions in a tensor of shape `big` of the elements of its
+/// slice of shape `small`, in the slice's row-major order.
+fn slice_positions(big: &[usize], small: &[usize]) -> Result<impl Iterator<Item = usize>> {
+    let offsets = slice_offsets(big, small)?;
+    let rank = small.len();
+    let mut strides = vec![1usize; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * big[d + 1];
+    }
+    let small = small.to_vec();
+    let len: usize = small.iter().product();
+    let mut idx = vec![0usize; rank];
+    Ok((0..len).map(move |_| {
+        let at: usize = (0..rank).map(|d| (idx[d] + offsets[d]) * strides[d]).sum();
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            if idx[d] < small[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+        at
+    }))
 }
 
 impl Weights {
@@ -213,6 +230,18 @@ mod tests {
         let b = Tensor::new(vec![4], vec![1.0, 2.0, 3.0, 4.0]);
         assert_eq!(b.elastic_slice(&[2]).unwrap().data, vec![1.0, 2.0]);
         let e = t.elastic_slice(&[3, 1, 3, 3]).unwrap_err().to_string();
+        assert_eq!(e, "dim 0: 3 exceeds the supernet's 2");
+    }
+
+    #[test]
+    fn an_embedded_tensor_is_its_own_slice_and_zero_around_it() {
+        let k3 = Tensor::new(vec![2, 1, 3, 3], (1..=18).map(|v| v as f32).collect());
+        let k5 = k3.elastic_embed(&[3, 2, 5, 5]).unwrap();
+        assert_eq!(k5.elastic_slice(&[2, 1, 3, 3]).unwrap(), k3);
+        assert_eq!(k5.data.iter().filter(|v| **v != 0.0).count(), 18);
+        assert_eq!(k5.data[0], 0.0, "filter 0, channel 0: the ring is zero");
+        assert_eq!(k5.data[5 + 1], 1.0, "the 3x3 sits centred");
+        let e = k5.elastic_embed(&[2, 1, 3, 3]).unwrap_err().to_string();
         assert_eq!(e, "dim 0: 3 exceeds the supernet's 2");
     }
 

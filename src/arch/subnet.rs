@@ -188,6 +188,10 @@ pub enum Sample {
     Min,
     /// Uniform per dimension; groups uniform over the valid ones.
     Random(u64),
+    /// Every dimension the same share of the way from its smallest to its
+    /// largest choice (percent, rounded to a choice; groups from the most to
+    /// the fewest; attention on from 50): the uniformly scaled baselines.
+    Scaled(u8),
 }
 
 impl Sample {
@@ -197,7 +201,16 @@ impl Sample {
             Sample::Max => r.max,
             Sample::Min => r.min,
             Sample::Random(_) => rng.pick(&r.choices()),
+            Sample::Scaled(p) => {
+                let c = r.choices();
+                c[Self::share(p, c.len())]
+            }
         }
+    }
+
+    /// The index `percent` of the way along `n` choices.
+    fn share(percent: u8, n: usize) -> usize {
+        ((n.saturating_sub(1)) as f64 * percent.min(100) as f64 / 100.0).round() as usize
     }
 }
 
@@ -237,14 +250,38 @@ impl BlockSpace {
             Sample::Max => groups[0],
             Sample::Min => groups[groups.len() - 1],
             Sample::Random(_) => rng.pick(&groups),
+            Sample::Scaled(p) => groups[groups.len() - 1 - Sample::share(p, groups.len())],
         };
         let attention = self.attention_searchable
             && match how {
                 Sample::Max => true,
                 Sample::Min => false,
                 Sample::Random(_) => rng.below(2) == 1,
+                Sample::Scaled(p) => p >= 50,
             };
         BlockChoice { width, kernel, group, attention, expansion }
+    }
+
+    /// `b` with each dimension redrawn with probability `prob`; the group is
+    /// redrawn too when it no longer divides the channels.
+    fn mutate(&self, b: &BlockChoice, prob: f64, rng: &mut Rng) -> BlockChoice {
+        let mut c = *b;
+        let redraw = |r: &Range, v: &mut u32, rng: &mut Rng| {
+            if rng.uniform() < prob {
+                *v = rng.pick(&r.choices());
+            }
+        };
+        redraw(&self.width, &mut c.width, rng);
+        redraw(&self.expansion, &mut c.expansion, rng);
+        redraw(&self.kernel, &mut c.kernel, rng);
+        if self.attention_searchable && rng.uniform() < prob {
+            c.attention = rng.below(2) == 1;
+        }
+        let groups = self.group.choices(self.grouped_channels(c.width, c.expansion));
+        if rng.uniform() < prob || !groups.contains(&c.group) {
+            c.group = rng.pick(&groups);
+        }
+        c
     }
 }
 
@@ -325,6 +362,53 @@ impl Subnet {
             HeadChoice { width: b.width, group: b.group }
         });
         Subnet { space: space.name, stem, stages, head }
+    }
+
+    /// A mutation for evolutionary search: each choice (the stem's width; per
+    /// stage its depth and per branch width, expansion, kernel, group and
+    /// attention; the head's width and group) redrawn with probability `prob`.
+    /// Valid whenever `self` is (tested).
+    pub fn mutate(&self, space: &SearchSpace, prob: f64, rng: &mut Rng) -> Subnet {
+        let mut out = self.clone();
+        if rng.uniform() < prob {
+            out.stem.width = rng.pick(&space.stem.width.choices());
+        }
+        for (row, stage) in space.stages.iter().zip(&mut out.stages) {
+            if rng.uniform() < prob {
+                stage.depth = rng.pick(&row.depth.choices());
+            }
+            for (b, choice) in row.branches.iter().zip(&mut stage.branches) {
+                *choice = b.mutate(choice, prob, rng);
+            }
+        }
+        if let (Some(row), Some(h)) = (&space.head, &mut out.head) {
+            // The head's row as a block: only width and group are elastic.
+            let b =
+                BlockChoice { width: h.width, kernel: row.kernel.min, group: h.group, attention: false, expansion: 1 };
+            let b = row.mutate(&b, prob, rng);
+            *h = HeadChoice { width: b.width, group: b.group };
+        }
+        out
+    }
+
+    /// A crossover for evolutionary search: the stem, each stage and the head
+    /// taken whole from one of the two parents at random (a stage's choices
+    /// depend on each other through the group rule; stages do not).
+    pub fn crossover(&self, other: &Subnet, rng: &mut Rng) -> Subnet {
+        let mut theirs = || rng.below(2) == 1;
+        let mut out = self.clone();
+        if theirs() {
+            out.stem = other.stem;
+        }
+        for (mine, other) in out.stages.iter_mut().zip(&other.stages) {
+            if theirs() {
+                *mine = other.clone();
+            }
+        }
+        if theirs() {
+            out.head = other.head;
+        }
+        out
     }
 
     /// Parses and validates Subnet JSON; errors name the source and the field.

@@ -191,6 +191,42 @@ fn sampled_subnets_are_valid_and_cover_every_choice() {
 }
 
 #[test]
+fn mutations_crossovers_and_scaled_subnets_stay_valid() {
+    for name in SpaceName::ALL {
+        let space = SearchSpace::get(name);
+        let mut rng = crate::arch::rng::Rng::new(3);
+        let (mut changed, mut mixed) = (0, 0);
+        for seed in 0..200 {
+            let a = Subnet::sample(&space, Sample::Random(seed));
+            let b = Subnet::sample(&space, Sample::Random(seed + 1000));
+            let m = a.mutate(&space, 0.1, &mut rng);
+            m.validate().unwrap_or_else(|e| panic!("{name} mutation of seed {seed}: {e}"));
+            changed += (m != a) as usize;
+            let c = a.crossover(&b, &mut rng);
+            c.validate().unwrap_or_else(|e| panic!("{name} crossover of seed {seed}: {e}"));
+            for (st, (x, y)) in c.stages.iter().zip(a.stages.iter().zip(&b.stages)) {
+                assert!(st == x || st == y, "{name}: a crossover stage comes from a parent");
+            }
+            mixed += (c != a && c != b) as usize;
+            assert_eq!(a.mutate(&space, 0.0, &mut rng), a, "probability 0 changes nothing");
+        }
+        // p = 0.1 over ~30 choices: most mutations change something.
+        assert!(changed >= 100, "{name}: {changed} of 200 mutations changed the subnet");
+        assert!(mixed > 150, "{name}: {mixed} of 200 crossovers mix both parents");
+        assert_eq!(Subnet::sample(&space, Sample::Scaled(100)), Subnet::sample(&space, Sample::Max));
+        assert_eq!(Subnet::sample(&space, Sample::Scaled(0)), Subnet::sample(&space, Sample::Min));
+        let flops = |p| Subnet::sample(&space, Sample::Scaled(p)).network(InputSize::DEFAULT).unwrap().cost().flops;
+        for p in [25, 50, 75] {
+            Subnet::sample(&space, Sample::Scaled(p)).validate().unwrap();
+        }
+        assert!(
+            flops(0) < flops(25) && flops(25) < flops(50) && flops(50) < flops(75) && flops(75) < flops(100),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn validation_errors_name_stage_and_field() {
     let space = SearchSpace::get(SpaceName::Mbv3);
     let mut s = Subnet::sample(&space, Sample::Max);

@@ -93,3 +93,56 @@ pub fn run_openpose(a: OpenPoseArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// Fill the keypoints a COCO file lacks (LSPet has no face points) from a
+/// teacher run on each person's box: confident ones become labels whose
+/// training weight is the teacher's score; labelled keypoints stay.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  vipnas data fill --teacher data/models/movenet-thunder --coco lspet/person_keypoints_lspet.json --images lspet --out lspet/filled.json"
+)]
+pub struct FillArgs {
+    /// Teacher model (bundle or bare ONNX, e.g. MoveNet Thunder).
+    #[arg(long)]
+    teacher: PathBuf,
+    /// COCO person-keypoints file with boxes.
+    #[arg(long, value_name = "ANN.json")]
+    coco: PathBuf,
+    /// Directory the file's `file_name`s are relative to.
+    #[arg(long, value_name = "DIR")]
+    images: PathBuf,
+    /// Keypoints with a teacher score at least this are filled.
+    #[arg(long, default_value_t = 0.4)]
+    min_score: f32,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// The filled COCO file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run_fill(a: FillArgs) -> Result<()> {
+    anyhow::ensure!((0.0..=1.0).contains(&a.min_score), "--min-score must be in [0, 1]");
+    let coco = CocoDataset::load(&a.coco)?;
+    let mut model = vipnas::runtime::PoseModel::load(&a.teacher, a.threads)?;
+    let bar = indicatif::ProgressBar::new(coco.annotations.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} people | ETA {eta}").expect("valid template"),
+    );
+    let (filled, stats) =
+        vipnas::host::label::fill(&mut model, &coco, &a.images, a.min_score, |i| bar.set_position(i as u64))
+            .map_err(|e| e.context(format!("filling {}", a.coco.display())))?;
+    bar.finish_and_clear();
+    vipnas::bundle::write_atomic(&a.out, &serde_json::to_vec(&filled)?)?;
+    outln!(
+        "wrote {}: {} people, {} keypoints filled by the teacher; on the {} labelled keypoints it agrees with {} ({:.1} %) within 0.1 of the box; {} images unreadable",
+        a.out.display(),
+        stats.annotations,
+        stats.filled,
+        stats.labelled,
+        stats.agreeing,
+        100.0 * stats.agreeing as f64 / stats.labelled.max(1) as f64,
+        stats.unreadable.len()
+    );
+    Ok(())
+}

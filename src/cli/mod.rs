@@ -25,6 +25,8 @@ mod export;
 mod label;
 mod profile;
 mod run;
+#[cfg(feature = "host")]
+mod search;
 mod space;
 mod subnet_args;
 #[cfg(feature = "host")]
@@ -69,6 +71,8 @@ enum Command {
     Label(label::LabelArgs),
     #[cfg(feature = "host")]
     Train(train::TrainArgs),
+    #[cfg(feature = "host")]
+    Search(search::SearchArgs),
 }
 
 #[cfg(feature = "host")]
@@ -76,6 +80,7 @@ enum Command {
 enum DataCommand {
     Merge(data::DataArgs),
     Openpose(data::OpenPoseArgs),
+    Fill(data::FillArgs),
 }
 
 /// Parses arguments, runs the command, prints errors as one line.
@@ -105,9 +110,13 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "host")]
         Command::Data(DataCommand::Openpose(a)) => data::run_openpose(a),
         #[cfg(feature = "host")]
+        Command::Data(DataCommand::Fill(a)) => data::run_fill(a),
+        #[cfg(feature = "host")]
         Command::Label(a) => label::run(a),
         #[cfg(feature = "host")]
         Command::Train(a) => train::run(a),
+        #[cfg(feature = "host")]
+        Command::Search(a) => search::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -120,26 +120,7 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
         }
         None => (a.pick.resolve()?, a.pick.input()),
     };
-    let path = a.table.clone().unwrap_or_else(|| board.latency_table_path());
-    if !path.exists() {
-        anyhow::bail!(
-            "{}: no latency table for board {}: measure one on the board with `vipnas profile --board {}` (tables are never estimated silently)",
-            path.display(),
-            board.name,
-            board.name
-        );
-    }
-    let table = LatencyTable::load(&path)?;
-    table.check_compatible(&path, &board.name, board.threads)?;
-    if !table.measured {
-        eprintln!(
-            "WARNING: {} is an ESTIMATE, not measured on {} ({}): do not trust these numbers; run `vipnas profile --board {}` on the board",
-            path.display(),
-            board.name,
-            table.method.as_deref().unwrap_or("method unknown"),
-            board.name
-        );
-    }
+    let (path, table) = board_table(&board, a.table.as_deref())?;
     let net = subnet.network(input)?;
     // A table that lacks some blocks stops the prediction, not the measurement.
     let prediction = table.predict(&net, subnet.space);
@@ -155,4 +136,30 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
         }
     }
     prediction.map(|_| ()).with_context(|| format!("{}: no prediction", path.display()))
+}
+
+/// The board's latency table (or `table`), checked against the board; an
+/// estimated table is warned about loudly.
+pub fn board_table(board: &BoardProfile, table: Option<&std::path::Path>) -> Result<(PathBuf, LatencyTable)> {
+    let path = table.map_or_else(|| board.latency_table_path(), |p| p.to_path_buf());
+    if !path.exists() {
+        anyhow::bail!(
+            "{}: no latency table for board {}: measure one on the board with `vipnas profile --board {}` (tables are never estimated silently)",
+            path.display(),
+            board.name,
+            board.name
+        );
+    }
+    let t = LatencyTable::load(&path)?;
+    t.check_compatible(&path, &board.name, board.threads)?;
+    if !t.measured {
+        eprintln!(
+            "WARNING: {} is an ESTIMATE, not measured on {} ({}): do not trust these numbers; run `vipnas profile --board {}` on the board",
+            path.display(),
+            board.name,
+            t.method.as_deref().unwrap_or("method unknown"),
+            board.name
+        );
+    }
+    Ok((path, t))
 }

@@ -72,6 +72,10 @@ pub struct TrainArgs {
     /// Train on `cpu` (burn Flex) or `cuda[:N]` (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: TrainDevice,
+    /// Pretrained initial weights (a `.vnw` file, e.g. from scripts/init-weights.py:
+    /// EfficientNet-Lite0's ImageNet weights); the tensors it lacks start random.
+    #[arg(long, value_name = "FILE")]
+    init: Option<PathBuf>,
     /// Stop after N steps of this call; run the command again to continue.
     #[arg(long, value_name = "N")]
     stop_after: Option<u64>,
@@ -90,6 +94,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     config.augment = !a.no_augment;
     config.teacher = a.teacher.as_ref().map(abs).transpose()?;
     config.unlabelled = a.unlabelled.iter().map(abs).collect::<Result<_>>()?;
+    config.init = a.init.as_ref().map(abs).transpose()?;
     if a.steps.is_none() {
         anyhow::ensure!(a.epochs > 0.0, "--epochs must be positive");
         std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;

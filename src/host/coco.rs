@@ -38,6 +38,11 @@ pub struct CocoAnnotation {
     /// Marks the tracked subject where a frame shows several people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_primary: Option<u8>,
+    /// Our extension (COCO tools ignore it): a training weight in [0, 1] per
+    /// keypoint, e.g. the teacher's confidence where `vipnas data fill` added
+    /// the keypoint; absent, every labelled keypoint weighs 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keypoint_weights: Option<Vec<f64>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,6 +124,11 @@ impl CocoDataset {
             }
             if a.keypoints.iter().chain(&a.bbox).any(|v| !v.is_finite()) {
                 bail!("{item}: non-finite keypoint or bbox value");
+            }
+            if let Some(w) = &a.keypoint_weights {
+                if w.len() != KEYPOINTS || w.iter().any(|v| !(0.0..=1.0).contains(v)) {
+                    bail!("{item}: `keypoint_weights` must be {KEYPOINTS} values in [0, 1]");
+                }
             }
             if !ids.contains(&a.image_id) {
                 bail!("{item}: image_id {} is not in `images`", a.image_id);

@@ -39,6 +39,8 @@ pub struct TrainSample {
     pub bbox: [f32; 4],
     /// `(x, y, v)` in image pixels (continuous: pixel i covers [i, i+1)); v = 0: unlabelled.
     pub keypoints: [[f32; 3]; KEYPOINTS],
+    /// Training weight per keypoint (the annotation's `keypoint_weights`, else 1).
+    pub weights: [f32; KEYPOINTS],
     /// `ANN.json annotations[i] (id N)`, for error messages.
     pub item: String,
 }
@@ -101,7 +103,11 @@ impl TrainSet {
                 *kp = if v[2] > 0.0 { [v[0] as f32 + 0.5, v[1] as f32 + 0.5, v[2] as f32] } else { [0.0; 3] };
             }
             let b = a.bbox.map(|v| v as f32);
-            samples.push(TrainSample { image, bbox: b, keypoints, item });
+            let mut weights = [1f32; KEYPOINTS];
+            if let Some(w) = &a.keypoint_weights {
+                weights.iter_mut().zip(w).for_each(|(d, s)| *d = *s as f32);
+            }
+            samples.push(TrainSample { image, bbox: b, keypoints, weights, item });
         }
         let set = TrainSet { samples, skipped };
         set.check_skips(ann)?;
@@ -183,7 +189,7 @@ pub fn prepare(
     }
     crop_into(frame, &affine, spec, x);
     let inv = affine.inverse();
-    let mut kps = s.keypoints;
+    let (mut kps, mut kw) = (s.keypoints, s.weights);
     for kp in kps.iter_mut().filter(|k| k[2] > 0.0) {
         let (u, v) = inv.apply(kp[0], kp[1]);
         *kp = [u, v, kp[2]];
@@ -191,9 +197,10 @@ pub fn prepare(
     if flip {
         for (l, r) in FLIP_PAIRS {
             kps.swap(l as usize, r as usize);
+            kw.swap(l as usize, r as usize);
         }
     }
-    encode(&kps, input, SIGMA, &[1.0; KEYPOINTS], heatmaps, weights);
+    encode(&kps, input, SIGMA, &kw, heatmaps, weights);
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 
 use super::coco::{CocoAnnotation, CocoCategory, CocoDataset, CocoImage};
+use crate::coco::KEYPOINTS;
 use crate::runtime::frame::load_image;
 use crate::runtime::preprocess::Roi;
 use crate::runtime::run::track_step;
@@ -81,6 +82,7 @@ fn annotation(id: u64, image: &CocoImage, pose: &Pose, opts: &LabelOptions) -> O
     let (bx1, by1) = ((x1 + 0.1 * w).min(image.width as f64 - 1.0), (y1 + 0.1 * h).min(image.height as f64 - 1.0));
     let bbox = [bx0, by0, (bx1 - bx0).max(1.0), (by1 - by0).max(1.0)];
     Some(CocoAnnotation {
+        keypoint_weights: None,
         id,
         image_id: image.id,
         category_id: 1,
@@ -150,6 +152,94 @@ pub fn label(mut model: PoseModel, dir: &Path, opts: &LabelOptions) -> Result<(C
     };
     dataset.check()?;
     Ok((dataset, stats))
+}
+
+/// Counts of [`fill`], for the report.
+#[derive(Clone, Debug, Default)]
+pub struct FillStats {
+    pub annotations: usize,
+    /// Keypoints the teacher added (confident, unlabelled before).
+    pub filled: usize,
+    /// Labelled keypoints, and those the teacher put within 0.1 of the box's
+    /// longer side of the label (how far the teacher agrees with the labels).
+    pub labelled: usize,
+    pub agreeing: usize,
+    /// Images that could not be read (`file: why`); their annotations are kept as they were.
+    pub unreadable: Vec<String>,
+}
+
+/// Over this share of unreadable images, [`fill`] stops.
+const UNREADABLE_CAP: f64 = 0.05;
+
+/// Fills the unlabelled keypoints of every person of `coco` from the teacher:
+/// each person's box is cropped (padded 1.25) and the teacher's keypoints with
+/// score ≥ `min_score` become labels (visibility 2) whose training weight is
+/// the score (`keypoint_weights`). Labelled keypoints stay as they are, weight 1.
+pub fn fill(
+    model: &mut PoseModel,
+    coco: &CocoDataset,
+    images: &Path,
+    min_score: f32,
+    mut progress: impl FnMut(usize),
+) -> Result<(CocoDataset, FillStats)> {
+    let mut out = coco.clone();
+    let mut stats = FillStats { annotations: out.annotations.len(), ..FillStats::default() };
+    let by_id: std::collections::HashMap<u64, &CocoImage> = coco.images.iter().map(|im| (im.id, im)).collect();
+    let mut order: Vec<usize> = (0..out.annotations.len()).collect();
+    order.sort_by_key(|&i| out.annotations[i].image_id);
+    let aspect = model.aspect();
+    let (mut frame, mut pose, mut loaded) = (Frame::default(), Pose::default(), None);
+    for (done, i) in order.into_iter().enumerate() {
+        progress(done);
+        let a = &mut out.annotations[i];
+        let image = by_id[&a.image_id];
+        if loaded != Some(image.id) {
+            let path = images.join(&image.file_name);
+            if let Err(e) = load_image(&path, &mut frame) {
+                stats.unreadable.push(format!("{}: {e:#}", path.display()));
+                let cap = (UNREADABLE_CAP * coco.images.len() as f64).max(1.0);
+                if stats.unreadable.len() as f64 > cap {
+                    bail!(
+                        "{} of {} images unreadable, e.g. {}",
+                        stats.unreadable.len(),
+                        coco.images.len(),
+                        stats.unreadable[0]
+                    );
+                }
+                continue;
+            }
+            loaded = Some(image.id);
+        }
+        let [x, y, w, h] = a.bbox.map(|v| v as f32);
+        model.estimate(&frame, &Roi::from_box(x, y, w, h, aspect, 1.25), &mut pose)?;
+        let size = w.max(h) as f64;
+        let mut weights = a.keypoint_weights.clone().unwrap_or_else(|| vec![1.0; KEYPOINTS]);
+        for (k, (kp, t)) in a.keypoints.chunks_mut(3).zip(&pose.keypoints).enumerate() {
+            let (tx, ty) = (t[0] as f64 - 0.5, t[1] as f64 - 0.5);
+            if kp[2] > 0.0 {
+                stats.labelled += 1;
+                if t[2] >= min_score && (tx - kp[0]).hypot(ty - kp[1]) <= 0.1 * size {
+                    stats.agreeing += 1;
+                }
+                continue;
+            }
+            let inside = tx >= 0.0 && ty >= 0.0 && tx < image.width as f64 && ty < image.height as f64;
+            if t[2] >= min_score && inside {
+                kp.copy_from_slice(&[tx, ty, 2.0]);
+                weights[k] = (t[2] as f64).min(1.0);
+                stats.filled += 1;
+            } else {
+                weights[k] = 0.0;
+            }
+        }
+        a.num_keypoints = a.keypoints.chunks(3).filter(|k| k[2] > 0.0).count() as u32;
+        a.keypoint_weights = Some(weights);
+    }
+    for u in &stats.unreadable {
+        log::warn!("skipped {u}");
+    }
+    out.check()?;
+    Ok((out, stats))
 }
 
 #[cfg(test)]

@@ -107,6 +107,7 @@ pub fn convert(c: &OpenPoseConversion) -> Result<CocoDataset> {
                 .collect();
             let bbox = [bx0, by0, bx1 - bx0, by1 - by0];
             people.push(CocoAnnotation {
+                keypoint_weights: None,
                 id: 0,
                 image_id: id,
                 category_id: 1,

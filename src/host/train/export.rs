@@ -33,6 +33,99 @@ impl Default for Calibration {
     }
 }
 
+/// What a caller adds to an exported bundle's manifest.
+#[derive(Clone, Debug, Default)]
+pub struct BundleNotes {
+    /// Board → latency (predicted or measured), where known.
+    pub latency_ms: std::collections::BTreeMap<String, f64>,
+    /// Appended to the provenance (e.g. the search that picked the subnet).
+    pub provenance: String,
+}
+
+/// A checkpoint's supernet with its calibration images, ready to export any
+/// of its subnets (the search exports hundreds from one).
+pub struct Exporter {
+    ckpt_path: PathBuf,
+    checkpoint: super::checkpoint::Header,
+    sn: Supernet,
+    calib: Vec<Tensor<4>>,
+    calib_coco: PathBuf,
+    /// The supernet's tensors (for provenance), read once.
+    init: Option<super::init::WeightsHeader>,
+}
+
+impl Exporter {
+    /// Loads the checkpoint and prepares `calib`'s images (un-augmented crops).
+    pub fn open(ckpt_path: &Path, calib: &Calibration) -> Result<Exporter> {
+        let c = Checkpoint::load(ckpt_path)?;
+        let config = &c.header.config;
+        let layout = SupernetLayout::of(config.space, config.input)?;
+        c.check_layout(&layout).with_context(|| format!("checkpoint {}", ckpt_path.display()))?;
+        let device = Device::flex();
+        let sn = Supernet::from_weights(layout, &c.weights, &device)?;
+        let (coco, images) = calib.set.clone().unwrap_or((config.coco.clone(), config.images.clone()));
+        let set = Arc::new(TrainSet::load(&coco, &images)?);
+        let spec = InputSpec::for_subnet(config.input);
+        let n_batches = calib.images.div_ceil(config.batch).max(1) as u64;
+        let plan = BatchPlan { samples: set.samples.len(), batch: config.batch, seed: config.seed };
+        let rx = batches::prefetch(set, spec, Augment::NONE, plan, (0, n_batches), 2);
+        let (b, h, w) = (config.batch, config.input.height as usize, config.input.width as usize);
+        let mut xs = Vec::new();
+        for step in 0..n_batches {
+            let hb = batches::next(&rx, step)?;
+            xs.push(Tensor::<4>::from_data(TensorData::new(hb.x, [b, 3, h, w]), &device));
+        }
+        let init = config.init.as_deref().map(super::init::InitWeights::read_header).transpose()?;
+        Ok(Exporter { ckpt_path: ckpt_path.to_path_buf(), checkpoint: c.header, sn, calib: xs, calib_coco: coco, init })
+    }
+
+    /// The run's settings (space, input size, data).
+    pub fn config(&self) -> &super::TrainConfig {
+        &self.checkpoint.config
+    }
+
+    /// Exports `subnet` into bundle `out`: BatchNorm recalibrated, tensors
+    /// sliced; `notes` add what the caller knows to the manifest.
+    pub fn export(&mut self, subnet: &Subnet, out: &Path, name: &str, notes: &BundleNotes) -> Result<PathBuf> {
+        let config = &self.checkpoint.config;
+        anyhow::ensure!(
+            subnet.space == config.space,
+            "checkpoint {} holds the {} supernet; the subnet is of the {} space",
+            self.ckpt_path.display(),
+            config.space,
+            subnet.space
+        );
+        let net = subnet.network(config.input)?;
+        self.sn.check(&net)?;
+        let n = self.sn.recalibrate(&net, self.calib.iter().cloned())?;
+        let weights = self.sn.to_weights()?.slice_for(&net)?;
+        let opts = WriteOptions {
+            doc: subnet.to_string(),
+            graph_name: format!("vipnas-{}", subnet.space),
+            ..Default::default()
+        };
+        let model = write_network(&net, &weights, &opts)?;
+        let mut provenance = format!(
+            "checkpoint {} (step {}/{}, {}), BatchNorm recalibrated on {} images of {}",
+            self.ckpt_path.display(),
+            self.checkpoint.step,
+            config.steps,
+            self.checkpoint.created_by,
+            n * config.batch,
+            self.calib_coco.display()
+        );
+        if let Some(h) = &self.init {
+            provenance += &format!("; supernet initialised from {} ({})", h.source, h.licence);
+        }
+        if !notes.provenance.is_empty() {
+            provenance += &format!("; {}", notes.provenance);
+        }
+        let mut manifest = Manifest::for_subnet(name, subnet, config.input, net.cost(), provenance);
+        manifest.latency_ms = notes.latency_ms.clone();
+        write_bundle(out, &manifest, &[(SPATIAL_ONNX, to_bytes(&model))])
+    }
+}
+
 /// Exports `subnet` from the checkpoint at `ckpt_path` into bundle `out`.
 pub fn export_subnet(
     ckpt_path: &Path,
@@ -41,47 +134,5 @@ pub fn export_subnet(
     out: &Path,
     name: &str,
 ) -> Result<PathBuf> {
-    let c = Checkpoint::load(ckpt_path)?;
-    let config = &c.header.config;
-    anyhow::ensure!(
-        subnet.space == config.space,
-        "checkpoint {} holds the {} supernet; the subnet is of the {} space",
-        ckpt_path.display(),
-        config.space,
-        subnet.space
-    );
-    let layout = SupernetLayout::of(config.space, config.input)?;
-    c.check_layout(&layout).with_context(|| format!("checkpoint {}", ckpt_path.display()))?;
-    let device = Device::flex();
-    let mut sn = Supernet::from_weights(layout, &c.weights, &device)?;
-    let net = subnet.network(config.input)?;
-    sn.check(&net)?;
-    let (coco, images) = calib.set.clone().unwrap_or((config.coco.clone(), config.images.clone()));
-    let set = Arc::new(TrainSet::load(&coco, &images)?);
-    let spec = InputSpec::for_subnet(config.input);
-    let n_batches = calib.images.div_ceil(config.batch).max(1) as u64;
-    let plan = BatchPlan { samples: set.samples.len(), batch: config.batch, seed: config.seed };
-    let rx = batches::prefetch(set, spec.clone(), Augment::NONE, plan, (0, n_batches), 2);
-    let (b, h, w) = (config.batch, config.input.height as usize, config.input.width as usize);
-    let mut xs = Vec::new();
-    for step in 0..n_batches {
-        let hb = batches::next(&rx, step)?;
-        xs.push(Tensor::<4>::from_data(TensorData::new(hb.x, [b, 3, h, w]), &device));
-    }
-    let n = sn.recalibrate(&net, xs)?;
-    let weights = sn.to_weights()?.slice_for(&net)?;
-    let opts =
-        WriteOptions { doc: subnet.to_string(), graph_name: format!("vipnas-{}", subnet.space), ..Default::default() };
-    let model = write_network(&net, &weights, &opts)?;
-    let provenance = format!(
-        "checkpoint {} (step {}/{}, {}), BatchNorm recalibrated on {} images of {}",
-        ckpt_path.display(),
-        c.header.step,
-        config.steps,
-        c.header.created_by,
-        n * b,
-        coco.display()
-    );
-    let manifest = Manifest::for_subnet(name, subnet, config.input, net.cost(), provenance);
-    write_bundle(out, &manifest, &[(SPATIAL_ONNX, to_bytes(&model))])
+    Exporter::open(ckpt_path, calib)?.export(subnet, out, name, &BundleNotes::default())
 }

@@ -14,6 +14,7 @@ pub mod batches;
 pub mod checkpoint;
 pub mod device;
 pub mod export;
+pub mod init;
 pub mod losses;
 pub mod optim;
 pub mod teacher;
@@ -71,6 +72,9 @@ pub struct TrainConfig {
     pub teacher: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unlabelled: Vec<PathBuf>,
+    /// Pretrained initial weights ([`init`]); the rest is seeded random.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -90,6 +94,7 @@ impl TrainConfig {
             augment: true,
             teacher: None,
             unlabelled: Vec::new(),
+            init: None,
         }
     }
 
@@ -168,7 +173,23 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<Trai
         log::info!("resuming {} at step {}", out.display(), c.header.step);
         (sn, adam, c.header.step, history)
     } else {
-        let sn = Supernet::from_weights(layout.clone(), &layout.training_weights(config.seed), &device)?;
+        let mut weights = layout.training_weights(config.seed);
+        if let Some(path) = &config.init {
+            let init = init::InitWeights::load(path)?;
+            let (tensors, scalars) =
+                init.apply(&layout, &mut weights).with_context(|| format!("weights file {}", path.display()))?;
+            let line = format!(
+                "initial weights: {tensors} tensors ({scalars} values) from {} ({}, {})",
+                path.display(),
+                init.header.source,
+                init.header.licence
+            );
+            log::info!("{line}");
+            if opts.progress {
+                println!("{line}");
+            }
+        }
+        let sn = Supernet::from_weights(layout.clone(), &weights, &device)?;
         let adam = Adam::new(AdamConfig::default(), &sn);
         (sn, adam, 0, Vec::new())
     };

@@ -1,0 +1,226 @@
+//! `vipnas search` (host): the NAS-selected subnet for each latency budget of
+//! a board, by evolution over the space; outputs under `--out`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+
+use super::profile::board_table;
+use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet};
+use vipnas::board::BoardProfile;
+use vipnas::host::train::export::{BundleNotes, Calibration};
+use vipnas::search::ap::ApFitness;
+use vipnas::search::pareto::{plot, Reference};
+use vipnas::search::{front, Candidate, Candidates, EvolutionConfig, Fitness, FlopsFitness, Search};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FitnessArg {
+    /// OKS AP of the subnet with inherited weights on --coco (needs --checkpoint).
+    Ap,
+    /// FLOPs: the largest network within the budget (no checkpoint, no data).
+    Flops,
+}
+
+/// Search the subnet that fits each latency budget of a board: evolution as
+/// once-for-all does it, latency from the board's measured table, fitness the
+/// OKS AP of the subnet with inherited supernet weights (or its FLOPs).
+/// Every evaluation is logged; the same command resumes a stopped search.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  vipnas search --board host --budget-ms 20,30,40 --fitness flops --out runs/search-flops
+  vipnas search --board rpi4 --budget-ms 60 --checkpoint runs/mbv3/checkpoint.vnck \\
+      --coco data/splits/val.json --images data --evals 300 --out runs/search-rpi4
+
+Outputs: candidates.jsonl (every evaluated subnet), pareto.json, pareto.png, best-<ms>.json,
+and with --fitness ap a bundle per budget (bundle-<ms>/) whose manifest holds the predicted latency.")]
+pub struct SearchArgs {
+    /// Search space: mbv3, resnet50 or hrnet-w32 (default: the checkpoint's, else mbv3).
+    #[arg(long)]
+    space: Option<SpaceName>,
+    /// Board profile name (boards/NAME.toml) or a .toml path.
+    #[arg(long)]
+    board: String,
+    /// Latency table (default: the board profile's).
+    #[arg(long)]
+    table: Option<PathBuf>,
+    /// Latency budgets in ms, comma-separated: one subnet per budget.
+    #[arg(long, value_name = "MS[,MS…]", value_delimiter = ',', required = true)]
+    budget_ms: Vec<f64>,
+    /// What makes a subnet good.
+    #[arg(long, value_enum, default_value = "ap")]
+    fitness: FitnessArg,
+    /// Trained supernet (with --fitness ap).
+    #[arg(long, value_name = "CKPT")]
+    checkpoint: Option<PathBuf>,
+    /// Validation set the subnets are scored on (with --fitness ap).
+    #[arg(long, value_name = "VAL.json")]
+    coco: Option<PathBuf>,
+    /// Directory the validation set's file names are relative to.
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
+    /// Training images for each subnet's BatchNorm recalibration.
+    #[arg(long, default_value_t = 256)]
+    calib_images: usize,
+    /// Network input HEIGHTxWIDTH for --fitness flops (with ap: the checkpoint's).
+    #[arg(long)]
+    input: Option<InputSize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Subnets per generation.
+    #[arg(long, default_value_t = 100)]
+    population: usize,
+    /// Generations after the first.
+    #[arg(long, default_value_t = 30)]
+    generations: usize,
+    /// At most this many distinct subnets evaluated per budget.
+    #[arg(long, value_name = "N")]
+    evals: Option<usize>,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(a: SearchArgs) -> Result<()> {
+    let board = BoardProfile::load(&a.board)?;
+    let (table_path, table) = board_table(&board, a.table.as_deref())?;
+    for &b in &a.budget_ms {
+        anyhow::ensure!(b.is_finite() && b > 0.0, "--budget-ms {b}: each budget must be a positive number of ms");
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let mut flops = FlopsFitness { input: a.input.unwrap_or(InputSize::DEFAULT) };
+    let mut ap = match a.fitness {
+        FitnessArg::Flops => None,
+        FitnessArg::Ap => {
+            let (Some(ckpt), Some(coco), Some(images)) = (&a.checkpoint, &a.coco, &a.images) else {
+                bail!("--fitness ap needs --checkpoint, --coco and --images (or use --fitness flops)");
+            };
+            let calib = Calibration { set: None, images: a.calib_images };
+            Some(ApFitness::new(ckpt, &calib, coco, images, &a.out.join(".candidate"))?)
+        }
+    };
+    let fitness: &mut dyn Fitness = match &mut ap {
+        Some(f) => f,
+        None => &mut flops,
+    };
+    let (space, input) = match (&a.checkpoint, a.fitness) {
+        (Some(ckpt), FitnessArg::Ap) => {
+            let h = vipnas::host::train::checkpoint::Checkpoint::read_header(ckpt)?;
+            if let Some(s) = a.space.filter(|s| *s != h.config.space) {
+                bail!("--space {s}: the checkpoint {} holds the {} supernet", ckpt.display(), h.config.space);
+            }
+            (h.config.space, h.config.input)
+        }
+        _ => (a.space.unwrap_or(SpaceName::Mbv3), a.input.unwrap_or(InputSize::DEFAULT)),
+    };
+    let cfg = EvolutionConfig {
+        population: a.population,
+        generations: a.generations,
+        seed: a.seed,
+        max_evals: a.evals,
+        ..EvolutionConfig::default()
+    };
+    cfg.check()?;
+    let log_path = a.out.join("candidates.jsonl");
+    let mut log = Candidates::open(&log_path)?;
+    let resumed = log.all.len();
+    let t0 = std::time::Instant::now();
+    let mut results = Vec::new();
+    let mut search = Search { space: SearchSpace::get(space), input, table: &table, fitness, log: &mut log };
+    for &budget in &a.budget_ms {
+        let bar = indicatif::ProgressBar::new(cfg.generations as u64 + 1);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} generation {pos}/{len} | {msg} | ETA {eta}")
+                .expect("valid template"),
+        );
+        let outcome = search.evolve(budget, &cfg, |g, best| {
+            bar.set_position(g as u64 + 1);
+            bar.set_message(format!("{budget} ms: best {} ({:.2} ms)", describe(best), best.ms));
+        })?;
+        bar.finish_and_clear();
+        let random = search.random(budget, outcome.evaluated, cfg.seed)?;
+        let best_path = a.out.join(format!("best-{budget}.json"));
+        vipnas::bundle::write_atomic(&best_path, serde_json::to_string_pretty(&outcome.best.subnet)?.as_bytes())?;
+        outln!(
+            "{budget} ms: {} at {:.2} ms predicted, {:.3} GFLOPs ({} evaluated; random search with as many: {}) -> {}",
+            describe(&outcome.best),
+            outcome.best.ms,
+            outcome.best.gflops,
+            outcome.evaluated,
+            describe(&random),
+            best_path.display()
+        );
+        results.push((budget, outcome, random));
+    }
+    // Uniformly scaled subnets: the baseline any search must beat.
+    let mut scaled = Vec::new();
+    for p in (0..=100).step_by(10) {
+        let s = Subnet::sample(&search.space, Sample::Scaled(p));
+        let ms = search.latency(&s)?;
+        if a.budget_ms.iter().any(|&b| ms <= b * 1.5) {
+            scaled.push(search.evaluate(&s, ms)?);
+        }
+    }
+    let fitness_name = search.fitness.name();
+    drop(search);
+    let all: Vec<Candidate> = log.all.iter().filter(|c| c.fitness == fitness_name).cloned().collect();
+    let pareto = serde_json::json!({
+        "space": space, "input": input, "board": board.name, "table": table_path, "fitness": fitness_name,
+        "seed": a.seed, "checkpoint": a.checkpoint,
+        "budgets": results.iter().map(|(b, o, r)| serde_json::json!({
+            "budget_ms": b, "best": o.best, "history": o.history, "evaluated": o.evaluated, "random_search_best": r,
+        })).collect::<Vec<_>>(),
+        "uniform_scaled": scaled,
+        "front": front(&all),
+    });
+    vipnas::bundle::write_atomic(&a.out.join("pareto.json"), serde_json::to_string_pretty(&pareto)?.as_bytes())?;
+    let value = |c: &Candidate| c.measured.score.map_or(0.0, |s| s.value);
+    let refs = vec![
+        Reference { label: "uniformly scaled".into(), points: scaled.iter().map(|c| (c.ms, value(c))).collect() },
+        Reference {
+            label: "random search, same evaluations".into(),
+            points: results.iter().map(|(_, _, r)| (r.ms, value(r))).collect(),
+        },
+        Reference {
+            label: "searched, per budget".into(),
+            points: results.iter().map(|(_, o, _)| (o.best.ms, value(&o.best))).collect(),
+        },
+    ];
+    let y = if fitness_name == "ap" { "OKS AP" } else { "GFLOPs" };
+    let title = format!("vipnas search: {space} on {} ({} candidates)", board.name, all.len());
+    plot(&a.out.join("pareto.png"), &title, y, &all, &refs)?;
+    if let Some(f) = &mut ap {
+        for (budget, o, _) in &results {
+            let notes = BundleNotes {
+                latency_ms: BTreeMap::from([(board.name.clone(), o.best.ms)]),
+                provenance: format!(
+                    "vipnas search: space {space}, board {} (table {}), budget {budget} ms, seed {}, fitness {fitness_name}",
+                    board.name,
+                    table_path.display(),
+                    a.seed
+                ),
+            };
+            let dir = a.out.join(format!("bundle-{budget}"));
+            f.exporter().export(&o.best.subnet, &dir, &format!("vipnas-{space}-{}-{budget}ms", board.name), &notes)?;
+            outln!("bundle {}: predicted {:.2} ms on {}", dir.display(), o.best.ms, board.name);
+        }
+    }
+    let _ = std::fs::remove_dir_all(a.out.join(".candidate"));
+    outln!(
+        "{} candidates ({} from an earlier run) in {:.1} s: {}",
+        all.len(),
+        resumed,
+        t0.elapsed().as_secs_f64(),
+        a.out.join("pareto.json").display()
+    );
+    Ok(())
+}
+
+/// `AP 0.612 (PCK 0.93)` or `1.234 GFLOPs`.
+fn describe(c: &Candidate) -> String {
+    match (c.measured.ap, c.measured.pck) {
+        (Some(ap), Some(pck)) => format!("AP {ap:.3} (PCK@0.2 {pck:.3})"),
+        _ => format!("{:.3} GFLOPs", c.gflops),
+    }
+}

@@ -1,0 +1,209 @@
+//! Pretrained initial weights for a supernet (`vipnas train --init FILE`):
+//! a weights file names some of the supernet's tensors and gives each one a
+//! slice of it (leading channels, centred kernel — the elastic rules). The
+//! supernet tensor becomes that slice, zero around it, so a subnet that takes
+//! exactly the file's shapes computes what the pretrained network computed;
+//! tensors the file does not name keep their seeded random init.
+//!
+//! Layout of a weights file (`.vnw`): the magic line `VIPNAS-WEIGHTS\n`, a
+//! little-endian u64 header length, a JSON [`WeightsHeader`], then each
+//! tensor's f32 values (little-endian, row-major) in the header's order.
+//! `scripts/init-weights.py` writes one from EfficientNet-Lite0's ImageNet
+//! weights.
+
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::arch::weights::{Tensor, Weights};
+use crate::arch::SupernetLayout;
+
+const MAGIC: &[u8] = b"VIPNAS-WEIGHTS\n";
+pub const WEIGHTS_VERSION: u32 = 1;
+
+/// One tensor of a weights file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// Where the weights come from, for the bundle's provenance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsHeader {
+    pub format_version: u32,
+    /// The supernet's space (`mbv3`, …).
+    pub space: String,
+    /// The pretrained network and the package it was read from.
+    pub source: String,
+    pub licence: String,
+    /// How its tensors were mapped onto the supernet.
+    #[serde(default)]
+    pub mapping: String,
+    pub tensors: Vec<WeightsEntry>,
+}
+
+/// A weights file in memory.
+#[derive(Clone, Debug)]
+pub struct InitWeights {
+    pub header: WeightsHeader,
+    pub weights: Weights,
+}
+
+impl InitWeights {
+    pub fn load(path: &Path) -> Result<InitWeights> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read weights file {}", path.display()))?;
+        Self::parse(&bytes).with_context(|| format!("weights file {}", path.display()))
+    }
+
+    /// The header alone (for provenance), without reading the tensors.
+    pub fn read_header(path: &Path) -> Result<WeightsHeader> {
+        use std::io::Read;
+        let read = || -> Result<WeightsHeader> {
+            let mut f = std::fs::File::open(path)?;
+            let mut start = vec![0u8; MAGIC.len() + 8];
+            f.read_exact(&mut start).context("truncated: no header")?;
+            ensure!(start.starts_with(MAGIC), "not a vipnas weights file (no `VIPNAS-WEIGHTS` line at the start)");
+            let n = u64::from_le_bytes(start[MAGIC.len()..].try_into().expect("8 bytes"));
+            ensure!(n <= f.metadata()?.len(), "truncated: header of {n} bytes");
+            let mut json = vec![0u8; n as usize];
+            f.read_exact(&mut json).context("truncated header")?;
+            serde_json::from_slice(&json).context("header")
+        };
+        read().with_context(|| format!("weights file {}", path.display()))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<InitWeights> {
+        let Some(rest) = bytes.strip_prefix(MAGIC) else {
+            bail!("not a vipnas weights file (no `VIPNAS-WEIGHTS` line at the start)");
+        };
+        ensure!(rest.len() >= 8, "truncated: no header");
+        let n = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+        let rest = &rest[8..];
+        ensure!(n <= rest.len() as u64, "truncated: header of {n} bytes, {} left", rest.len());
+        let (json, payload) = rest.split_at(n as usize);
+        let header: WeightsHeader = serde_json::from_slice(json).context("header")?;
+        ensure!(
+            header.format_version == WEIGHTS_VERSION,
+            "format_version {}: this vipnas reads version {WEIGHTS_VERSION}",
+            header.format_version
+        );
+        let mut floats = payload.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")));
+        let mut weights = Weights::default();
+        for e in &header.tensors {
+            let len = e.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            let len = len.with_context(|| format!("`{}`: shape {:?} overflows", e.name, e.shape))?;
+            let data: Vec<f32> = floats.by_ref().take(len).collect();
+            ensure!(data.len() == len, "`{}`: payload ends early", e.name);
+            ensure!(data.iter().all(|v| v.is_finite()), "`{}`: a value is not finite", e.name);
+            ensure!(
+                weights.tensors.insert(e.name.clone(), Tensor::new(e.shape.clone(), data)).is_none(),
+                "`{}` is named twice",
+                e.name
+            );
+        }
+        ensure!(floats.next().is_none() && payload.len() % 4 == 0, "payload longer than the header's tensors");
+        Ok(InitWeights { header, weights })
+    }
+
+    /// Puts these weights into `into` (supernet-shaped, of `layout`); returns
+    /// how many tensors and scalars came from the file. Every tensor must be
+    /// one of the supernet's and fit inside it.
+    pub fn apply(&self, layout: &SupernetLayout, into: &mut Weights) -> Result<(usize, usize)> {
+        ensure!(
+            self.header.space == layout.space.as_str(),
+            "holds weights for the {} space, not {}",
+            self.header.space,
+            layout.space
+        );
+        let mut scalars = 0;
+        for (name, t) in &self.weights.tensors {
+            let Some(spec) = layout.params.get(name) else {
+                bail!("the {} supernet has no tensor `{name}`", layout.space);
+            };
+            let big = t.elastic_embed(&spec.shape).with_context(|| {
+                format!("`{name}` of shape {:?} is not a slice of the supernet's {:?}", t.shape, spec.shape)
+            })?;
+            scalars += t.data.len();
+            into.tensors.insert(name.clone(), big);
+        }
+        Ok((self.weights.tensors.len(), scalars))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{InputSize, SpaceName};
+
+    fn file(header: &WeightsHeader, payload: &[f32]) -> Vec<u8> {
+        let json = serde_json::to_vec(header).unwrap();
+        let mut b = MAGIC.to_vec();
+        b.extend((json.len() as u64).to_le_bytes());
+        b.extend(json);
+        payload.iter().for_each(|v| b.extend(v.to_le_bytes()));
+        b
+    }
+
+    fn header(tensors: &[(&str, &[usize])]) -> WeightsHeader {
+        WeightsHeader {
+            format_version: 1,
+            space: "mbv3".into(),
+            source: "test".into(),
+            licence: "none".into(),
+            mapping: String::new(),
+            tensors: tensors.iter().map(|(n, s)| WeightsEntry { name: n.to_string(), shape: s.to_vec() }).collect(),
+        }
+    }
+
+    #[test]
+    fn a_pretrained_kernel_lands_centred_and_the_rest_is_zero() {
+        let layout = SupernetLayout::of(SpaceName::Mbv3, InputSize::new(64, 64).unwrap()).unwrap();
+        let name = "stage2.block0.dw.weight";
+        let big = layout.params[name].shape.clone();
+        assert_eq!(big, vec![144, 16, 7, 7]);
+        let values: Vec<f32> = (0..144 * 16 * 9).map(|i| i as f32 + 1.0).collect();
+        let w = InitWeights::parse(&file(&header(&[(name, &[144, 16, 3, 3])]), &values)).unwrap();
+        let mut into = layout.training_weights(0);
+        let before = into.tensors["stage2.block0.expand.weight"].clone();
+        assert_eq!(w.apply(&layout, &mut into).unwrap(), (1, values.len()));
+        let t = &into.tensors[name];
+        assert_eq!(t.elastic_slice(&[144, 16, 3, 3]).unwrap().data, values);
+        assert_eq!(t.data.iter().filter(|v| **v != 0.0).count(), values.len());
+        assert_eq!(into.tensors["stage2.block0.expand.weight"], before, "tensors not in the file keep their init");
+    }
+
+    #[test]
+    fn bad_files_are_refused_by_name() {
+        let layout = SupernetLayout::of(SpaceName::Mbv3, InputSize::new(64, 64).unwrap()).unwrap();
+        let mut into = layout.training_weights(0);
+        let apply = |h: WeightsHeader, p: &[f32]| {
+            let mut into = into.clone();
+            InitWeights::parse(&file(&h, p)).and_then(|w| w.apply(&layout, &mut into)).unwrap_err().to_string()
+        };
+        assert_eq!(apply(header(&[("nope.weight", &[1])]), &[1.0]), "the mbv3 supernet has no tensor `nope.weight`");
+        assert_eq!(
+            apply(header(&[("stem.conv.weight", &[32, 3, 3, 3])]), &[0.5; 864]),
+            "`stem.conv.weight` of shape [32, 3, 3, 3] is not a slice of the supernet's [16, 3, 3, 3]"
+        );
+        assert_eq!(
+            apply(header(&[("stem.conv.bn.weight", &[16])]), &[1.0; 15]),
+            "`stem.conv.bn.weight`: payload ends early"
+        );
+        assert_eq!(
+            apply(header(&[("stem.conv.bn.weight", &[2])]), &[1.0, f32::NAN]),
+            "`stem.conv.bn.weight`: a value is not finite"
+        );
+        let mut h = header(&[]);
+        h.space = "resnet50".into();
+        assert_eq!(apply(h, &[]), "holds weights for the resnet50 space, not mbv3");
+        let e = InitWeights::parse(b"VIPNAS-CHECKPOINT\n").unwrap_err().to_string();
+        assert!(e.starts_with("not a vipnas weights file"), "{e}");
+        assert!(InitWeights::parse(&file(&header(&[]), &[1.0])).is_err(), "trailing payload");
+        let (n, _) = InitWeights::parse(&file(&header(&[]), &[])).unwrap().apply(&layout, &mut into).unwrap();
+        assert_eq!(n, 0);
+    }
+}

@@ -1,0 +1,102 @@
+//! `vipnas search` end to end on this machine's measured latency table
+//! (`boards/host.lut.json`): every budget gets a subnet within it, the outputs
+//! are written and consistent, the same seed gives the same subnets, a second
+//! run resumes from the log without measuring again, and bad input is refused
+//! with one line.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use vipnas::arch::Subnet;
+use vipnas::search::Candidate;
+
+fn search(out: &Path, extra: &[&str]) -> Output {
+    let mut args =
+        vec!["search", "--board", "host", "--budget-ms", "45,60", "--fitness", "flops", "--population", "40"];
+    args.extend(["--generations", "10", "--out", out.to_str().unwrap()]);
+    args.extend(extra);
+    common::vipnas_command().args(&args).output().expect("vipnas runs")
+}
+
+fn ok(o: Output) -> String {
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "vipnas failed:\n{out}\n{err}");
+    out.into_owned()
+}
+
+fn fails_with(o: Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_flops_search_fits_every_budget_and_resumes_from_its_log() {
+    let dir = common::scratch("search-flops");
+    let out = dir.join("a");
+    let first = ok(search(&out, &[]));
+    println!("{first}");
+    for name in ["candidates.jsonl", "pareto.json", "pareto.png", "best-45.json", "best-60.json"] {
+        assert!(out.join(name).is_file(), "{name} written");
+    }
+    let pareto: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("pareto.json")).unwrap()).unwrap();
+    for b in pareto["budgets"].as_array().unwrap() {
+        let best: Candidate = serde_json::from_value(b["best"].clone()).unwrap();
+        let random: Candidate = serde_json::from_value(b["random_search_best"].clone()).unwrap();
+        let budget = b["budget_ms"].as_f64().unwrap();
+        assert!(best.ms <= budget && random.ms <= budget, "{budget} ms: {} / {}", best.ms, random.ms);
+        assert!(best.gflops >= random.gflops, "{budget} ms: search {} < random {}", best.gflops, random.gflops);
+        let file = std::fs::read_to_string(out.join(format!("best-{budget}.json"))).unwrap();
+        assert_eq!(Subnet::from_json(&file, "best").unwrap(), best.subnet);
+    }
+    let front = pareto["front"].as_array().unwrap();
+    assert!(front.len() >= 5, "a front of several subnets");
+    let scaled = pareto["uniform_scaled"].as_array().unwrap();
+    assert!(!scaled.is_empty(), "uniformly scaled baselines evaluated");
+    // The log holds every candidate once.
+    let log = std::fs::read_to_string(out.join("candidates.jsonl")).unwrap();
+    let n = log.lines().count();
+    let distinct: std::collections::HashSet<&str> = log.lines().collect();
+    assert_eq!(distinct.len(), n);
+    // The same command again: everything comes from the log, the same subnets.
+    let again = ok(search(&out, &[]));
+    assert!(again.contains(&format!("{n} candidates ({n} from an earlier run)")), "{again}");
+    assert_eq!(std::fs::read_to_string(out.join("candidates.jsonl")).unwrap().lines().count(), n);
+    let first_lines: Vec<&str> = first.lines().filter(|l| l.contains(" ms: ")).collect();
+    let again_lines: Vec<&str> = again.lines().filter(|l| l.contains(" ms: ")).collect();
+    assert_eq!(first_lines, again_lines);
+    // Another seed in a fresh directory: other subnets.
+    let other = ok(search(&dir.join("b"), &["--seed", "5"]));
+    assert_ne!(first_lines, other.lines().filter(|l| l.contains(" ms: ")).collect::<Vec<_>>());
+}
+
+#[test]
+fn bad_search_input_is_refused_on_one_line() {
+    let dir = common::scratch("search-bad");
+    let out = dir.join("x");
+    let run = |args: &[&str]| {
+        let mut v = vec!["search", "--board", "host", "--out", out.to_str().unwrap()];
+        v.extend(args);
+        common::vipnas_command().args(&v).output().unwrap()
+    };
+    fails_with(run(&["--budget-ms", "40", "--fitness", "ap"]), "--fitness ap needs --checkpoint, --coco and --images");
+    fails_with(
+        run(&["--budget-ms=40,-3", "--fitness", "flops"]),
+        "--budget-ms -3: each budget must be a positive number",
+    );
+    fails_with(run(&["--budget-ms", "5", "--fitness", "flops"]), "no subnet of mbv3 within 5 ms");
+    fails_with(
+        run(&["--budget-ms", "40", "--fitness", "flops", "--population", "2"]),
+        "--population must be at least 4",
+    );
+    fails_with(
+        run(&["--budget-ms", "40", "--fitness", "flops", "--table", "/nonexistent.lut.json"]),
+        "/nonexistent.lut.json: no latency table for board host",
+    );
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("candidates.jsonl"), "{\"not\": 1}\n{}\n").unwrap();
+    fails_with(run(&["--budget-ms", "40", "--fitness", "flops"]), "candidates.jsonl:1: not a candidate");
+}

@@ -73,7 +73,7 @@ impl Target {
 
 /// Every frame of a y4m stream, as `run` reads them.
 fn y4m(data: &[u8]) -> bool {
-    use crate::runtime::source::{FrameSource, Read, Y4mSource};
+    use crate::runtime::source::{FrameRead, FrameSource, Y4mSource};
     let input = Box::new(std::io::Cursor::new(data.to_vec()));
     let Ok(mut source) = Y4mSource::from_reader(Path::new("fuzz.y4m"), input) else {
         return false;
@@ -87,7 +87,7 @@ fn y4m(data: &[u8]) -> bool {
     // Each read consumes at least one byte or ends the stream.
     for _ in 0..=data.len() {
         match source.read(&mut frame) {
-            Ok(Read::End) | Err(_) => break,
+            Ok(FrameRead::End) | Err(_) => break,
             Ok(_) => {}
         }
     }

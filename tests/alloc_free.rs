@@ -16,7 +16,7 @@ use vipnas::runtime::engine::InputTensor;
 use vipnas::runtime::engine::{Engine, EngineOptions, InputDatum, TractEngine};
 use vipnas::runtime::source::{FrameSource, SyntheticSource, Y4mSource};
 use vipnas::runtime::track::{OneEuroConfig, TrackConfig};
-use vipnas::runtime::{run, Estimator, Frame, PoseModel, RunOptions};
+use vipnas::runtime::{run_frames, Estimator, Frame, PoseModel, RunOptions};
 
 struct Counting;
 
@@ -116,7 +116,7 @@ fn steady_state_allocations(bundle: &Path, clip: &Path, warm: u64, measured: u64
         let mut src: Box<dyn FrameSource> = Box::new(Y4mSource::open(clip).unwrap());
         let o = opts(n);
         let before = allocs();
-        let s = run(src.as_mut(), est, &o).unwrap();
+        let s = run_frames(src.as_mut(), est, &o).unwrap();
         let used = allocs() - before;
         assert_eq!(s.frames, n);
         used

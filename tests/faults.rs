@@ -14,9 +14,9 @@ use anyhow::Result;
 use vipnas::arch::rng::Rng;
 use vipnas::runtime::budget::FrameBudget;
 use vipnas::runtime::engine::InputTensor;
-use vipnas::runtime::source::{FrameSource, Read, SourceStats};
+use vipnas::runtime::source::{FrameRead, FrameSource, SourceStats};
 use vipnas::runtime::track::TrackConfig;
-use vipnas::runtime::{run, Engine, Estimator, Frame, PoseModel, RunOptions};
+use vipnas::runtime::{run_frames, Engine, Estimator, Frame, PoseModel, RunOptions};
 
 /// Sizes a source can switch between: a camera's modes, a directory of
 /// mixed images, degenerate slivers.
@@ -33,22 +33,22 @@ struct FaultySource {
 }
 
 impl FrameSource for FaultySource {
-    fn read(&mut self, frame: &mut Frame) -> Result<Read> {
+    fn read(&mut self, frame: &mut Frame) -> Result<FrameRead> {
         if self.remaining == 0 {
-            return Ok(Read::End);
+            return Ok(FrameRead::End);
         }
         let r = self.rng.uniform();
         if r < 0.03 {
             // A device failure: no frame lost, the next read reconnects.
             self.stats.errors += 1;
-            return Ok(Read::Interrupted("injected: device failure".into()));
+            return Ok(FrameRead::Interrupted("injected: device failure".into()));
         }
         self.remaining -= 1;
         let sequence = self.stats.captured();
         if r < 0.10 {
             self.stats.lost += 1;
             self.sizes.push((0, 0));
-            return Ok(Read::Lost(format!("injected: frame {sequence} unreadable")));
+            return Ok(FrameRead::Lost(format!("injected: frame {sequence} unreadable")));
         }
         if r > 0.93 {
             self.size = self.rng.pick(&SIZES);
@@ -61,7 +61,7 @@ impl FrameSource for FaultySource {
         frame.sequence = sequence;
         self.sizes.push((w, h));
         self.stats.delivered += 1;
-        Ok(Read::Frame)
+        Ok(FrameRead::Frame)
     }
 
     fn stats(&self) -> SourceStats {
@@ -117,7 +117,7 @@ fn ten_thousand_faulty_frames_are_all_accounted_for() {
         overlay: false,
         draw_min_score: 0.3,
     };
-    let summary = run(&mut src, &mut est, &opts).unwrap();
+    let summary = run_frames(&mut src, &mut est, &opts).unwrap();
 
     let s = summary.source;
     assert_eq!(s.captured(), frames, "every frame the source produced is delivered or lost");
@@ -130,6 +130,8 @@ fn ten_thousand_faulty_frames_are_all_accounted_for() {
 
     let text = std::fs::read_to_string(dir.join("poses.jsonl")).unwrap();
     assert_eq!(text.lines().count() as u64, summary.frames);
+    let marked = text.lines().filter(|l| l.contains("\"reinit\":true")).count() as u64;
+    assert_eq!(marked, summary.reinits, "the summary counts the records marked reinit, the first frame included");
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let (w, h) = src.sizes[v["seq"].as_u64().unwrap() as usize];

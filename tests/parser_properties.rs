@@ -10,7 +10,7 @@ use std::path::Path;
 use vipnas::arch::rng::Rng;
 use vipnas::arch::{Sample, SearchSpace, SpaceName, Subnet};
 use vipnas::bundle::Manifest;
-use vipnas::runtime::source::{FrameSource, Read, Y4mHeader, Y4mSource};
+use vipnas::runtime::source::{FrameRead, FrameSource, Y4mHeader, Y4mSource};
 use vipnas::runtime::Frame;
 
 /// Random edits: flip, delete, insert or duplicate bytes.
@@ -90,11 +90,11 @@ fn y4m_streams_of_garbage_end_or_err_never_panic() {
         let mut f = Frame::default();
         for _ in 0..10 {
             match src.read(&mut f) {
-                Ok(Read::End) | Err(_) => break,
-                Ok(Read::Frame) => {
+                Ok(FrameRead::End) | Err(_) => break,
+                Ok(FrameRead::Frame) => {
                     assert_eq!(f.rgb.len(), f.width as usize * f.height as usize * 3)
                 }
-                Ok(Read::Lost(_) | Read::Interrupted(_)) => {}
+                Ok(FrameRead::Lost(_) | FrameRead::Interrupted(_)) => {}
             }
         }
     }

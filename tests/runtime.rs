@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use vipnas::runtime::budget::FrameBudget;
 use vipnas::runtime::engine::InputTensor;
-use vipnas::runtime::source::{jpeg_to_rgb, DirSource, FrameSource, Read, SourceSpec, Y4mSource};
+use vipnas::runtime::source::{jpeg_to_rgb, DirSource, FrameRead, FrameSource, SourceSpec, Y4mSource};
 use vipnas::runtime::track::TrackConfig;
-use vipnas::runtime::{run, Estimator, Frame, Pose, PoseModel, RunOptions};
+use vipnas::runtime::{run_frames, Estimator, Frame, Pose, PoseModel, RunOptions};
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -68,7 +68,7 @@ fn movenet_on_the_bundled_clip_matches_labels_and_onnxruntime() {
     let mut poses = Vec::new();
     let mut cases = Vec::new();
     for i in 0..frames {
-        assert_eq!(src.read(&mut frame).unwrap(), Read::Frame);
+        assert_eq!(src.read(&mut frame).unwrap(), FrameRead::Frame);
         est.step(&frame, 1.0 / 60.0, &mut pose).unwrap();
         poses.push(pose.keypoints);
         let (input, affine) = est.model.last_input();
@@ -108,7 +108,7 @@ fn run_writes_one_jsonl_line_and_overlay_per_frame() {
         overlay: true,
         draw_min_score: 0.3,
     };
-    let summary = run(src.as_mut(), &mut est, &opts).unwrap();
+    let summary = run_frames(src.as_mut(), &mut est, &opts).unwrap();
     assert_eq!(summary.frames, n);
     assert!(summary.p99_ms >= summary.p50_ms && summary.p50_ms > 0.0);
     let text = summary.to_string();
@@ -195,14 +195,14 @@ fn y4m_frames_round_trip_and_truncation_is_counted() {
     assert_eq!(y4m.fps(), Some(30.0));
     let mut f = Frame::default();
     for orig in &frames[..2] {
-        assert_eq!(y4m.read(&mut f).unwrap(), Read::Frame);
+        assert_eq!(y4m.read(&mut f).unwrap(), FrameRead::Frame);
         assert_eq!((f.width, f.height), (orig.width, orig.height));
         // Chroma subsampling blurs colour edges; luma-dominated error stays small.
         let mad =
             f.rgb.iter().zip(&orig.rgb).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / f.rgb.len() as f64;
         assert!(mad < 4.0, "mean abs difference {mad}");
     }
-    assert_eq!(y4m.read(&mut f).unwrap(), Read::End, "the truncated last frame ends the stream");
+    assert_eq!(y4m.read(&mut f).unwrap(), FrameRead::End, "the truncated last frame ends the stream");
     assert_eq!((y4m.stats().delivered, y4m.stats().lost), (2, 1));
 
     let bad = dir.join("bad.y4m");
@@ -221,11 +221,11 @@ fn corrupt_and_empty_frames_are_counted_not_fatal() {
     std::fs::copy(repo(CLIP).join("000002.jpg"), dir.join("d.jpg")).unwrap();
     let mut src = DirSource::open(&dir).unwrap();
     let mut f = Frame::default();
-    let reads: Vec<Read> = (0..5).map(|_| src.read(&mut f).unwrap()).collect();
-    assert_eq!(reads[0], Read::Frame);
-    assert!(matches!(&reads[2], Read::Lost(m) if m.contains("c.png")), "{:?}", reads[2]);
-    assert_eq!(reads[3], Read::Frame);
-    assert_eq!(reads[4], Read::End);
+    let reads: Vec<FrameRead> = (0..5).map(|_| src.read(&mut f).unwrap()).collect();
+    assert_eq!(reads[0], FrameRead::Frame);
+    assert!(matches!(&reads[2], FrameRead::Lost(m) if m.contains("c.png")), "{:?}", reads[2]);
+    assert_eq!(reads[3], FrameRead::Frame);
+    assert_eq!(reads[4], FrameRead::End);
     assert!(src.stats().lost >= 1 && src.stats().delivered + src.stats().lost == 4);
     let empty = common::scratch("dir_empty");
     assert!(format!("{:#}", DirSource::open(&empty).err().unwrap()).contains("no .jpg"));

@@ -100,3 +100,49 @@ fn bad_search_input_is_refused_on_one_line() {
     std::fs::write(out.join("candidates.jsonl"), "{\"not\": 1}\n{}\n").unwrap();
     fails_with(run(&["--budget-ms", "40", "--fitness", "flops"]), "candidates.jsonl:1: not a candidate");
 }
+
+/// AP fitness on a tiny trained supernet: what it measures for a subnet is
+/// what `vipnas eval` says of the same subnet exported by `vipnas export`.
+#[test]
+fn ap_fitness_scores_a_subnet_as_eval_scores_its_exported_bundle() {
+    let clip = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pose2sim-cam03");
+    let coco = format!("{clip}.json");
+    let dir = common::scratch("search-ap");
+    let run = dir.join("run");
+    ok(common::vipnas_command()
+        .args(["train", "--space", "mbv3", "--coco", &coco, "--images", clip, "--input", "64x64", "--batch", "4"])
+        .args(["--steps", "3", "--out", run.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let ckpt = run.join("checkpoint.vnck");
+    let calib = vipnas::host::train::export::Calibration { set: None, images: 8 };
+    let mut f = vipnas::search::ap::ApFitness::new(&ckpt, &calib, Path::new(&coco), Path::new(clip), &dir.join("cand"))
+        .unwrap();
+    let space = vipnas::arch::SearchSpace::get(vipnas::arch::SpaceName::Mbv3);
+    let subnet = Subnet::sample(&space, vipnas::arch::Sample::Random(4));
+    use vipnas::search::Fitness;
+    let m = f.measure(&subnet).unwrap();
+    let (ap, pck) = (m.ap.unwrap(), m.pck.unwrap());
+    assert!((0.0..=1.0).contains(&ap) && (0.0..=1.0).contains(&pck));
+    assert_eq!(m.score.unwrap().value, ap);
+    assert_eq!(m.score.unwrap().tie, pck);
+    // The same subnet through the CLI.
+    let subnet_file = dir.join("subnet.json");
+    std::fs::write(&subnet_file, subnet.to_string()).unwrap();
+    let bundle = dir.join("bundle");
+    ok(common::vipnas_command()
+        .args(["export", "--checkpoint", ckpt.to_str().unwrap(), "--subnet", subnet_file.to_str().unwrap()])
+        .args(["--calib-images", "8", "--out", bundle.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let e = ok(common::vipnas_command()
+        .args(["eval", "--model", bundle.to_str().unwrap(), "--coco", &coco, "--images", clip])
+        .output()
+        .unwrap());
+    let line = e.lines().find(|l| l.contains("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all")).unwrap();
+    let cli_ap: f64 = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    println!("AP fitness {ap:.3} (PCK@0.2 {pck:.3}); vipnas eval {cli_ap:.3}");
+    assert!((cli_ap - ap).abs() < 0.0005, "fitness {ap} vs eval {cli_ap}");
+    // A second measurement of the same subnet is the same (recalibration is deterministic).
+    assert_eq!(f.measure(&subnet).unwrap(), m);
+}

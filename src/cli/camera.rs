@@ -12,7 +12,7 @@ use vipnas::runtime::frame::Frame;
 use vipnas::runtime::render::save_png;
 use vipnas::runtime::source::v4l::controls::{self, Assignment};
 use vipnas::runtime::source::v4l::fourcc_name;
-use vipnas::runtime::source::{CaptureFormat, Read, SourceSpec};
+use vipnas::runtime::source::{CaptureFormat, FrameRead, SourceSpec};
 
 /// Inspect a camera: its formats and controls; set controls; save a snapshot.
 #[derive(Args, Debug)]
@@ -83,9 +83,9 @@ fn snapshot(spec: &SourceSpec, skip: u32, out: &std::path::Path) -> Result<()> {
     let mut got = 0;
     while got <= skip {
         match src.read(&mut frame)? {
-            Read::Frame => got += 1,
-            Read::Lost(why) | Read::Interrupted(why) => log::warn!("{why}"),
-            Read::End => bail!("{spec}: the stream ended before a frame arrived"),
+            FrameRead::Frame => got += 1,
+            FrameRead::Lost(why) | FrameRead::Interrupted(why) => log::warn!("{why}"),
+            FrameRead::End => bail!("{spec}: the stream ended before a frame arrived"),
         }
     }
     save_png(&frame, out)?;

@@ -9,7 +9,7 @@ use vipnas::runtime::budget::FrameBudget;
 use vipnas::runtime::decode::Refine;
 use vipnas::runtime::source::SourceSpec;
 use vipnas::runtime::track::{OneEuroConfig, TrackConfig};
-use vipnas::runtime::{run, Estimator, PoseModel, RunOptions};
+use vipnas::runtime::{run_frames, Estimator, PoseModel, RunOptions};
 
 /// Estimate poses frame by frame: writes OUT/poses.jsonl (and OUT/overlay/*.png
 /// with --overlay) and prints a summary ending in `frames=… fps=… in_budget=…%`.
@@ -87,7 +87,7 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
         overlay: a.overlay,
         draw_min_score: 0.3,
     };
-    let summary = run(source.as_mut(), &mut est, &opts)?;
+    let summary = run_frames(source.as_mut(), &mut est, &opts)?;
     outln!("model={} source={} threads={threads} out={}", a.model.display(), a.source, a.out.display());
     outln!("{summary}");
     if let Some(stop) = vipnas::shutdown::requested() {

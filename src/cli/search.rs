@@ -13,6 +13,7 @@ use vipnas::board::BoardProfile;
 use vipnas::host::train::export::{BundleNotes, Calibration};
 use vipnas::search::ap::ApFitness;
 use vipnas::search::pareto::{plot, Reference};
+use vipnas::search::predictor::{fit_and_check, PredictorFitness};
 use vipnas::search::{front, Candidate, Candidates, EvolutionConfig, Fitness, FlopsFitness, Search};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -21,6 +22,8 @@ enum FitnessArg {
     Ap,
     /// FLOPs: the largest network within the budget (no checkpoint, no data).
     Flops,
+    /// AP predicted by an MLP trained on the AP evaluations of --predictor-log.
+    Predictor,
 }
 
 /// Search the subnet that fits each latency budget of a board: evolution as
@@ -63,7 +66,7 @@ pub struct SearchArgs {
     /// Training images for each subnet's BatchNorm recalibration.
     #[arg(long, default_value_t = 256)]
     calib_images: usize,
-    /// Network input HEIGHTxWIDTH for --fitness flops (with ap: the checkpoint's).
+    /// Network input HEIGHTxWIDTH for --fitness flops and predictor (with ap: the checkpoint's).
     #[arg(long)]
     input: Option<InputSize>,
     #[arg(long, default_value_t = 0)]
@@ -77,6 +80,14 @@ pub struct SearchArgs {
     /// At most this many distinct subnets evaluated per budget.
     #[arg(long, value_name = "N")]
     evals: Option<usize>,
+    /// A reference model scored on the same frames (with --fitness ap; repeatable,
+    /// e.g. models/movenet-lightning): plotted at its latency measured here.
+    #[arg(long = "reference", value_name = "MODEL")]
+    references: Vec<PathBuf>,
+    /// A candidates.jsonl with AP evaluations, to train the predictor on
+    /// (with --fitness predictor; default: --out's own log).
+    #[arg(long, value_name = "FILE")]
+    predictor_log: Option<PathBuf>,
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
@@ -91,7 +102,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let mut flops = FlopsFitness { input: a.input.unwrap_or(InputSize::DEFAULT) };
     let mut ap = match a.fitness {
-        FitnessArg::Flops => None,
+        FitnessArg::Flops | FitnessArg::Predictor => None,
         FitnessArg::Ap => {
             let (Some(ckpt), Some(coco), Some(images)) = (&a.checkpoint, &a.coco, &a.images) else {
                 bail!("--fitness ap needs --checkpoint, --coco and --images (or use --fitness flops)");
@@ -100,9 +111,27 @@ pub fn run(a: SearchArgs) -> Result<()> {
             Some(ApFitness::new(ckpt, &calib, coco, images, &a.out.join(".candidate"))?)
         }
     };
-    let fitness: &mut dyn Fitness = match &mut ap {
-        Some(f) => f,
-        None => &mut flops,
+    let mut predictor = match a.fitness {
+        FitnessArg::Predictor => {
+            let path = a.predictor_log.clone().unwrap_or_else(|| a.out.join("candidates.jsonl"));
+            let evaluated: Vec<Candidate> =
+                Candidates::open_read_only(&path)?.all.into_iter().filter(|c| c.measured.ap.is_some()).collect();
+            let space = SearchSpace::get(a.space.unwrap_or(SpaceName::Mbv3));
+            let (p, tau, held) = fit_and_check(&space, &evaluated, a.seed)
+                .with_context(|| format!("accuracy predictor from {}", path.display()))?;
+            outln!(
+                "accuracy predictor: {} AP evaluations of {}; Kendall tau on {held} held out: {tau:.3}",
+                evaluated.len(),
+                path.display()
+            );
+            Some(PredictorFitness { predictor: p })
+        }
+        _ => None,
+    };
+    let fitness: &mut dyn Fitness = match (&mut ap, &mut predictor) {
+        (Some(f), _) => f,
+        (_, Some(f)) => f,
+        _ => &mut flops,
     };
     let (space, input) = match (&a.checkpoint, a.fitness) {
         (Some(ckpt), FitnessArg::Ap) => {
@@ -158,7 +187,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
     for p in (0..=100).step_by(10) {
         let s = Subnet::sample(&search.space, Sample::Scaled(p));
         let ms = search.latency(&s)?;
-        if a.budget_ms.iter().any(|&b| ms <= b * 1.5) {
+        let seen = scaled.iter().any(|c: &Candidate| c.subnet == s);
+        if !seen && a.budget_ms.iter().any(|&b| ms <= b * 1.5) {
             scaled.push(search.evaluate(&s, ms)?);
         }
     }
@@ -187,9 +217,33 @@ pub fn run(a: SearchArgs) -> Result<()> {
             points: results.iter().map(|(_, o, _)| (o.best.ms, value(&o.best))).collect(),
         },
     ];
-    let y = if fitness_name == "ap" { "OKS AP" } else { "GFLOPs" };
+    let mut refs = refs;
+    if let Some(f) = &ap {
+        for m in &a.references {
+            let (ap_m, pck_m, ms) = f.score_model(m).with_context(|| format!("reference {}", m.display()))?;
+            outln!(
+                "reference {}: AP {ap_m:.3} (PCK@0.2 {pck_m:.3}), {ms:.2} ms per estimate measured here",
+                m.display()
+            );
+            refs.push(Reference { label: format!("{} (measured here)", name_of(m)), points: vec![(ms, ap_m)] });
+        }
+    }
+    let y = match fitness_name {
+        "ap" => "OKS AP",
+        "predictor" => "predicted OKS AP",
+        _ => "GFLOPs",
+    };
     let title = format!("vipnas search: {space} on {} ({} candidates)", board.name, all.len());
     plot(&a.out.join("pareto.png"), &title, y, &all, &refs)?;
+    if a.fitness == FitnessArg::Ap && all.len() >= 40 {
+        let s = SearchSpace::get(space);
+        match fit_and_check(&s, &all, a.seed) {
+            Ok((_, tau, held)) => {
+                outln!("accuracy predictor on these evaluations: Kendall tau {tau:.3} on {held} held out")
+            }
+            Err(e) => log::warn!("accuracy predictor: {e:#}"),
+        }
+    }
     if let Some(f) = &mut ap {
         for (budget, o, _) in &results {
             let notes = BundleNotes {
@@ -223,4 +277,9 @@ fn describe(c: &Candidate) -> String {
         (Some(ap), Some(pck)) => format!("AP {ap:.3} (PCK@0.2 {pck:.3})"),
         _ => format!("{:.3} GFLOPs", c.gflops),
     }
+}
+
+/// A model's directory name, for a plot legend.
+fn name_of(p: &std::path::Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
 }

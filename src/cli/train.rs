@@ -9,7 +9,7 @@ use vipnas::arch::{InputSize, SpaceName};
 use vipnas::host::dataset::TrainSet;
 use vipnas::host::train::device::TrainDevice;
 use vipnas::host::train::teacher::training_set;
-use vipnas::host::train::{train, RunOptions, TrainConfig, CHECKPOINT, LOSSES, LOSS_PNG};
+use vipnas::host::train::{train, TrainConfig, TrainOptions, CHECKPOINT, LOSSES, LOSS_PNG};
 
 /// Train a weight-sharing supernet by the sandwich rule (max subnet on the
 /// labels; min and random subnets distilled from it). Re-running the same
@@ -103,8 +103,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         config.steps = ((a.epochs * n as f64) / a.batch as f64).ceil() as u64;
     }
     config.warmup = a.warmup.unwrap_or((config.steps / 10).min(500));
-    let opts =
-        RunOptions { checkpoint_every: a.checkpoint_every, stop_after: a.stop_after, progress: true, device: a.device };
+    let opts = TrainOptions {
+        checkpoint_every: a.checkpoint_every,
+        stop_after: a.stop_after,
+        progress: true,
+        device: a.device,
+    };
     let s = train(&config, &a.out, &opts)?;
     let fmt = |v: &[f64]| v.iter().map(|l| format!("{l:.3e}")).collect::<Vec<_>>().join(" ");
     outln!(

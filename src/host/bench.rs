@@ -18,7 +18,7 @@ use crate::runtime::engine::{Convolutions, Engine, EngineOptions, InputDatum, In
 use crate::runtime::model::input_shape;
 use crate::runtime::preprocess::{crop_into, Affine};
 use crate::runtime::render::draw_pose;
-use crate::runtime::source::{DirSource, FrameSource, Read};
+use crate::runtime::source::{DirSource, FrameRead, FrameSource};
 use crate::runtime::track::{TrackConfig, Tracker};
 use crate::runtime::{Frame, Pose};
 
@@ -203,9 +203,9 @@ pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<Sta
     loop {
         let s = Instant::now();
         match src.read(&mut frame)? {
-            Read::End => break,
-            Read::Lost(why) | Read::Interrupted(why) => bail!("{why}"),
-            Read::Frame => {}
+            FrameRead::End => break,
+            FrameRead::Lost(why) | FrameRead::Interrupted(why) => bail!("{why}"),
+            FrameRead::Frame => {}
         }
         t.capture += ms(s);
         let (roi, _) = tracker.next_roi(frame.width, frame.height, aspect);

@@ -19,4 +19,4 @@ pub use engine::{Convolutions, Engine, EngineOptions, TractEngine};
 pub use frame::Frame;
 pub use model::PoseModel;
 pub use pose::Pose;
-pub use run::{run, Estimator, RunOptions, RunSummary};
+pub use run::{run_frames, Estimator, RunOptions, RunSummary};

@@ -12,7 +12,7 @@ use super::model::PoseModel;
 use super::pose::Pose;
 use super::render::{draw_pose, save_png};
 use super::sink::{FrameRecord, JsonlSink};
-use super::source::{FrameSource, Read, SourceStats};
+use super::source::{FrameRead, FrameSource, SourceStats};
 use super::track::{TrackConfig, Tracker};
 
 /// The per-frame core shared by `run` and `eval`: the tracker picks the ROI,
@@ -76,6 +76,9 @@ pub struct RunOptions {
 pub struct RunSummary {
     pub frames: u64,
     pub source: SourceStats,
+    /// Frames whose crop was the whole frame (the first one, and each one
+    /// after tracking was lost or the frame size changed): the frames whose
+    /// `poses.jsonl` record says `"reinit":true`.
     pub reinits: u64,
     pub wall_s: f64,
     pub fps: f64,
@@ -110,7 +113,7 @@ impl std::fmt::Display for RunSummary {
 
 /// Runs the loop until the source ends, `max_frames` is reached or a signal
 /// asks to stop ([`crate::shutdown`]); `poses.jsonl` is complete either way.
-pub fn run(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunOptions) -> Result<RunSummary> {
+pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunOptions) -> Result<RunSummary> {
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("cannot create output directory {}", opts.out_dir.display()))?;
     let overlay_dir = opts.out_dir.join("overlay");
@@ -123,26 +126,27 @@ pub fn run(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunOptions)
     let mut pose = Pose::default();
     let dt = 1.0 / source.fps().unwrap_or(30.0) as f32;
     let start = Instant::now();
-    let mut index = 0u64;
+    let (mut index, mut reinits) = (0u64, 0u64);
     while opts.max_frames.is_none_or(|n| index < n) {
         if crate::shutdown::requested().is_some() {
             break;
         }
         match source.read(&mut frame)? {
-            Read::End => break,
-            Read::Lost(why) => {
+            FrameRead::End => break,
+            FrameRead::Lost(why) => {
                 log::warn!("frame {index} lost: {why}");
                 index += 1;
                 continue;
             }
-            Read::Interrupted(why) => {
+            FrameRead::Interrupted(why) => {
                 log::warn!("capture interrupted: {why}");
                 continue;
             }
-            Read::Frame => {}
+            FrameRead::Frame => {}
         }
         let t0 = Instant::now();
         let reinit = est.step(&frame, dt, &mut pose)?;
+        reinits += reinit as u64;
         if opts.overlay {
             draw_pose(&mut frame, &pose, opts.draw_min_score);
         }
@@ -161,7 +165,7 @@ pub fn run(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunOptions)
     Ok(RunSummary {
         frames,
         source: source.stats(),
-        reinits: est.tracker.reinits,
+        reinits,
         wall_s,
         fps: if wall_s > 0.0 { frames as f64 / wall_s } else { 0.0 },
         in_budget_pct: stats.in_budget_pct(),

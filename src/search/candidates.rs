@@ -42,8 +42,26 @@ impl Candidates {
         Candidates::default()
     }
 
+    /// Reads a log without writing to it.
+    pub fn open_read_only(path: &Path) -> Result<Candidates> {
+        Ok(Self::read(path)?.0)
+    }
+
     /// Opens (or creates) the log at `path`, reading what it holds.
     pub fn open(path: &Path) -> Result<Candidates> {
+        let (mut log, keep) = Self::read(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.set_len(keep as u64).with_context(|| format!("cannot write {}", path.display()))?;
+        log.file = Some((path.to_path_buf(), file));
+        Ok(log)
+    }
+
+    /// The candidates of `path` and the length of its whole lines.
+    fn read(path: &Path) -> Result<(Candidates, usize)> {
         let mut log = Candidates::default();
         let mut keep = 0usize;
         if path.exists() {
@@ -63,14 +81,7 @@ impl Candidates {
                 }
             }
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        file.set_len(keep as u64).with_context(|| format!("cannot write {}", path.display()))?;
-        log.file = Some((path.to_path_buf(), file));
-        Ok(log)
+        Ok((log, keep))
     }
 
     fn key(subnet: &Subnet, fitness: &str) -> (String, String) {

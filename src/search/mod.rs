@@ -16,6 +16,7 @@
 pub mod ap;
 pub mod candidates;
 pub mod pareto;
+pub mod predictor;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};

@@ -16,7 +16,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::arch::elastic::slice_offsets;
-use crate::arch::weights::{ParamKind, Tensor as Host, Weights};
+use crate::arch::weights::{self, ParamKind, Weights};
 use crate::arch::{Network, SupernetLayout};
 
 pub use forward::{activation, BatchStats, Norm};
@@ -97,7 +97,7 @@ impl Supernet {
             let shape = self.layout.params[name].shape.clone();
             let data =
                 self.params.tensors[i].val().into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            out.tensors.insert(name.clone(), Host::new(shape, data));
+            out.tensors.insert(name.clone(), weights::Tensor::new(shape, data));
         }
         Ok(out)
     }

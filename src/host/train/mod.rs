@@ -140,7 +140,7 @@ pub struct TrainSummary {
 
 /// Knobs that do not change the result.
 #[derive(Clone, Debug)]
-pub struct RunOptions {
+pub struct TrainOptions {
     /// Write a checkpoint every this many steps (and at the end).
     pub checkpoint_every: u64,
     /// Stop after this many steps in this call (the run can be resumed).
@@ -150,7 +150,7 @@ pub struct RunOptions {
 }
 
 /// Trains into `out`, resuming from `out/checkpoint.vnck` when it exists.
-pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<TrainSummary> {
+pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<TrainSummary> {
     config.check()?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let (coco, images) = teacher::training_set(config, out)?;

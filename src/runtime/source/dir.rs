@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{FrameSource, Read, SourceStats};
+use super::{FrameRead, FrameSource, SourceStats};
 use crate::runtime::frame::{load_image, Frame};
 
 pub struct DirSource {
@@ -41,20 +41,20 @@ impl DirSource {
 }
 
 impl FrameSource for DirSource {
-    fn read(&mut self, frame: &mut Frame) -> Result<Read> {
+    fn read(&mut self, frame: &mut Frame) -> Result<FrameRead> {
         let Some(path) = self.files.get(self.next) else {
-            return Ok(Read::End);
+            return Ok(FrameRead::End);
         };
         self.next += 1;
         match load_image(path, frame) {
             Ok(()) => {
                 frame.sequence = self.next as u64 - 1;
                 self.stats.delivered += 1;
-                Ok(Read::Frame)
+                Ok(FrameRead::Frame)
             }
             Err(e) => {
                 self.stats.lost += 1;
-                Ok(Read::Lost(format!("{}: {e:#}", path.display())))
+                Ok(FrameRead::Lost(format!("{}: {e:#}", path.display())))
             }
         }
     }
@@ -81,12 +81,12 @@ mod tests {
         fs::write(dir.join("2.jpg"), &padded).unwrap();
         let mut src = DirSource::open(dir).unwrap();
         let mut frame = Frame::default();
-        assert_eq!(src.read(&mut frame).unwrap(), Read::Frame);
+        assert_eq!(src.read(&mut frame).unwrap(), FrameRead::Frame);
         match src.read(&mut frame).unwrap() {
-            Read::Lost(why) => assert!(why.contains("1.jpg") && why.contains("truncated JPEG"), "{why}"),
+            FrameRead::Lost(why) => assert!(why.contains("1.jpg") && why.contains("truncated JPEG"), "{why}"),
             other => panic!("a JPEG cut to 5 % read as {other:?}"),
         }
-        assert_eq!(src.read(&mut frame).unwrap(), Read::Frame, "zero padding after the end marker is fine");
+        assert_eq!(src.read(&mut frame).unwrap(), FrameRead::Frame, "zero padding after the end marker is fine");
         assert_eq!((src.stats().delivered, src.stats().lost), (2, 1));
     }
 }

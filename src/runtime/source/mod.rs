@@ -25,7 +25,7 @@ use super::frame::Frame;
 
 /// What one `read` produced.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Read {
+pub enum FrameRead {
     /// `frame` holds a new image.
     Frame,
     /// This frame could not be read (corrupt file, buffer flagged by the
@@ -62,7 +62,7 @@ impl SourceStats {
 /// A stream of RGB frames.
 pub trait FrameSource {
     /// Fills `frame` with the next image (reusing its buffer).
-    fn read(&mut self, frame: &mut Frame) -> Result<Read>;
+    fn read(&mut self, frame: &mut Frame) -> Result<FrameRead>;
     fn stats(&self) -> SourceStats;
     /// Nominal frame rate, when the source knows it.
     fn fps(&self) -> Option<f64> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::convert::{jpeg_to_rgb, rgb24_to_rgb, yuyv_to_rgb, Range};
-use super::{FrameSource, Read, SourceStats};
+use super::{FrameRead, FrameSource, SourceStats};
 use crate::runtime::frame::Frame;
 
 /// The pixel layouts we negotiate.
@@ -167,7 +167,7 @@ impl<O: CameraOpener> Reconnecting<O> {
 }
 
 impl<O: CameraOpener> FrameSource for Reconnecting<O> {
-    fn read(&mut self, frame: &mut Frame) -> Result<Read> {
+    fn read(&mut self, frame: &mut Frame) -> Result<FrameRead> {
         if self.cam.is_none() {
             self.reconnect()?;
         }
@@ -184,7 +184,10 @@ impl<O: CameraOpener> FrameSource for Reconnecting<O> {
                 self.last_sequence = Some(raw.sequence);
                 if raw.error {
                     self.stats.lost += 1;
-                    return Ok(Read::Lost(format!("frame {}: the driver flagged the buffer as corrupt", raw.sequence)));
+                    return Ok(FrameRead::Lost(format!(
+                        "frame {}: the driver flagged the buffer as corrupt",
+                        raw.sequence
+                    )));
                 }
                 let converted = match format {
                     PixelFormat::Yuyv { stride } => yuyv_to_rgb(raw.data, w, h, stride, Range::Limited, frame),
@@ -195,11 +198,11 @@ impl<O: CameraOpener> FrameSource for Reconnecting<O> {
                     Ok(()) => {
                         frame.sequence = raw.sequence as u64;
                         self.stats.delivered += 1;
-                        Ok(Read::Frame)
+                        Ok(FrameRead::Frame)
                     }
                     Err(e) => {
                         self.stats.lost += 1;
-                        Ok(Read::Lost(format!("frame {}: {e:#}", raw.sequence)))
+                        Ok(FrameRead::Lost(format!("frame {}: {e:#}", raw.sequence)))
                     }
                 }
             }
@@ -207,7 +210,7 @@ impl<O: CameraOpener> FrameSource for Reconnecting<O> {
                 self.stats.errors += 1;
                 log::warn!("{}: capture failed ({e}); closing and reconnecting", self.opener.describe());
                 self.close();
-                Ok(Read::Interrupted(format!("{}: {e}", self.opener.describe())))
+                Ok(FrameRead::Interrupted(format!("{}: {e}", self.opener.describe())))
             }
         }
     }
@@ -280,7 +283,7 @@ mod tests {
         }
     }
 
-    fn run(steps: Vec<Step>, opens: Vec<bool>, reads: usize) -> (Vec<Read>, SourceStats, Vec<Duration>) {
+    fn run(steps: Vec<Step>, opens: Vec<bool>, reads: usize) -> (Vec<FrameRead>, SourceStats, Vec<Duration>) {
         let script = Rc::new(RefCell::new(VecDeque::from(steps)));
         let opener = FakeOpener { script, opens: VecDeque::from(opens) };
         let slept = Rc::new(RefCell::new(Vec::new()));
@@ -290,7 +293,7 @@ mod tests {
                 .unwrap()
                 .with_sleep(move |d| s2.borrow_mut().push(d));
         let mut frame = Frame::default();
-        let out = (0..reads).map(|_| src.read(&mut frame).unwrap_or(Read::End)).collect();
+        let out = (0..reads).map(|_| src.read(&mut frame).unwrap_or(FrameRead::End)).collect();
         let stats = src.stats();
         let slept = slept.borrow().clone();
         (out, stats, slept)
@@ -302,9 +305,9 @@ mod tests {
         let steps = vec![Step::Frame(0), Step::Frame(1), Step::Fail(NotConnected), Step::Frame(0), Step::Frame(1)];
         // First open succeeds; after the failure two reopens fail, the third works.
         let (out, stats, slept) = run(steps, vec![true, false, false, true], 5);
-        assert_eq!(out[0], Read::Frame);
-        assert!(matches!(out[2], Read::Interrupted(ref m) if m.contains("fake failure")));
-        assert_eq!(&out[3..], &[Read::Frame, Read::Frame]);
+        assert_eq!(out[0], FrameRead::Frame);
+        assert!(matches!(out[2], FrameRead::Interrupted(ref m) if m.contains("fake failure")));
+        assert_eq!(&out[3..], &[FrameRead::Frame, FrameRead::Frame]);
         assert_eq!(stats, SourceStats { delivered: 4, lost: 0, errors: 1, reconnects: 1 });
         assert_eq!(slept, vec![Duration::from_millis(50), Duration::from_millis(100), Duration::from_millis(200)]);
     }
@@ -313,8 +316,8 @@ mod tests {
     fn flagged_buffers_sequence_gaps_and_garbage_are_lost_not_fatal() {
         let steps = vec![Step::Frame(0), Step::Flagged(1), Step::Frame(5), Step::Garbage(6), Step::Frame(7)];
         let (out, stats, _) = run(steps, vec![], 5);
-        assert!(matches!(out[1], Read::Lost(ref m) if m.contains("flagged")));
-        assert!(matches!(out[3], Read::Lost(ref m) if m.contains("YUYV buffer")));
+        assert!(matches!(out[1], FrameRead::Lost(ref m) if m.contains("flagged")));
+        assert!(matches!(out[3], FrameRead::Lost(ref m) if m.contains("YUYV buffer")));
         // Lost: the flagged one, sequences 2, 3, 4 (gap), the garbage one.
         assert_eq!(stats, SourceStats { delivered: 3, lost: 5, errors: 0, reconnects: 0 });
         assert_eq!(stats.captured(), 8, "sequences 0..=7");
@@ -324,8 +327,8 @@ mod tests {
     fn gives_up_after_max_attempts() {
         let steps = vec![Step::Frame(0), Step::Fail(io::ErrorKind::Other)];
         let (out, _, slept) = run(steps, vec![true, false, false, false, false, false, false], 3);
-        assert!(matches!(out[1], Read::Interrupted(_)));
-        assert_eq!(out[2], Read::End, "the error surfaces (mapped to End by the test)");
+        assert!(matches!(out[1], FrameRead::Interrupted(_)));
+        assert_eq!(out[2], FrameRead::End, "the error surfaces (mapped to End by the test)");
         assert_eq!(slept.len(), 5);
         assert_eq!(*slept.last().unwrap(), Duration::from_millis(400));
     }

@@ -7,7 +7,7 @@ use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{Circle, Line, PrimitiveStyle};
 
-use super::{FrameSource, Read, SourceStats};
+use super::{FrameRead, FrameSource, SourceStats};
 use crate::coco::{KEYPOINTS, SKELETON};
 use crate::runtime::frame::Frame;
 
@@ -81,15 +81,15 @@ impl SyntheticSource {
 }
 
 impl FrameSource for SyntheticSource {
-    fn read(&mut self, frame: &mut Frame) -> Result<Read> {
+    fn read(&mut self, frame: &mut Frame) -> Result<FrameRead> {
         if self.frames.is_some_and(|n| self.index >= n) {
-            return Ok(Read::End);
+            return Ok(FrameRead::End);
         }
         self.draw(self.index, frame);
         frame.sequence = self.index;
         self.index += 1;
         self.stats.delivered += 1;
-        Ok(Read::Frame)
+        Ok(FrameRead::Frame)
     }
 
     fn stats(&self) -> SourceStats {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::convert::{planar_to_rgb, Range};
-use super::{FrameSource, Read, SourceStats};
+use super::{FrameRead, FrameSource, SourceStats};
 use crate::runtime::frame::Frame;
 
 /// Chroma layout of a y4m stream.
@@ -137,11 +137,11 @@ impl Y4mSource {
 }
 
 impl FrameSource for Y4mSource {
-    fn read(&mut self, frame: &mut Frame) -> Result<Read> {
+    fn read(&mut self, frame: &mut Frame) -> Result<FrameRead> {
         let n = read_line(&mut self.reader, &mut self.line)
             .with_context(|| format!("{}: read error", self.path.display()))?;
         if n == 0 {
-            return Ok(Read::End);
+            return Ok(FrameRead::End);
         }
         if !(self.line.starts_with(b"FRAME") && self.line.ends_with(b"\n")) {
             // Lost sync: nothing after this point can be trusted.
@@ -155,16 +155,16 @@ impl FrameSource for Y4mSource {
                 self.header.height,
                 self.header.frame_bytes()
             );
-            return Ok(Read::End);
+            return Ok(FrameRead::End);
         }
         if let Err(e) = self.reader.read_exact(&mut self.raw) {
             self.stats.lost += 1;
             let index = self.stats.captured() - 1;
             if e.kind() == ErrorKind::UnexpectedEof {
                 log::warn!("{}: frame {index} is truncated", self.path.display());
-                return Ok(Read::End);
+                return Ok(FrameRead::End);
             }
-            return Ok(Read::Lost(format!("{}: frame {index}: {e}", self.path.display())));
+            return Ok(FrameRead::Lost(format!("{}: frame {index}: {e}", self.path.display())));
         }
         let (w, h) = (self.header.width, self.header.height);
         let luma = w as usize * h as usize;
@@ -184,7 +184,7 @@ impl FrameSource for Y4mSource {
         }
         frame.sequence = self.stats.captured();
         self.stats.delivered += 1;
-        Ok(Read::Frame)
+        Ok(FrameRead::Frame)
     }
 
     fn stats(&self) -> SourceStats {
@@ -239,15 +239,15 @@ mod tests {
         s.extend_from_slice(b"FRAME\n\x10\x20\x30\x40");
         let mut src = Y4mSource::open(&clip(dir, "long.y4m", &s)).unwrap();
         let mut frame = Frame::default();
-        assert_eq!(src.read(&mut frame).unwrap(), Read::Frame);
-        assert_eq!(src.read(&mut frame).unwrap(), Read::Frame);
+        assert_eq!(src.read(&mut frame).unwrap(), FrameRead::Frame);
+        assert_eq!(src.read(&mut frame).unwrap(), FrameRead::Frame);
         // Frame 2's marker is not where it should be: the stream stops there,
         // one frame lost, the same way whatever the extra bytes are.
-        assert_eq!(src.read(&mut frame).unwrap(), Read::End);
+        assert_eq!(src.read(&mut frame).unwrap(), FrameRead::End);
         assert_eq!((src.stats().delivered, src.stats().lost), (2, 1));
 
         // A header-only stream ends at once.
         let mut src = Y4mSource::open(&clip(dir, "empty.y4m", b"YUV4MPEG2 W2 H2 Cmono\n")).unwrap();
-        assert_eq!(src.read(&mut frame).unwrap(), Read::End);
+        assert_eq!(src.read(&mut frame).unwrap(), FrameRead::End);
     }
 }

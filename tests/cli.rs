@@ -249,18 +249,6 @@ fn a_closed_or_full_stdout_is_an_error_not_a_panic() {
 }
 
 /// Waits until `path` has at least `n` lines (the child is running).
-fn wait_for_lines(path: &Path, n: usize, child: &mut std::process::Child) {
-    loop {
-        if std::fs::read_to_string(path).is_ok_and(|t| t.lines().count() >= n) {
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("vipnas exited early: {status}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn signals_end_run_and_profile_with_their_work_saved() {
     let dir = common::scratch("cli_signals");
@@ -274,7 +262,7 @@ fn signals_end_run_and_profile_with_their_work_saved() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        wait_for_lines(&out.join("poses.jsonl"), 3, &mut child);
+        common::wait_for_lines(&out.join("poses.jsonl"), 3, &mut child);
         unsafe { libc::kill(child.id() as i32, signal) };
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(code), "{name}: {}", stderr(&o));

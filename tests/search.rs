@@ -146,3 +146,35 @@ fn ap_fitness_scores_a_subnet_as_eval_scores_its_exported_bundle() {
     // A second measurement of the same subnet is the same (recalibration is deterministic).
     assert_eq!(f.measure(&subnet).unwrap(), m);
 }
+
+#[test]
+fn a_signal_stops_a_search_with_its_log_whole_and_the_rerun_resumes() {
+    let dir = common::scratch("search-signal");
+    let out = dir.join("s");
+    // Generations enough that only the signal ends it.
+    let mut child = common::vipnas_command()
+        .args(["search", "--board", "host", "--budget-ms", "50", "--fitness", "flops", "--generations", "100000000"])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for_lines(&out.join("candidates.jsonl"), 200, &mut child);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(err.contains("the same command resumes it") && err.contains("SIGTERM"), "{err}");
+    let log = std::fs::read_to_string(out.join("candidates.jsonl")).unwrap();
+    assert!(log.ends_with('\n'));
+    for l in log.lines() {
+        serde_json::from_str::<Candidate>(l).unwrap();
+    }
+    let n = log.lines().count();
+    let again = ok(common::vipnas_command()
+        .args(["search", "--board", "host", "--budget-ms", "50", "--fitness", "flops", "--generations", "2"])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap());
+    assert!(again.contains(&format!("({n} from an earlier run)")), "{again}");
+}

@@ -326,3 +326,32 @@ fn initial_weights_go_into_the_supernet_and_a_bad_file_is_refused() {
     let o = common::vipnas_command().args(small_run(&dir.join("bad"), &["--init", s(&init)])).output().unwrap();
     fails_with(o, "the mbv3 supernet has no tensor `stage9.block0.dw.weight`");
 }
+
+#[test]
+fn a_signal_stops_training_at_a_checkpoint_and_the_same_command_resumes() {
+    let dir = common::scratch("train-signal");
+    let out = dir.join("run");
+    let mut args = small_run(&out, &[]);
+    let i = args.iter().position(|a| a == "--steps").unwrap();
+    args[i + 1] = "100000".into();
+    let mut child = common::vipnas_command()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // losses.tsv gets its rows at the first checkpoint (step 2).
+    common::wait_for_lines(&out.join("losses.tsv"), 3, &mut child);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("checkpoint saved; the same command resumes from it"), "{err}");
+    let step = Checkpoint::load(&out.join("checkpoint.vnck")).unwrap().header.step;
+    assert!(step >= 2);
+    let rows = std::fs::read_to_string(out.join("losses.tsv")).unwrap().lines().count() as u64;
+    assert_eq!(rows, step + 1, "a loss row per step done, and the header");
+    args.extend(["--stop-after".into(), "1".into()]);
+    let o = ok(common::vipnas_command().args(&args).output().unwrap());
+    assert!(o.contains(&format!("(resumed at {step})")), "{o}");
+}

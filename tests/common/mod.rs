@@ -115,3 +115,17 @@ pub fn real_image(input: vipnas::arch::InputSize, index: usize) -> Vec<f32> {
     }
     out
 }
+
+/// Waits until `path` has at least `n` lines, failing if `child` exits first
+/// (how signal tests know the work they interrupt has begun).
+pub fn wait_for_lines(path: &Path, n: usize, child: &mut std::process::Child) {
+    loop {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.lines().count() >= n) {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("vipnas exited early: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

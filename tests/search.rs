@@ -178,3 +178,28 @@ fn a_signal_stops_a_search_with_its_log_whole_and_the_rerun_resumes() {
         .unwrap());
     assert!(again.contains(&format!("({n} from an earlier run)")), "{again}");
 }
+
+#[test]
+fn an_export_for_a_board_carries_its_predicted_latency() {
+    let dir = common::scratch("search-export-board");
+    let b = dir.join("b");
+    ok(common::vipnas_command()
+        .args(["export", "--space", "mbv3", "--sample", "scaled", "--scale", "50", "--board", "host"])
+        .args(["--out", b.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let m = vipnas::bundle::Manifest::load(&b).unwrap();
+    let predicted = ok(common::vipnas_command()
+        .args(["predict", "--board", "host", "--model", b.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let ms: f64 = predicted.lines().find_map(|l| l.strip_prefix("predicted_ms=")).unwrap().parse().unwrap();
+    assert!((m.latency_ms["host"] - ms).abs() < 1e-3, "{} vs {ms}", m.latency_ms["host"]);
+    // A table without the subnet's input size: refused, naming the table.
+    let o = common::vipnas_command()
+        .args(["export", "--space", "mbv3", "--sample", "min", "--input", "64x64", "--board", "host"])
+        .args(["--out", dir.join("c").to_str().unwrap()])
+        .output()
+        .unwrap();
+    fails_with(o, "host.lut.json: no prediction for --board host: the latency table lacks");
+}

@@ -1,9 +1,10 @@
 //! `vipnas export`: write a model bundle (manifest + ONNX) for a subnet,
 //! with trained weights from a checkpoint or seeded random ones.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use vipnas::arch::Weights;
@@ -45,6 +46,25 @@ pub struct ExportArgs {
     /// Bundle name (defaults to the output directory's name).
     #[arg(long)]
     name: Option<String>,
+    /// Write this board's predicted latency into the manifest (`latency_ms.<board>`),
+    /// from its latency table (which must hold the subnet's blocks).
+    #[arg(long, value_name = "BOARD")]
+    board: Option<String>,
+}
+
+/// `latency_ms` for the manifest: the board's prediction, if asked for.
+fn predicted(
+    board: Option<&str>,
+    subnet: &vipnas::arch::Subnet,
+    input: vipnas::arch::InputSize,
+) -> Result<BTreeMap<String, f64>> {
+    let Some(name) = board else { return Ok(BTreeMap::new()) };
+    let board = vipnas::board::BoardProfile::load(name)?;
+    let (path, table) = super::profile::board_table(&board, None)?;
+    let p = table
+        .predict(&subnet.network(input)?, subnet.space)
+        .with_context(|| format!("{}: no prediction for --board {}", path.display(), board.name))?;
+    Ok(BTreeMap::from([(board.name, p.ms)]))
 }
 
 pub fn run(mut a: ExportArgs) -> Result<()> {
@@ -62,7 +82,8 @@ pub fn run(mut a: ExportArgs) -> Result<()> {
         WriteOptions { doc: subnet.to_string(), graph_name: format!("vipnas-{}", subnet.space), ..Default::default() };
     let model = write_network(&net, &weights, &opts)?;
     let cost = net.cost();
-    let manifest = Manifest::for_subnet(&name, &subnet, input, cost, format!("random (seed {})", a.weight_seed));
+    let mut manifest = Manifest::for_subnet(&name, &subnet, input, cost, format!("random (seed {})", a.weight_seed));
+    manifest.latency_ms = predicted(a.board.as_deref(), &subnet, input)?;
     let path = write_bundle(&a.out, &manifest, &[(SPATIAL_ONNX, to_bytes(&model))])?;
     outln!(
         "wrote {} ({} {}, {} nodes, flops={:.4}G params={:.4}M)",
@@ -79,7 +100,7 @@ pub fn run(mut a: ExportArgs) -> Result<()> {
 #[cfg(feature = "host")]
 fn from_checkpoint(a: &mut ExportArgs, ckpt: &std::path::Path, name: &str) -> Result<()> {
     use vipnas::host::train::checkpoint::Checkpoint;
-    use vipnas::host::train::export::{export_subnet, Calibration};
+    use vipnas::host::train::export::{BundleNotes, Calibration, Exporter};
     let config = Checkpoint::read_header(ckpt)?.config;
     if let Some(input) = a.pick.input {
         anyhow::ensure!(
@@ -94,7 +115,8 @@ fn from_checkpoint(a: &mut ExportArgs, ckpt: &std::path::Path, name: &str) -> Re
     }
     let subnet = a.pick.resolve()?;
     let calib = Calibration { set: a.calib_coco.clone().zip(a.calib_dir.clone()), images: a.calib_images };
-    let path = export_subnet(ckpt, &subnet, &calib, &a.out, name)?;
+    let notes = BundleNotes { latency_ms: predicted(a.board.as_deref(), &subnet, config.input)?, ..Default::default() };
+    let path = Exporter::open(ckpt, &calib)?.export(&subnet, &a.out, name, &notes)?;
     let cost = subnet.network(config.input)?.cost();
     outln!(
         "wrote {} ({} {}, trained, flops={:.4}G params={:.4}M)",

@@ -15,6 +15,8 @@ pub enum SampleArg {
     Max,
     Min,
     Random,
+    /// Every dimension `--scale` % of the way from its smallest to its largest choice.
+    Scaled,
 }
 
 #[derive(Args, Debug)]
@@ -31,6 +33,9 @@ pub struct SubnetArgs {
     /// Seed for `--sample random`.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// For `--sample scaled`: percent of the way from each dimension's smallest to its largest choice.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub scale: u8,
     /// mmpose's published ViPNAS subnet of the space (mbv3, resnet50).
     #[arg(long, conflicts_with = "sample")]
     pub published: bool,
@@ -71,6 +76,7 @@ impl SubnetArgs {
             SampleArg::Max => Sample::Max,
             SampleArg::Min => Sample::Min,
             SampleArg::Random => Sample::Random(self.seed),
+            SampleArg::Scaled => Sample::Scaled(self.scale),
         };
         Ok(Subnet::sample(&SearchSpace::get(space), how))
     }

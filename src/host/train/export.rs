@@ -125,14 +125,3 @@ impl Exporter {
         write_bundle(out, &manifest, &[(SPATIAL_ONNX, to_bytes(&model))])
     }
 }
-
-/// Exports `subnet` from the checkpoint at `ckpt_path` into bundle `out`.
-pub fn export_subnet(
-    ckpt_path: &Path,
-    subnet: &Subnet,
-    calib: &Calibration,
-    out: &Path,
-    name: &str,
-) -> Result<PathBuf> {
-    Exporter::open(ckpt_path, calib)?.export(subnet, out, name, &BundleNotes::default())
-}

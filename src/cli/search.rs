@@ -77,6 +77,10 @@ pub struct SearchArgs {
     /// Generations after the first.
     #[arg(long, default_value_t = 30)]
     generations: usize,
+    /// Pre-screen: breed K times the children and evaluate only the ones the
+    /// accuracy predictor (fitted on the evaluations so far) ranks best.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    screen: usize,
     /// At most this many distinct subnets evaluated per budget.
     #[arg(long, value_name = "N")]
     evals: Option<usize>,
@@ -148,6 +152,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         generations: a.generations,
         seed: a.seed,
         max_evals: a.evals,
+        screen: a.screen,
         ..EvolutionConfig::default()
     };
     cfg.check()?;

@@ -87,6 +87,10 @@ pub struct EvolutionConfig {
     pub seed: u64,
     /// Stop once this many distinct subnets have been evaluated in this evolution.
     pub max_evals: Option<usize>,
+    /// Pre-screening: breed this many times the children and evaluate only
+    /// those the accuracy predictor ranks best; default 1 (off).
+    #[serde(default)]
+    pub screen: usize,
 }
 
 impl Default for EvolutionConfig {
@@ -99,6 +103,7 @@ impl Default for EvolutionConfig {
             mutate_prob: 0.1,
             seed: 0,
             max_evals: None,
+            screen: 1,
         }
     }
 }
@@ -229,15 +234,23 @@ impl Search<'_> {
             }
             let parents = population.clone();
             let pick = |rng: &mut Rng| &parents[rng.below(parents.len())].subnet;
-            for i in 0..cfg.population - parents.len().min(cfg.population) {
-                let (s, ms) = if i < mutations_n {
+            let children = cfg.population - parents.len().min(cfg.population);
+            let factor = cfg.screen.max(1);
+            let mut bred = Vec::with_capacity(children * factor);
+            for i in 0..children * factor {
+                bred.push(if i < mutations_n * factor {
                     self.child(budget_ms, &mut rng, |r| pick(r).mutate(&self.space, cfg.mutate_prob, r))?
                 } else {
                     self.child(budget_ms, &mut rng, |r| {
                         let a = pick(r).clone();
                         a.crossover(pick(r), r)
                     })?
-                };
+                });
+            }
+            if factor > 1 {
+                bred = self.screen(bred, children, cfg.seed);
+            }
+            for (s, ms) in bred {
                 if !admit(&mut seen, &s) {
                     out_of_evals = true;
                     break;
@@ -250,6 +263,34 @@ impl Search<'_> {
             history,
             evaluated: seen.len().min(cfg.max_evals.unwrap_or(usize::MAX)),
         })
+    }
+
+    /// Pre-screening: the `keep` of `bred` that an accuracy predictor, fitted
+    /// on this fitness' evaluations so far (the latest 400), ranks best; all
+    /// of them, in order, while fewer than 16 evaluations exist to fit on.
+    fn screen(&self, bred: Vec<(Subnet, f64)>, keep: usize, seed: u64) -> Vec<(Subnet, f64)> {
+        let data: Vec<(Subnet, f64)> = self
+            .log
+            .all
+            .iter()
+            .rev()
+            .filter(|c| c.fitness == self.fitness.name())
+            .filter_map(|c| c.measured.score.map(|s| (c.subnet.clone(), s.value)))
+            .take(400)
+            .collect();
+        if data.len() < 16 {
+            return bred.into_iter().take(keep).collect();
+        }
+        let p = match predictor::AccuracyPredictor::fit(&self.space, &data, seed) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("screening: {e:#}");
+                return bred.into_iter().take(keep).collect();
+            }
+        };
+        let mut scored: Vec<(f64, (Subnet, f64))> = bred.into_iter().map(|b| (p.predict(&b.0), b)).collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.into_iter().map(|(_, b)| b).take(keep).collect()
     }
 
     /// Random search: `n` random subnets within budget, the best of them (the

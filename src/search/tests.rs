@@ -125,3 +125,18 @@ fn the_front_keeps_only_undominated_candidates() {
     let f: Vec<(f64, f64)> = front(&all).iter().map(|c| (c.ms, c.gflops)).collect();
     assert_eq!(f, vec![(8.0, 0.3), (10.0, 0.5), (15.0, 0.9)]);
 }
+
+#[test]
+fn pre_screening_finds_more_with_fewer_evaluations() {
+    let budget = 50.0;
+    let cfg = EvolutionConfig { population: 40, generations: 8, ..EvolutionConfig::default() };
+    let plain = run(&mut Candidates::in_memory(), &mut counting(), budget, &cfg);
+    let mut f = counting();
+    let screened = run(&mut Candidates::in_memory(), &mut f, budget, &EvolutionConfig { screen: 4, ..cfg.clone() });
+    println!(
+        "{budget} ms: {:.3} GFLOPs screened ({} measured) vs {:.3} plain ({} evaluated)",
+        screened.best.gflops, f.calls, plain.best.gflops, plain.evaluated
+    );
+    assert!(f.calls <= 40 * 9, "screening measures at most one generation's worth per generation");
+    assert!(screened.best.gflops > plain.best.gflops);
+}

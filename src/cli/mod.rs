@@ -16,6 +16,7 @@ mod bench;
 mod bench_train;
 #[cfg(feature = "camera")]
 mod camera;
+mod config;
 #[cfg(feature = "host")]
 mod data;
 #[cfg(feature = "host")]
@@ -85,7 +86,13 @@ enum DataCommand {
 
 /// Parses arguments, runs the command, prints errors as one line.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match config::expand(std::env::args_os().collect()) {
+        Ok(args) => Cli::parse_from(args),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     vipnas::shutdown::install();
     let level = match cli.verbose {
         0 => "warn",

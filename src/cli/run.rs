@@ -15,9 +15,15 @@ use vipnas::runtime::{run_frames, Estimator, PoseModel, RunOptions};
 /// with --overlay) and prints a summary ending in `frames=… fps=… in_budget=…%`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n\nSources: v4l:/dev/videoN[@WxH][:YUYV|MJPG|RGB3], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
+    args_override_self = true,
+    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --config /etc/vipnas/vipnas.toml --frames 100\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n\nSources: v4l:/dev/videoN[@WxH][:YUYV|MJPG|RGB3], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
 )]
 pub struct RunArgs {
+    /// A TOML file of these options (long names as keys, e.g. `source = "v4l:/dev/video0"`,
+    /// `overlay = true`); options given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    #[allow(dead_code)] // expanded into options by `config::expand` before parsing
+    config: Option<PathBuf>,
     /// A model bundle directory or a bare .onnx (MoveNet, heatmap models).
     #[arg(long, default_value = "models/movenet-lightning")]
     model: PathBuf,

@@ -116,6 +116,7 @@ fn ten_thousand_faulty_frames_are_all_accounted_for() {
         out_dir: dir.clone(),
         overlay: false,
         draw_min_score: 0.3,
+        live: None,
     };
     let summary = run_frames(&mut src, &mut est, &opts).unwrap();
 

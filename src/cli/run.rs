@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// Output directory.
     #[arg(long, default_value = "out/run")]
     out: PathBuf,
+    /// Also send every poses.jsonl line to this named pipe (mkfifo) or file as it is
+    /// made, for another program; best effort: lines with no reader are dropped there.
+    #[arg(long, value_name = "PATH")]
+    live: Option<PathBuf>,
     /// Also write overlay PNGs (skeleton coloured by score).
     #[arg(long)]
     overlay: bool,
@@ -92,6 +96,7 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
         out_dir: a.out.clone(),
         overlay: a.overlay,
         draw_min_score: 0.3,
+        live: a.live.clone(),
     };
     let summary = run_frames(source.as_mut(), &mut est, &opts)?;
     outln!("model={} source={} threads={threads} out={}", a.model.display(), a.source, a.out.display());

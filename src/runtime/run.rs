@@ -11,7 +11,7 @@ use super::frame::Frame;
 use super::model::PoseModel;
 use super::pose::Pose;
 use super::render::{draw_pose, save_png};
-use super::sink::{FrameRecord, JsonlSink};
+use super::sink::{FrameRecord, JsonlSink, LiveOutput};
 use super::source::{FrameRead, FrameSource, SourceStats};
 use super::track::{TrackConfig, Tracker};
 
@@ -69,6 +69,8 @@ pub struct RunOptions {
     pub overlay: bool,
     /// Minimum score of drawn keypoints.
     pub draw_min_score: f32,
+    /// A live copy of `poses.jsonl` for another program (a FIFO, best effort).
+    pub live: Option<PathBuf>,
 }
 
 /// The run's outcome; `Display` ends with the summary line.
@@ -120,7 +122,8 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
     if opts.overlay {
         std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create {}", overlay_dir.display()))?;
     }
-    let mut sink = JsonlSink::create(&opts.out_dir.join("poses.jsonl"))?;
+    let mut sink =
+        JsonlSink::create(&opts.out_dir.join("poses.jsonl"))?.with_live(opts.live.as_deref().map(LiveOutput::new));
     let mut stats = LatencyStats::new(opts.budget);
     let mut frame = Frame::default();
     let mut pose = Pose::default();
@@ -158,6 +161,9 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
             save_png(&frame, &overlay_dir.join(format!("{index:06}.png")))?;
         }
         index += 1;
+    }
+    if sink.live_dropped() > 0 {
+        log::info!("live output: {} lines found no reader (poses.jsonl has them all)", sink.live_dropped());
     }
     sink.finish()?;
     let wall_s = start.elapsed().as_secs_f64();

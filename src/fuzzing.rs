@@ -18,6 +18,9 @@ pub enum Target {
     Coco,
     #[cfg(feature = "host")]
     Checkpoint,
+    /// Pretrained initial weights (`train --init`).
+    #[cfg(feature = "host")]
+    Weights,
 }
 
 impl Target {
@@ -31,6 +34,8 @@ impl Target {
         Target::Coco,
         #[cfg(feature = "host")]
         Target::Checkpoint,
+        #[cfg(feature = "host")]
+        Target::Weights,
     ];
 
     /// The fuzz target's (and its corpus directory's) name.
@@ -45,6 +50,8 @@ impl Target {
             Target::Coco => "coco",
             #[cfg(feature = "host")]
             Target::Checkpoint => "checkpoint",
+            #[cfg(feature = "host")]
+            Target::Weights => "weights",
         }
     }
 
@@ -67,6 +74,8 @@ impl Target {
             Target::Coco => text().is_some_and(|t| crate::host::coco::CocoDataset::parse(t).is_ok()),
             #[cfg(feature = "host")]
             Target::Checkpoint => crate::host::train::checkpoint::Checkpoint::parse(data).is_ok(),
+            #[cfg(feature = "host")]
+            Target::Weights => crate::host::train::init::InitWeights::parse(data).is_ok(),
         }
     }
 }

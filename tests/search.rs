@@ -124,8 +124,8 @@ fn ap_fitness_scores_a_subnet_as_eval_scores_its_exported_bundle() {
     let m = f.measure(&subnet).unwrap();
     let (ap, pck) = (m.ap.unwrap(), m.pck.unwrap());
     assert!((0.0..=1.0).contains(&ap) && (0.0..=1.0).contains(&pck));
-    assert_eq!(m.score.unwrap().value, ap);
-    assert_eq!(m.score.unwrap().tie, pck);
+    assert_eq!(m.score.value, ap);
+    assert_eq!(m.score.tie, pck);
     // The same subnet through the CLI.
     let subnet_file = dir.join("subnet.json");
     std::fs::write(&subnet_file, subnet.to_string()).unwrap();

@@ -104,7 +104,17 @@ pub fn run(a: SearchArgs) -> Result<()> {
         anyhow::ensure!(b.is_finite() && b > 0.0, "--budget-ms {b}: each budget must be a positive number of ms");
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    let mut flops = FlopsFitness { input: a.input.unwrap_or(InputSize::DEFAULT) };
+    let (space, input) = match (&a.checkpoint, a.fitness) {
+        (Some(ckpt), FitnessArg::Ap) => {
+            let h = vipnas::host::train::checkpoint::Checkpoint::read_header(ckpt)?;
+            if let Some(s) = a.space.filter(|s| *s != h.config.space) {
+                bail!("--space {s}: the checkpoint {} holds the {} supernet", ckpt.display(), h.config.space);
+            }
+            (h.config.space, h.config.input)
+        }
+        _ => (a.space.unwrap_or(SpaceName::Mbv3), a.input.unwrap_or(InputSize::DEFAULT)),
+    };
+    let mut flops = FlopsFitness { input };
     let mut ap = match a.fitness {
         FitnessArg::Flops | FitnessArg::Predictor => None,
         FitnessArg::Ap => {
@@ -120,8 +130,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             let path = a.predictor_log.clone().unwrap_or_else(|| a.out.join("candidates.jsonl"));
             let evaluated: Vec<Candidate> =
                 Candidates::open_read_only(&path)?.all.into_iter().filter(|c| c.measured.ap.is_some()).collect();
-            let space = SearchSpace::get(a.space.unwrap_or(SpaceName::Mbv3));
-            let (p, tau, held) = fit_and_check(&space, &evaluated, a.seed)
+            let (p, tau, held) = fit_and_check(&SearchSpace::get(space), &evaluated, a.seed)
                 .with_context(|| format!("accuracy predictor from {}", path.display()))?;
             outln!(
                 "accuracy predictor: {} AP evaluations of {}; Kendall tau on {held} held out: {tau:.3}",
@@ -136,16 +145,6 @@ pub fn run(a: SearchArgs) -> Result<()> {
         (Some(f), _) => f,
         (_, Some(f)) => f,
         _ => &mut flops,
-    };
-    let (space, input) = match (&a.checkpoint, a.fitness) {
-        (Some(ckpt), FitnessArg::Ap) => {
-            let h = vipnas::host::train::checkpoint::Checkpoint::read_header(ckpt)?;
-            if let Some(s) = a.space.filter(|s| *s != h.config.space) {
-                bail!("--space {s}: the checkpoint {} holds the {} supernet", ckpt.display(), h.config.space);
-            }
-            (h.config.space, h.config.input)
-        }
-        _ => (a.space.unwrap_or(SpaceName::Mbv3), a.input.unwrap_or(InputSize::DEFAULT)),
     };
     let cfg = EvolutionConfig {
         population: a.population,
@@ -210,19 +209,17 @@ pub fn run(a: SearchArgs) -> Result<()> {
         "front": front(&all),
     });
     vipnas::bundle::write_atomic(&a.out.join("pareto.json"), serde_json::to_string_pretty(&pareto)?.as_bytes())?;
-    let value = |c: &Candidate| c.measured.score.map_or(0.0, |s| s.value);
-    let refs = vec![
-        Reference { label: "uniformly scaled".into(), points: scaled.iter().map(|c| (c.ms, value(c))).collect() },
+    let mut refs = vec![
+        Reference { label: "uniformly scaled".into(), points: scaled.iter().map(|c| (c.ms, c.value())).collect() },
         Reference {
             label: "random search, same evaluations".into(),
-            points: results.iter().map(|(_, _, r)| (r.ms, value(r))).collect(),
+            points: results.iter().map(|(_, _, r)| (r.ms, r.value())).collect(),
         },
         Reference {
             label: "searched, per budget".into(),
-            points: results.iter().map(|(_, o, _)| (o.best.ms, value(&o.best))).collect(),
+            points: results.iter().map(|(_, o, _)| (o.best.ms, o.best.value())).collect(),
         },
     ];
-    let mut refs = refs;
     if let Some(f) = &ap {
         for m in &a.references {
             let (ap_m, pck_m, ms) = f.score_model(m).with_context(|| format!("reference {}", m.display()))?;

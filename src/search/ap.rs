@@ -37,8 +37,9 @@ impl ApFitness {
 }
 
 impl ApFitness {
-    /// Scores any model (a reference such as MoveNet) the same way: (AP,
-    /// PCK@0.2, measured ms per estimate on this machine at 1 thread).
+    /// Scores a model — each candidate, or a reference such as MoveNet — on
+    /// the validation set: (AP, PCK@0.2, measured ms per estimate on this
+    /// machine at 1 thread).
     pub fn score_model(&self, model: &Path) -> Result<(f64, f64, f64)> {
         let p = predict(PoseModel::load(model, 1)?, &self.val, &self.images, RoiMode::Track)?;
         let ap = coco_stats(&self.val, &p.results)?[0];
@@ -53,10 +54,7 @@ impl Fitness for ApFitness {
 
     fn measure(&mut self, subnet: &Subnet) -> Result<Measured> {
         self.exporter.export(subnet, &self.scratch, "candidate", &BundleNotes::default())?;
-        let model = PoseModel::load(&self.scratch, 1)?;
-        let p = predict(model, &self.val, &self.images, RoiMode::Track)?;
-        let ap = coco_stats(&self.val, &p.results)?[0];
-        let pck = pck(&self.val, &p.results, &[0.2]).overall[0];
-        Ok(Measured { score: Some(Score { value: ap, tie: pck }), ap: Some(ap), pck: Some(pck) })
+        let (ap, pck, _) = self.score_model(&self.scratch)?;
+        Ok(Measured { score: Score { value: ap, tie: pck }, ap: Some(ap), pck: Some(pck) })
     }
 }

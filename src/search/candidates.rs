@@ -28,6 +28,13 @@ pub struct Candidate {
     pub measured: Measured,
 }
 
+impl Candidate {
+    /// Its fitness (higher is better).
+    pub fn value(&self) -> f64 {
+        self.measured.score.value
+    }
+}
+
 /// The evaluations so far, by (fitness, subnet).
 #[derive(Debug, Default)]
 pub struct Candidates {

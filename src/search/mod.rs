@@ -46,13 +46,20 @@ pub trait Fitness {
 }
 
 /// A fitness' measurement: its score and what it saw (for the log).
-#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Measured {
-    pub score: Option<Score>,
+    pub score: Score,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ap: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pck: Option<f64>,
+}
+
+impl Measured {
+    /// A bare score (no AP or PCK seen, no tie-break).
+    pub fn score(value: f64) -> Measured {
+        Measured { score: Score { value, tie: 0.0 }, ap: None, pck: None }
+    }
 }
 
 /// FLOPs as fitness: the largest network that fits the budget. Needs no
@@ -67,7 +74,7 @@ impl Fitness for FlopsFitness {
     }
     fn measure(&mut self, subnet: &Subnet) -> Result<Measured> {
         let g = subnet.network(self.input)?.cost().gflops();
-        Ok(Measured { score: Some(Score { value: g, tie: 0.0 }), ..Measured::default() })
+        Ok(Measured::score(g))
     }
 }
 
@@ -166,14 +173,30 @@ impl Search<'_> {
         Ok(c)
     }
 
-    /// A random subnet within `budget_ms` (and its latency).
-    fn draw(&self, budget_ms: f64, rng: &mut Rng) -> Result<(Subnet, f64)> {
+    /// The first of up to [`DRAWS`] subnets made by `make` that fits
+    /// `budget_ms`, with its latency.
+    fn within(
+        &self,
+        budget_ms: f64,
+        rng: &mut Rng,
+        mut make: impl FnMut(&mut Rng) -> Subnet,
+    ) -> Result<Option<(Subnet, f64)>> {
         for _ in 0..DRAWS {
-            let s = Subnet::sample(&self.space, Sample::Random(rng.next_u64()));
+            let s = make(rng);
             let ms = self.latency(&s)?;
             if ms <= budget_ms {
-                return Ok((s, ms));
+                return Ok(Some((s, ms)));
             }
+        }
+        Ok(None)
+    }
+
+    /// A random subnet within `budget_ms` (and its latency).
+    fn draw(&self, budget_ms: f64, rng: &mut Rng) -> Result<(Subnet, f64)> {
+        if let Some(found) =
+            self.within(budget_ms, rng, |r| Subnet::sample(&self.space, Sample::Random(r.next_u64())))?
+        {
+            return Ok(found);
         }
         let min = self.latency(&Subnet::sample(&self.space, Sample::Min))?;
         bail!(
@@ -182,17 +205,13 @@ impl Search<'_> {
         )
     }
 
-    /// A child of `parents` within budget: bred by `breed` until one fits
-    /// (a random subnet within budget if none does in [`DRAWS`] tries).
-    fn child(&self, budget_ms: f64, rng: &mut Rng, mut breed: impl FnMut(&mut Rng) -> Subnet) -> Result<(Subnet, f64)> {
-        for _ in 0..DRAWS {
-            let s = breed(rng);
-            let ms = self.latency(&s)?;
-            if ms <= budget_ms {
-                return Ok((s, ms));
-            }
+    /// A child within budget: bred by `breed` until one fits (a random
+    /// subnet within budget if none does in [`DRAWS`] tries).
+    fn child(&self, budget_ms: f64, rng: &mut Rng, breed: impl FnMut(&mut Rng) -> Subnet) -> Result<(Subnet, f64)> {
+        match self.within(budget_ms, rng, breed)? {
+            Some(found) => Ok(found),
+            None => self.draw(budget_ms, rng),
         }
-        self.draw(budget_ms, rng)
     }
 
     /// Runs one evolution for `budget_ms`; `progress(generation, best)` after each generation.
@@ -227,7 +246,7 @@ impl Search<'_> {
         for generation in 0..=cfg.generations {
             sort_best_first(&mut population);
             population.truncate(parents_n.min(population.len()));
-            history.push(fitness_of(&population[0]));
+            history.push(population[0].value());
             progress(generation, &population[0]);
             if generation == cfg.generations || out_of_evals {
                 break;
@@ -275,16 +294,16 @@ impl Search<'_> {
             .iter()
             .rev()
             .filter(|c| c.fitness == self.fitness.name())
-            .filter_map(|c| c.measured.score.map(|s| (c.subnet.clone(), s.value)))
+            .map(|c| (c.subnet.clone(), c.value()))
             .take(400)
             .collect();
-        if data.len() < 16 {
-            return bred.into_iter().take(keep).collect();
-        }
-        let p = match predictor::AccuracyPredictor::fit(&self.space, &data, seed) {
-            Ok(p) => p,
-            Err(e) => {
-                log::warn!("screening: {e:#}");
+        let fitted = (data.len() >= 16).then(|| predictor::AccuracyPredictor::fit(&self.space, &data, seed));
+        let p = match fitted {
+            Some(Ok(p)) => p,
+            unfit => {
+                if let Some(Err(e)) = unfit {
+                    log::warn!("screening: {e:#}");
+                }
                 return bred.into_iter().take(keep).collect();
             }
         };
@@ -307,16 +326,11 @@ impl Search<'_> {
     }
 }
 
-fn fitness_of(c: &Candidate) -> f64 {
-    c.measured.score.map_or(f64::NEG_INFINITY, |s| s.value)
-}
-
 /// Best first: by fitness, then its tie-break, then lower latency.
 fn sort_best_first(v: &mut [Candidate]) {
-    let key = |c: &Candidate| c.measured.score.map_or((f64::NEG_INFINITY, f64::NEG_INFINITY), |s| (s.value, s.tie));
     v.sort_by(|a, b| {
-        let (ka, kb) = (key(a), key(b));
-        kb.0.total_cmp(&ka.0).then(kb.1.total_cmp(&ka.1)).then(a.ms.total_cmp(&b.ms))
+        let (sa, sb) = (a.measured.score, b.measured.score);
+        sb.value.total_cmp(&sa.value).then(sb.tie.total_cmp(&sa.tie)).then(a.ms.total_cmp(&b.ms))
     });
 }
 

@@ -11,14 +11,13 @@ use crate::host::plot::{plot_png, Series, BLUE, GREY, ORANGE};
 
 /// The candidates no other beats on both latency and fitness, by latency.
 pub fn front<'a>(candidates: impl IntoIterator<Item = &'a Candidate>) -> Vec<&'a Candidate> {
-    let mut v: Vec<&Candidate> = candidates.into_iter().filter(|c| c.measured.score.is_some()).collect();
-    let value = |c: &Candidate| c.measured.score.map_or(f64::NEG_INFINITY, |s| s.value);
-    v.sort_by(|a, b| a.ms.total_cmp(&b.ms).then(value(b).total_cmp(&value(a))));
+    let mut v: Vec<&Candidate> = candidates.into_iter().collect();
+    v.sort_by(|a, b| a.ms.total_cmp(&b.ms).then(b.value().total_cmp(&a.value())));
     let mut best = f64::NEG_INFINITY;
     v.into_iter()
         .filter(|c| {
-            let keep = value(c) > best;
-            best = best.max(value(c));
+            let keep = c.value() > best;
+            best = best.max(c.value());
             keep
         })
         .collect()
@@ -37,9 +36,8 @@ const PURPLE: Rgb888 = Rgb888::new(130, 60, 170);
 /// `pareto.png`: every candidate (grey), the searched front (blue line) and
 /// the references, fitness over predicted latency.
 pub fn plot(path: &Path, title: &str, y_label: &str, all: &[Candidate], refs: &[Reference]) -> Result<()> {
-    let value = |c: &Candidate| c.measured.score.map_or(0.0, |s| s.value);
-    let cloud: Vec<(f64, f64)> = all.iter().filter(|c| c.measured.score.is_some()).map(|c| (c.ms, value(c))).collect();
-    let line: Vec<(f64, f64)> = front(all).iter().map(|c| (c.ms, value(c))).collect();
+    let cloud: Vec<(f64, f64)> = all.iter().map(|c| (c.ms, c.value())).collect();
+    let line: Vec<(f64, f64)> = front(all).iter().map(|c| (c.ms, c.value())).collect();
     let mut series = vec![
         Series { label: "evaluated", color: GREY, points: &cloud, line: false },
         Series { label: "searched front", color: BLUE, points: &line, line: true },

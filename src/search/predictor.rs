@@ -11,7 +11,7 @@
 
 use anyhow::{ensure, Result};
 
-use super::{Candidate, Fitness, Measured, Score};
+use super::{Candidate, Fitness, Measured};
 use crate::arch::rng::Rng;
 use crate::arch::{SearchSpace, Subnet};
 
@@ -193,8 +193,7 @@ impl Fitness for PredictorFitness {
         "predictor"
     }
     fn measure(&mut self, subnet: &Subnet) -> Result<Measured> {
-        let v = self.predictor.predict(subnet);
-        Ok(Measured { score: Some(Score { value: v, tie: 0.0 }), ..Measured::default() })
+        Ok(Measured::score(self.predictor.predict(subnet)))
     }
 }
 

@@ -119,7 +119,7 @@ fn the_front_keeps_only_undominated_candidates() {
         fitness: "flops".into(),
         ms,
         gflops: v,
-        measured: Measured { score: Some(Score { value: v, tie: 0.0 }), ..Measured::default() },
+        measured: Measured::score(v),
     };
     let all = [c(10.0, 0.5), c(12.0, 0.4), c(8.0, 0.3), c(20.0, 0.9), c(15.0, 0.9)];
     let f: Vec<(f64, f64)> = front(&all).iter().map(|c| (c.ms, c.gflops)).collect();

@@ -22,6 +22,15 @@ use crate::arch::SupernetLayout;
 const MAGIC: &[u8] = b"VIPNAS-WEIGHTS\n";
 pub const WEIGHTS_VERSION: u32 = 1;
 
+/// The header's length, after checking the magic line (what both readers start with).
+fn header_len(start: &[u8]) -> Result<u64> {
+    let Some(rest) = start.strip_prefix(MAGIC) else {
+        bail!("not a vipnas weights file (no `VIPNAS-WEIGHTS` line at the start)");
+    };
+    ensure!(rest.len() >= 8, "truncated: no header");
+    Ok(u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")))
+}
+
 /// One tensor of a weights file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,8 +75,7 @@ impl InitWeights {
             let mut f = std::fs::File::open(path)?;
             let mut start = vec![0u8; MAGIC.len() + 8];
             f.read_exact(&mut start).context("truncated: no header")?;
-            ensure!(start.starts_with(MAGIC), "not a vipnas weights file (no `VIPNAS-WEIGHTS` line at the start)");
-            let n = u64::from_le_bytes(start[MAGIC.len()..].try_into().expect("8 bytes"));
+            let n = header_len(&start)?;
             ensure!(n <= f.metadata()?.len(), "truncated: header of {n} bytes");
             let mut json = vec![0u8; n as usize];
             f.read_exact(&mut json).context("truncated header")?;
@@ -77,12 +85,8 @@ impl InitWeights {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<InitWeights> {
-        let Some(rest) = bytes.strip_prefix(MAGIC) else {
-            bail!("not a vipnas weights file (no `VIPNAS-WEIGHTS` line at the start)");
-        };
-        ensure!(rest.len() >= 8, "truncated: no header");
-        let n = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
-        let rest = &rest[8..];
+        let n = header_len(bytes)?;
+        let rest = &bytes[MAGIC.len() + 8..];
         ensure!(n <= rest.len() as u64, "truncated: header of {n} bytes, {} left", rest.len());
         let (json, payload) = rest.split_at(n as usize);
         let header: WeightsHeader = serde_json::from_slice(json).context("header")?;

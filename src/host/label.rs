@@ -10,6 +10,7 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 
 use super::coco::{CocoAnnotation, CocoCategory, CocoDataset, CocoImage};
+use super::dataset::SKIP_CAP;
 use crate::coco::KEYPOINTS;
 use crate::runtime::frame::load_image;
 use crate::runtime::preprocess::Roi;
@@ -168,9 +169,6 @@ pub struct FillStats {
     pub unreadable: Vec<String>,
 }
 
-/// Over this share of unreadable images, [`fill`] stops.
-const UNREADABLE_CAP: f64 = 0.05;
-
 /// Fills the unlabelled keypoints of every person of `coco` from the teacher:
 /// each person's box is cropped (padded 1.25) and the teacher's keypoints with
 /// score ≥ `min_score` become labels (visibility 2) whose training weight is
@@ -193,11 +191,15 @@ pub fn fill(
         progress(done);
         let a = &mut out.annotations[i];
         let image = by_id[&a.image_id];
-        if loaded != Some(image.id) {
+        // The image in `frame`, and whether it loaded (an unreadable one is counted once).
+        if loaded.is_none_or(|(id, _)| id != image.id) {
             let path = images.join(&image.file_name);
-            if let Err(e) = load_image(&path, &mut frame) {
+            let result = load_image(&path, &mut frame);
+            loaded = Some((image.id, result.is_ok()));
+            if let Err(e) = result {
                 stats.unreadable.push(format!("{}: {e:#}", path.display()));
-                let cap = (UNREADABLE_CAP * coco.images.len() as f64).max(1.0);
+                // The training set's rule: past SKIP_CAP of the images, stop.
+                let cap = (SKIP_CAP * coco.images.len() as f64).max(1.0);
                 if stats.unreadable.len() as f64 > cap {
                     bail!(
                         "{} of {} images unreadable, e.g. {}",
@@ -206,9 +208,10 @@ pub fn fill(
                         stats.unreadable[0]
                     );
                 }
-                continue;
             }
-            loaded = Some(image.id);
+        }
+        if loaded.is_some_and(|(_, ok)| !ok) {
+            continue;
         }
         let [x, y, w, h] = a.bbox.map(|v| v as f32);
         model.estimate(&frame, &Roi::from_box(x, y, w, h, aspect, 1.25), &mut pose)?;

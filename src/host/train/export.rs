@@ -50,7 +50,7 @@ pub struct Exporter {
     sn: Supernet,
     calib: Vec<Tensor<4>>,
     calib_coco: PathBuf,
-    /// The supernet's tensors (for provenance), read once.
+    /// The header of the run's initial weights file (for provenance), read once.
     init: Option<super::init::WeightsHeader>,
 }
 
@@ -77,11 +77,6 @@ impl Exporter {
         }
         let init = config.init.as_deref().map(super::init::InitWeights::read_header).transpose()?;
         Ok(Exporter { ckpt_path: ckpt_path.to_path_buf(), checkpoint: c.header, sn, calib: xs, calib_coco: coco, init })
-    }
-
-    /// The run's settings (space, input size, data).
-    pub fn config(&self) -> &super::TrainConfig {
-        &self.checkpoint.config
     }
 
     /// Exports `subnet` into bundle `out`: BatchNorm recalibrated, tensors

@@ -29,11 +29,22 @@ if [[ $only_run -eq 0 ]]; then
   want busybox-static
   want kmod
   want cpio
+  # The Debian packages (cross/package.sh) and their arm64 boot test (tests/deploy/).
+  want lintian
+  want file
+  want debootstrap
+  want qemu-system-arm
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   # No rustup here: Debian's newer toolchain (cargo-web is cargo for rustc-web).
   need+=(rustc-web cargo-web)
+fi
+# The deployment test boots Debian's arm64 kernel: apt must know arm64 packages.
+if [[ $only_run -eq 0 ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "setup: adding arm64 to dpkg's architectures (Debian's arm64 kernel for tests/deploy)"
+  $SUDO dpkg --add-architecture arm64
+  $SUDO apt-get update -qq
 fi
 if [[ ${#need[@]} -gt 0 ]]; then
   echo "setup: installing Debian packages: ${need[*]}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs what it needs, runs
 # the host tests (Python oracles required), then builds the device binary for
-# aarch64 and runs its tests under qemu.
+# aarch64 and runs its tests under qemu, then builds the Debian packages and
+# boots the arm64 one in an emulated arm64 Debian with a camera.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -24,5 +25,19 @@ cargo test --release --all-targets --features host
 
 echo "== device build for aarch64, tests under qemu"
 cross/build.sh --test
+
+echo "== Debian packages (lintian-checked) and the arm64 system boot test"
+cross/package.sh arm64
+cross/package.sh amd64
+set +e
+tests/deploy/vm.sh target/debian/vipnas_*_arm64.deb target/tmp/deploy-vm
+rc=$?
+set -e
+if [[ $rc -eq 77 ]]; then
+  [[ ${VIPNAS_REQUIRE_VM:-0} == 1 ]] && { echo "the arm64 boot test is required here (qemu-system starts) but was skipped"; exit 1; }
+  echo "!!!!!!!! SKIPPED THE ARM64 BOOT TEST (see the SKIP line above) !!!!!!!!"
+elif [[ $rc -ne 0 ]]; then
+  exit $rc
+fi
 
 echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -11,6 +11,7 @@ pub mod coco;
 pub mod fuzzing;
 #[cfg(feature = "host")]
 pub mod host;
+pub mod install;
 pub mod onnx;
 pub mod runtime;
 #[cfg(feature = "host")]

@@ -111,6 +111,7 @@ fn steady_state_allocations(bundle: &Path, clip: &Path, warm: u64, measured: u64
         overlay: false,
         draw_min_score: 0.3,
         live: None,
+        rotate_bytes: None,
     };
     // The same run setup twice; the difference is `measured` steady-state frames.
     let count_run = |est: &mut Estimator, n: u64| {

@@ -190,6 +190,34 @@ fn small_model(dir: &Path) -> PathBuf {
 }
 
 #[test]
+fn rotation_keeps_the_last_run_beside_the_new_one() {
+    let dir = common::scratch("cli_run_rotate");
+    let model = small_model(&dir);
+    let out = dir.join("out");
+    let run = |frames: &str, rotate: &str| {
+        vipnas(&[
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--source",
+            frames,
+            "--out",
+            out.to_str().unwrap(),
+            "--rotate-mb",
+            rotate,
+        ])
+    };
+    for frames in ["synthetic:3", "synthetic:2"] {
+        let o = run(frames, "1");
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let count = |name: &str| std::fs::read_to_string(out.join(name)).unwrap().lines().count();
+    assert_eq!((count("poses.jsonl"), count("poses.jsonl.1")), (2, 3), "the new run, and the one before");
+    let o = run("synthetic:1", "0");
+    assert!(!o.status.success() && stderr(&o).contains("invalid value '0' for '--rotate-mb <MB>'"), "{}", stderr(&o));
+}
+
+#[test]
 fn runs_that_cannot_or_did_not_work_fail_loudly() {
     let dir = common::scratch("cli_run_nothing");
     let model = small_model(&dir);

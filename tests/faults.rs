@@ -117,6 +117,7 @@ fn ten_thousand_faulty_frames_are_all_accounted_for() {
         overlay: false,
         draw_min_score: 0.3,
         live: None,
+        rotate_bytes: None,
     };
     let summary = run_frames(&mut src, &mut est, &opts).unwrap();
 

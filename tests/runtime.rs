@@ -108,6 +108,7 @@ fn run_writes_one_jsonl_line_and_overlay_per_frame() {
         overlay: true,
         draw_min_score: 0.3,
         live: None,
+        rotate_bytes: None,
     };
     let summary = run_frames(src.as_mut(), &mut est, &opts).unwrap();
     assert_eq!(summary.frames, n);

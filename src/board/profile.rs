@@ -41,9 +41,12 @@ pub struct BoardProfile {
     pub dir: PathBuf,
 }
 
-/// The boards directory: `$VIPNAS_BOARDS`, else `boards/` under the current directory.
+/// The boards directory: `$VIPNAS_BOARDS`, else `boards/` under the current
+/// directory, else the installation's ([`crate::install::data_path`]).
 pub fn boards_dir() -> PathBuf {
-    std::env::var_os("VIPNAS_BOARDS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("boards"))
+    std::env::var_os("VIPNAS_BOARDS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::install::data_path(Path::new("boards")))
 }
 
 impl BoardProfile {

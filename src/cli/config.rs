@@ -149,4 +149,16 @@ mod tests {
         let msg = e("fps = 15\nsource = \n");
         assert!(msg.contains("vipnas.toml:2: "), "{msg}");
     }
+
+    #[test]
+    fn the_packaged_config_is_valid() {
+        // What the Debian package installs as /etc/vipnas/vipnas.toml.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/cross/deb/vipnas.toml");
+        let a = expand(args(&["vipnas", "run", "--config", path])).unwrap();
+        let a: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        for want in ["--wait-source", "--rotate-mb", "--live", "--out", "--model", "--source"] {
+            assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
+        }
+        Cli::try_parse_from(&a).unwrap();
+    }
 }

@@ -16,7 +16,7 @@ use vipnas::runtime::{run_frames, Estimator, PoseModel, RunOptions};
 #[derive(Args, Debug)]
 #[command(
     args_override_self = true,
-    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --config /etc/vipnas/vipnas.toml --frames 100\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n\nSources: v4l:/dev/videoN[@WxH][:YUYV|MJPG|RGB3], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
+    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --config /etc/vipnas/vipnas.toml --frames 100\n  vipnas run --source v4l:/dev/video0 --wait-source --rotate-mb 64 --out /var/lib/vipnas\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n\nSources: v4l:/dev/videoN[@WxH][:YUYV|MJPG|RGB3], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
 )]
 pub struct RunArgs {
     /// A TOML file of these options (long names as keys, e.g. `source = "v4l:/dev/video0"`,
@@ -24,7 +24,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     #[allow(dead_code)] // expanded into options by `config::expand` before parsing
     config: Option<PathBuf>,
-    /// A model bundle directory or a bare .onnx (MoveNet, heatmap models).
+    /// A model bundle directory or a bare .onnx (MoveNet, heatmap models); a relative
+    /// path not found here is looked for in the installation (/usr/share/vipnas/).
     #[arg(long, default_value = "models/movenet-lightning")]
     model: PathBuf,
     /// Where frames come from.
@@ -47,6 +48,16 @@ pub struct RunArgs {
     /// made, for another program; best effort: lines with no reader are dropped there.
     #[arg(long, value_name = "PATH")]
     live: Option<PathBuf>,
+    /// Rotate poses.jsonl at this many megabytes: it becomes poses.jsonl.1 (replacing
+    /// the one before), and a poses.jsonl already there at start is kept that way too;
+    /// at most ~2×MB on disk. Default: one file, replaced at start.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    rotate_mb: Option<u64>,
+    /// A camera missing at start, or lost while running, is waited for as long as it
+    /// takes (retried with back-off up to a minute, each failure logged) instead of
+    /// ending the run after ~2 minutes of retries: what a service wants.
+    #[arg(long)]
+    wait_source: bool,
     /// Also write overlay PNGs (skeleton coloured by score).
     #[arg(long)]
     overlay: bool,
@@ -82,8 +93,8 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
         }
     }
     anyhow::ensure!(threads <= cores, "--threads {threads}: this machine has {cores} core(s)");
-    let mut source = a.source.open_at(Some(fps))?;
-    let mut model = PoseModel::load(&a.model, threads)?;
+    let mut source = a.source.open_at(Some(fps), a.wait_source)?;
+    let mut model = PoseModel::load(&vipnas::install::data_path(&a.model), threads)?;
     model.refine = match a.refine {
         RefineArg::Quarter => Refine::Quarter,
         RefineArg::Dark => Refine::Dark,
@@ -97,6 +108,7 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
         overlay: a.overlay,
         draw_min_score: 0.3,
         live: a.live.clone(),
+        rotate_bytes: a.rotate_mb.map(|mb| mb << 20),
     };
     let summary = run_frames(source.as_mut(), &mut est, &opts)?;
     outln!("model={} source={} threads={threads} out={}", a.model.display(), a.source, a.out.display());

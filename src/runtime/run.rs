@@ -71,6 +71,9 @@ pub struct RunOptions {
     pub draw_min_score: f32,
     /// A live copy of `poses.jsonl` for another program (a FIFO, best effort).
     pub live: Option<PathBuf>,
+    /// Rotate `poses.jsonl` at this many bytes ([`JsonlSink::rotating`]);
+    /// `None`: one file, replaced at start.
+    pub rotate_bytes: Option<u64>,
 }
 
 /// The run's outcome; `Display` ends with the summary line.
@@ -122,8 +125,11 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
     if opts.overlay {
         std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create {}", overlay_dir.display()))?;
     }
-    let mut sink =
-        JsonlSink::create(&opts.out_dir.join("poses.jsonl"))?.with_live(opts.live.as_deref().map(LiveOutput::new));
+    let mut sink = match opts.rotate_bytes {
+        Some(max) => JsonlSink::rotating(&opts.out_dir.join("poses.jsonl"), max)?,
+        None => JsonlSink::create(&opts.out_dir.join("poses.jsonl"))?,
+    }
+    .with_live(opts.live.as_deref().map(LiveOutput::new));
     let mut stats = LatencyStats::new(opts.budget);
     let mut frame = Frame::default();
     let mut pose = Pose::default();

@@ -23,7 +23,8 @@ pub struct FrameRecord {
     pub latency_ms: f64,
 }
 
-/// `poses.jsonl` writer, with an optional live copy of every line.
+/// `poses.jsonl` writer, with an optional live copy of every line and
+/// optional rotation (a service's disk is never filled).
 pub struct JsonlSink {
     out: BufWriter<File>,
     /// Named in write errors (a full disk must say which file).
@@ -31,6 +32,10 @@ pub struct JsonlSink {
     /// The line being written (its capacity reused: no allocation per frame).
     line: Vec<u8>,
     live: Option<LiveOutput>,
+    /// The file becomes `PATH.1` when it reaches this many bytes.
+    rotate_at: Option<u64>,
+    /// Bytes in the current file.
+    written: u64,
 }
 
 /// A live copy of the poses for another program: a named pipe (FIFO) or any
@@ -79,14 +84,41 @@ impl LiveOutput {
 }
 
 impl JsonlSink {
+    /// A new, empty file at `path` (one already there is replaced).
     pub fn create(path: &Path) -> Result<JsonlSink> {
-        let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(JsonlSink {
-            out: BufWriter::with_capacity(1 << 16, f),
+            out: Self::new_file(path)?,
             path: path.to_path_buf(),
             line: Vec::with_capacity(1024),
             live: None,
+            rotate_at: None,
+            written: 0,
         })
+    }
+
+    /// Like [`JsonlSink::create`], but what is already at `path` is kept as
+    /// `PATH.1` (a restarted service keeps its last run's poses), and the file
+    /// is rotated the same way whenever it reaches `max_bytes`: at most about
+    /// twice that on disk, the newest lines always in `path`.
+    pub fn rotating(path: &Path, max_bytes: u64) -> Result<JsonlSink> {
+        anyhow::ensure!(max_bytes > 0, "{}: rotation needs a size above 0 bytes", path.display());
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            Self::keep_as_previous(path)?;
+        }
+        Ok(JsonlSink { rotate_at: Some(max_bytes), ..Self::create(path)? })
+    }
+
+    fn new_file(path: &Path) -> Result<BufWriter<File>> {
+        let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(BufWriter::with_capacity(1 << 16, f))
+    }
+
+    /// `PATH` → `PATH.1`, replacing the one before.
+    fn keep_as_previous(path: &Path) -> Result<()> {
+        let mut previous = path.as_os_str().to_owned();
+        previous.push(".1");
+        std::fs::rename(path, &previous)
+            .with_context(|| format!("cannot rotate {} to {}", path.display(), Path::new(&previous).display()))
     }
 
     /// Also sends every line to `live`.
@@ -112,6 +144,12 @@ impl JsonlSink {
             .with_context(|| format!("cannot write {}", self.path.display()))?;
         if let Some(live) = &mut self.live {
             live.send(&self.line);
+        }
+        self.written += self.line.len() as u64;
+        if self.rotate_at.is_some_and(|max| self.written >= max) {
+            Self::keep_as_previous(&self.path)?;
+            self.out = Self::new_file(&self.path)?;
+            self.written = 0;
         }
         Ok(())
     }
@@ -173,6 +211,39 @@ mod tests {
         sink.finish().unwrap();
         let file = std::fs::read_to_string(dir.path().join("poses.jsonl")).unwrap();
         assert_eq!(file.lines().count(), 4, "the file has every line");
+    }
+
+    #[test]
+    fn rotation_keeps_the_newest_lines_and_the_last_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poses.jsonl");
+        let previous = dir.path().join("poses.jsonl.1");
+        let r = |i| FrameRecord { index: i, sequence: i, key: true, reinit: false, net: "spatial", latency_ms: 1.0 };
+        let frames = |p: &Path| -> Vec<u64> {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["frame"].as_u64().unwrap())
+                .collect()
+        };
+        std::fs::write(&path, "{\"frame\":99}\n").unwrap(); // the last run's
+        let mut sink = JsonlSink::rotating(&path, 1).unwrap();
+        assert_eq!(frames(&previous), [99], "kept at start");
+        let line_len = {
+            sink.write(&r(0), &Pose::default()).unwrap();
+            std::fs::metadata(&previous).unwrap().len()
+        };
+        assert_eq!(frames(&previous), [0], "a 1-byte limit rotates after every line");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        // Three lines' worth: rotated after each third line.
+        let mut sink = JsonlSink::rotating(&path, 3 * line_len).unwrap();
+        for i in 1..=7 {
+            sink.write(&r(i), &Pose::default()).unwrap();
+        }
+        sink.finish().unwrap();
+        assert_eq!(frames(&previous), [4, 5, 6]);
+        assert_eq!(frames(&path), [7]);
+        let e = JsonlSink::rotating(&path, 0).err().unwrap().to_string();
+        assert!(e.ends_with("poses.jsonl: rotation needs a size above 0 bytes"), "{e}");
     }
 
     #[test]

@@ -193,20 +193,22 @@ impl fmt::Display for SourceSpec {
 impl SourceSpec {
     /// Opens the source; errors name the file or device.
     pub fn open(&self) -> Result<Box<dyn FrameSource>> {
-        self.open_at(None)
+        self.open_at(None, false)
     }
 
     /// Opens the source, asking a camera for `fps` frames per second (the
     /// frame budget's rate: frames the pipeline cannot take are dropped by
-    /// the driver anyway); `None` asks for 30.
-    pub fn open_at(&self, fps: Option<f64>) -> Result<Box<dyn FrameSource>> {
-        let _ = fps; // only cameras have a rate to ask for
+    /// the driver anyway); `None` asks for 30. With `wait`, a camera missing
+    /// at start or gone for long is waited for instead of ending the run (a
+    /// service's behaviour); files are never waited for.
+    pub fn open_at(&self, fps: Option<f64>, wait: bool) -> Result<Box<dyn FrameSource>> {
+        let _ = (fps, wait); // only cameras have a rate to ask for, and are waited for
         Ok(match self {
             SourceSpec::Dir(p) => Box::new(DirSource::open(p)?),
             SourceSpec::Y4m(p) => Box::new(Y4mSource::open(p)?),
             SourceSpec::Synthetic { frames } => Box::new(SyntheticSource::new(640, 480, *frames)),
             #[cfg(feature = "camera")]
-            SourceSpec::V4l { device, size, format } => Box::new(v4l::open(device, *size, *format, fps)?),
+            SourceSpec::V4l { device, size, format } => Box::new(v4l::open(device, *size, *format, fps, wait)?),
             #[cfg(not(feature = "camera"))]
             SourceSpec::V4l { .. } => {
                 bail!("this vipnas was built without the `camera` feature: no V4L2 capture")

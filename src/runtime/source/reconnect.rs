@@ -57,20 +57,27 @@ pub trait CameraOpener {
 pub struct Backoff {
     pub initial: Duration,
     pub max: Duration,
-    /// Give up (error) after this many failed opens in a row.
-    pub max_attempts: u32,
+    /// Give up (error) after this many failed opens in a row; `None`: never
+    /// (a service waiting for its camera).
+    pub max_attempts: Option<u32>,
     current: Duration,
     attempts: u32,
 }
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration, max_attempts: u32) -> Backoff {
-        Backoff { initial, max, max_attempts, current: initial, attempts: 0 }
+        Backoff { initial, max, max_attempts: Some(max_attempts), current: initial, attempts: 0 }
+    }
+
+    /// For a service: 50 ms doubling to a minute, never giving up; a camera
+    /// missing at start is waited for too.
+    pub fn waiting() -> Backoff {
+        Backoff { max_attempts: None, ..Backoff::new(Duration::from_millis(50), Duration::from_secs(60), 0) }
     }
 
     fn next_delay(&mut self) -> Option<Duration> {
-        self.attempts += 1;
-        if self.attempts > self.max_attempts {
+        self.attempts = self.attempts.saturating_add(1);
+        if self.max_attempts.is_some_and(|m| self.attempts > m) {
             return None;
         }
         let d = self.current;
@@ -102,12 +109,25 @@ pub struct Reconnecting<O: CameraOpener> {
 }
 
 impl<O: CameraOpener> Reconnecting<O> {
-    /// Opens the camera once: a device missing at start is a fatal error.
+    /// Opens the camera. A device missing at start is a fatal error, unless
+    /// the back-off never gives up ([`Backoff::waiting`]): then the first read
+    /// waits for it as for a lost one, and the wait is logged.
     pub fn open(mut opener: O, backoff: Backoff) -> Result<Self> {
-        let cam = opener.open()?;
+        let cam = match opener.open() {
+            Ok(cam) => Some(cam),
+            Err(e) if backoff.max_attempts.is_none() => {
+                log::warn!(
+                    "{e:#}: waiting for {} (retried with back-off up to {} s)",
+                    opener.describe(),
+                    backoff.max.as_secs()
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Reconnecting {
             opener,
-            cam: Some(cam),
+            cam,
             backoff,
             last_sequence: None,
             stats: SourceStats::default(),
@@ -142,7 +162,7 @@ impl<O: CameraOpener> Reconnecting<O> {
                 anyhow::bail!(
                     "{}: gave up after {} reconnection attempts",
                     self.opener.describe(),
-                    self.backoff.max_attempts
+                    self.backoff.attempts - 1
                 );
             };
             (self.sleep)(delay);
@@ -284,14 +304,20 @@ mod tests {
     }
 
     fn run(steps: Vec<Step>, opens: Vec<bool>, reads: usize) -> (Vec<FrameRead>, SourceStats, Vec<Duration>) {
+        run_with(Backoff::new(Duration::from_millis(50), Duration::from_millis(400), 5), steps, opens, reads)
+    }
+
+    fn run_with(
+        backoff: Backoff,
+        steps: Vec<Step>,
+        opens: Vec<bool>,
+        reads: usize,
+    ) -> (Vec<FrameRead>, SourceStats, Vec<Duration>) {
         let script = Rc::new(RefCell::new(VecDeque::from(steps)));
         let opener = FakeOpener { script, opens: VecDeque::from(opens) };
         let slept = Rc::new(RefCell::new(Vec::new()));
         let s2 = slept.clone();
-        let mut src =
-            Reconnecting::open(opener, Backoff::new(Duration::from_millis(50), Duration::from_millis(400), 5))
-                .unwrap()
-                .with_sleep(move |d| s2.borrow_mut().push(d));
+        let mut src = Reconnecting::open(opener, backoff).unwrap().with_sleep(move |d| s2.borrow_mut().push(d));
         let mut frame = Frame::default();
         let out = (0..reads).map(|_| src.read(&mut frame).unwrap_or(FrameRead::End)).collect();
         let stats = src.stats();
@@ -331,5 +357,21 @@ mod tests {
         assert_eq!(out[2], FrameRead::End, "the error surfaces (mapped to End by the test)");
         assert_eq!(slept.len(), 5);
         assert_eq!(*slept.last().unwrap(), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_missing_camera_is_fatal_unless_the_backoff_waits() {
+        let opener = |opens: Vec<bool>| FakeOpener { script: Rc::default(), opens: VecDeque::from(opens) };
+        let e = Reconnecting::open(opener(vec![false]), Backoff::default()).err().expect("missing at start");
+        assert_eq!(e.to_string(), "ENOENT");
+        // Waiting: 13 failed opens (the delay doubles from 50 ms up to 60 s), then the camera is there.
+        let mut opens = vec![false; 13];
+        opens.push(true);
+        let (out, stats, slept) = run_with(Backoff::waiting(), vec![Step::Frame(0), Step::Frame(1)], opens, 2);
+        assert_eq!(out, vec![FrameRead::Frame, FrameRead::Frame]);
+        assert_eq!(slept.len(), 13);
+        assert_eq!(slept[0], Duration::from_millis(50));
+        assert_eq!(slept[11], Duration::from_secs(60), "50 ms * 2^11 is capped at a minute");
+        assert_eq!(stats.delivered, 2);
     }
 }

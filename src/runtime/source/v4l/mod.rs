@@ -51,16 +51,18 @@ pub struct V4lCamera {
     fps: Option<f64>,
 }
 
-/// Opens a V4L2 device as a reconnecting frame source.
+/// Opens a V4L2 device as a reconnecting frame source; with `wait`, a device
+/// missing at start or gone for long is waited for ([`Backoff::waiting`]).
 pub fn open(
     path: &Path,
     size: Option<(u32, u32)>,
     format: Option<CaptureFormat>,
     fps: Option<f64>,
+    wait: bool,
 ) -> Result<Reconnecting<V4lOpener>> {
     let fps = fps.unwrap_or(DEFAULT_FPS);
     let opener = V4lOpener { path: path.to_path_buf(), size: size.unwrap_or(DEFAULT_SIZE), format, fps };
-    Reconnecting::open(opener, Backoff::default())
+    Reconnecting::open(opener, if wait { Backoff::waiting() } else { Backoff::default() })
 }
 
 /// The FourCCs a device offers for capture, e.g. `["YUYV", "RGB3"]`.

@@ -109,6 +109,9 @@ fn the_fast_op_is_in_the_plan_and_threads_give_the_same_heatmaps() {
     let ops = engine.profile(&vipnas::runtime::engine::InputTensor::F32(x.clone()), 1).unwrap();
     assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
     assert!(!ops.iter().any(|o| o.op == "DepthWiseConv"), "{ops:?}");
+    // The head's grouped transposed convolutions are ours too.
+    assert!(ops.iter().any(|o| o.op == "VipnasGroupedDeconv"), "{ops:?}");
+    assert!(!ops.iter().any(|o| o.op.contains("Deconv") && o.op != "VipnasGroupedDeconv"), "{ops:?}");
 
     let net = Subnet::sample(&s, Sample::Random(5)).network(input).unwrap();
     let model = write_network(&net, &Weights::random(&net, 5), &WriteOptions::default()).unwrap();

@@ -83,7 +83,8 @@ impl EngineOptions {
     }
 }
 
-/// Whose op runs grouped and depthwise convolutions.
+/// Whose ops run grouped and depthwise convolutions and grouped transposed
+/// convolutions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Convolutions {
     /// Ours ([`super::grouped_conv`]) wherever it covers them; tract's elsewhere.
@@ -167,7 +168,7 @@ impl TractEngine {
             typed.declutter().context("tract could not declutter the model")?;
             if done.replaced > 0 {
                 log::debug!(
-                    "{} grouped convolutions run {} ({})",
+                    "{} grouped (transposed) convolutions run {} ({})",
                     done.replaced,
                     grouped_conv::KERNEL_VERSION,
                     grouped_conv::kernel::active_isa().name()
@@ -175,7 +176,7 @@ impl TractEngine {
             }
             if !done.left.is_empty() {
                 log::info!(
-                    "{} grouped convolutions stay tract's (not covered by the fast op): {}",
+                    "{} grouped (transposed) convolutions stay tract's (not covered by the fast op): {}",
                     done.left.len(),
                     done.left.join("; ")
                 );

@@ -6,12 +6,15 @@
 //! per group. [`install`] rewrites a decluttered model before tract optimises
 //! it: every f32 NCHW 2-D convolution with more than one group, constant
 //! weights and no dilation becomes a [`GroupedConv`], whose arithmetic is in
-//! [`kernel`]. tract's public op API is all it uses (no fork of tract); the
+//! [`kernel`], and every such transposed convolution (the heads' grouped
+//! `ConvTranspose`) a [`GroupedDeconv`]: one stride-1 [`GroupedConv`] per
+//! output phase. tract's public op API is all it uses (no fork of tract); the
 //! rest of the plan — and every convolution it does not cover, named once in
 //! the log at load — is tract's own.
 //!
 //! With a multithreaded executor the groups are split across its threads.
 
+mod deconv;
 pub mod kernel;
 
 use std::sync::Arc;
@@ -19,14 +22,16 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::cnn::Deconv;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
 
+pub use deconv::GroupedDeconv;
 use kernel::{active_isa, convolve_groups, ConvGeometry};
 
 /// Named in latency tables so that a table says which kernels it measured:
-/// bump it whenever the kernel's speed changes.
-pub const KERNEL_VERSION: &str = "vipnas-grouped-conv/1";
+/// bump it whenever the kernel's speed changes (2: transposed convolutions too).
+pub const KERNEL_VERSION: &str = "vipnas-grouped-conv/2";
 
 /// Which convolutions [`install`] would take over: groups > 1, and at most this
 /// many input channels per group (above it tract's matrix products win).
@@ -119,16 +124,25 @@ impl EvalOp for GroupedConv {
             x.len(),
             g.input_len()
         );
-        // SAFETY: `convolve_groups` writes every output value (each group's
-        // chunk whole); nothing reads the tensor before.
+        // SAFETY: `convolve` writes every output value; nothing reads the tensor before.
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape())? };
-        let group_len = g.out_per_group() * g.output[0] * g.output[1];
         let mut out_view = output.try_as_plain_ram_mut()?;
-        par_chunks_mut(out_view.as_slice_mut::<f32>()?, group_len, g.macs(), |first, chunk| {
+        self.convolve(x, out_view.as_slice_mut::<f32>()?)?;
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl GroupedConv {
+    /// The convolution of `x` into `out` (NCHW, every value written), the
+    /// groups split across the executor's threads.
+    fn convolve(&self, x: &[f32], out: &mut [f32]) -> TractResult<()> {
+        let g = &self.geo;
+        ensure!(x.len() == g.input_len() && out.len() == g.output_len());
+        let group_len = g.out_per_group() * g.output[0] * g.output[1];
+        par_chunks_mut(out, group_len, g.macs(), |first, chunk| {
             convolve_groups(g, &self.taps, x, &self.packed, &self.bias, first, chunk);
             Ok(())
-        })?;
-        Ok(tvec!(output.into_tvalue()))
+        })
     }
 }
 
@@ -155,16 +169,26 @@ pub struct Installed {
 }
 
 /// Replaces every grouped convolution of a decluttered `model` that
-/// [`GroupedConv`] covers; the rest stay tract's.
+/// [`GroupedConv`] covers, and every grouped transposed convolution that
+/// [`GroupedDeconv`] covers; the rest stay tract's.
 pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     let mut done = Installed::default();
     for id in model.eval_order()? {
         let node = model.node(id);
-        let Some(conv) = node.op_as::<Conv>() else { continue };
-        if conv.group == 1 {
+        let planned: Result<Box<dyn TypedOp>, String> = if let Some(conv) = node.op_as::<Conv>() {
+            if conv.group == 1 {
+                continue;
+            }
+            plan(model, node, conv).map(|op| Box::new(op) as _)
+        } else if let Some(deconv) = node.op_as::<Deconv>() {
+            if deconv.group == 1 {
+                continue;
+            }
+            deconv::plan(model, node, deconv).map(|op| Box::new(op) as _)
+        } else {
             continue;
-        }
-        match plan(model, node, conv) {
+        };
+        match planned {
             Ok(op) => {
                 let mut patch = TypedModelPatch::new("vipnas-grouped-conv");
                 let x = patch.tap_model(model, node.inputs[0])?;

@@ -1,0 +1,362 @@
+//! A grouped transposed convolution (the heads' `ConvTranspose`) as
+//! stride-1 grouped convolutions, one per output phase.
+//!
+//! A transposed convolution with stride `s` scatters each input pixel through
+//! the kernel onto the output. Read from the output side instead, output row
+//! `s·i + r` (phase `r`) receives only the kernel rows `t` with
+//! `t ≡ r + pad_before (mod s)`, from input row `i + (r + pad_before − t)/s`:
+//! a stride-1 correlation of the input with a `⌈k/s⌉`-tap sub-kernel. So the
+//! `s_h·s_w` phases are ordinary stride-1 grouped convolutions, run by
+//! [`GroupedConv`]'s kernel, and the output interleaves their planes. tract
+//! lowers a grouped `Deconv` to an outer product followed by a scatter-add
+//! (`DepthwiseDeconv`, `DeconvSum`), several times slower on our heads.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Deconv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+use super::kernel::ConvGeometry;
+use super::{GroupedConv, MAX_IN_PER_GROUP};
+
+/// A grouped 2-D transposed convolution over an f32 NCHW input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupedDeconv {
+    /// One stride-1 convolution per output phase, row-major over `(r_h, r_w)`;
+    /// phase `(r_h, r_w)` makes the outputs `[s_h·i + r_h, s_w·j + r_w]`.
+    phases: Vec<GroupedConv>,
+    stride: [usize; 2],
+    /// Output height, width.
+    output: [usize; 2],
+    batch: usize,
+    channels: usize,
+    batch_axis: bool,
+}
+
+impl GroupedDeconv {
+    /// `geo` describes the transposed convolution (`pad_before` and `output` as
+    /// tract computes them for it); `kernel` is as tract's `Deconv` holds it,
+    /// `[out][in_per_group][kh][kw]` (ONNX's `[in][out_per_group][kh][kw]`
+    /// regrouped), `bias` one per output channel.
+    pub fn new(geo: &ConvGeometry, kernel: &[f32], bias: &[f32], batch_axis: bool) -> Result<GroupedDeconv, String> {
+        let (ipg, out_ch) = (geo.in_per_group(), geo.out_channels);
+        let [kh, kw] = geo.kernel;
+        let [sh, sw] = geo.stride;
+        if kernel.len() != out_ch * ipg * kh * kw {
+            return Err(format!("kernel has {} values, expected {}", kernel.len(), out_ch * ipg * kh * kw));
+        }
+        // Per axis and phase: the first input offset `d_min` and the taps, in
+        // the order the correlation reads them (input offset ascending).
+        let axis = |k: usize, s: usize, pad: usize, r: usize| -> Result<(usize, Vec<usize>), String> {
+            let taps: Vec<usize> = (0..k).rev().filter(|t| (r + pad + s * k - t) % s == 0).collect();
+            let d_min = taps.first().map_or(0, |&t| (r + pad) as isize - t as isize) / s as isize;
+            if d_min > 0 {
+                return Err(format!("padding {pad} above kernel {k} − stride {s}"));
+            }
+            Ok(((-d_min) as usize, taps))
+        };
+        let mut phases = Vec::with_capacity(sh * sw);
+        for rh in 0..sh {
+            for rw in 0..sw {
+                let (ph, rows) = axis(kh, sh, geo.pad_before[0], rh)?;
+                let (pw, cols) = axis(kw, sw, geo.pad_before[1], rw)?;
+                let out =
+                    [geo.output[0].saturating_sub(rh).div_ceil(sh), geo.output[1].saturating_sub(rw).div_ceil(sw)];
+                if rows.is_empty() || cols.is_empty() || out.contains(&0) {
+                    return Err(format!("phase ({rh}, {rw}) has no taps or no outputs"));
+                }
+                let mut sub = Vec::with_capacity(out_ch * ipg * rows.len() * cols.len());
+                for o in 0..out_ch {
+                    for i in 0..ipg {
+                        for &t in &rows {
+                            for &u in &cols {
+                                sub.push(kernel[((o * ipg + i) * kh + t) * kw + u]);
+                            }
+                        }
+                    }
+                }
+                let phase = ConvGeometry {
+                    kernel: [rows.len(), cols.len()],
+                    stride: [1, 1],
+                    pad_before: [ph, pw],
+                    output: out,
+                    ..geo.clone()
+                };
+                phases.push(GroupedConv::new(phase, sub, bias.to_vec(), true).map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(GroupedDeconv {
+            phases,
+            stride: geo.stride,
+            output: geo.output,
+            batch: geo.batch,
+            channels: out_ch,
+            batch_axis,
+        })
+    }
+
+    fn output_shape(&self) -> TVec<usize> {
+        let chw = tvec![self.channels, self.output[0], self.output[1]];
+        if self.batch_axis {
+            std::iter::once(self.batch).chain(chw).collect()
+        } else {
+            chw
+        }
+    }
+}
+
+impl Op for GroupedDeconv {
+    fn name(&self) -> StaticName {
+        "VipnasGroupedDeconv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = self.phases[0].geometry();
+        Ok(vec![format!(
+            "stride {:?}, {} phases of {:?} taps, {} groups of {}→{}",
+            self.stride,
+            self.phases.len(),
+            g.kernel,
+            g.groups,
+            g.in_per_group(),
+            g.out_per_group()
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for GroupedDeconv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let x_view = input.try_as_plain_ram()?;
+        let x = x_view.as_slice::<f32>()?;
+        // SAFETY: the phases between them write every output value once (each
+        // output position belongs to exactly one phase); nothing reads before.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape())? };
+        let mut out_view = output.try_as_plain_ram_mut()?;
+        let out = out_view.as_slice_mut::<f32>()?;
+        PHASE.with_borrow_mut(|scratch| self.interleave(x, out, scratch))?;
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+thread_local! {
+    /// One phase's output, reused across runs.
+    static PHASE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl GroupedDeconv {
+    /// Each phase convolved into `scratch`, then spread into its positions of `out`.
+    fn interleave(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) -> TractResult<()> {
+        let [sh, sw] = self.stride;
+        let [oh, ow] = self.output;
+        for (p, phase) in self.phases.iter().enumerate() {
+            let (rh, rw) = (p / sw, p % sw);
+            let g = phase.geometry();
+            scratch.resize(g.output_len(), 0.0);
+            phase.convolve(x, scratch)?;
+            let [ph, pw] = g.output;
+            for (plane, src) in scratch.chunks_exact(ph * pw).enumerate() {
+                let dst = &mut out[plane * oh * ow..][..oh * ow];
+                for (i, row) in src.chunks_exact(pw).enumerate() {
+                    let dst_row = &mut dst[(sh * i + rh) * ow..][..ow];
+                    for (j, &v) in row.iter().enumerate() {
+                        dst_row[sw * j + rw] = v;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TypedOp for GroupedDeconv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact(self.output_shape())))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let macs: usize = self.phases.iter().map(|p| p.geometry().macs()).sum();
+        Ok(tvec!((Cost::FMA(f32::datum_type()), macs.to_dim())))
+    }
+
+    as_op!();
+}
+
+/// The [`GroupedDeconv`] for a `Deconv` node, or why it is not covered.
+pub(super) fn plan(model: &TypedModel, node: &TypedNode, deconv: &Deconv) -> Result<GroupedDeconv, String> {
+    let spec = &deconv.pool_spec;
+    let x = model.outlet_fact(node.inputs[0]).map_err(|e| e.to_string())?;
+    if x.datum_type != f32::datum_type() {
+        return Err(format!("{:?} (only f32 is covered)", x.datum_type));
+    }
+    if !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+        || spec.rank() != 2
+        || deconv.kernel_format != KernelFormat::OIHW
+    {
+        return Err(format!(
+            "{:?} {:?} rank {} (only 2-D channels-first, OIHW)",
+            spec.data_format,
+            deconv.kernel_format,
+            spec.rank()
+        ));
+    }
+    if spec.dilations().iter().any(|&d| d != 1) {
+        return Err(format!("dilation {:?}", spec.dilations()));
+    }
+    let in_per_group = spec.input_channels / deconv.group;
+    if in_per_group > MAX_IN_PER_GROUP {
+        return Err(format!(
+            "{in_per_group} input channels per group (tract's matrix products are faster above {MAX_IN_PER_GROUP})"
+        ));
+    }
+    let shape = x.shape.as_concrete().ok_or("input shape not concrete")?;
+    let (n, c, h, w) = match *shape {
+        [n, c, h, w] if spec.data_format == DataFormat::NCHW => (n, c, h, w),
+        [c, h, w] if spec.data_format == DataFormat::CHW => (1, c, h, w),
+        _ => return Err(format!("input shape {shape:?} for {:?}", spec.data_format)),
+    };
+    let constant = |i: usize, what: &str| -> Result<Vec<f32>, String> {
+        let fact = model.outlet_fact(node.inputs[i]).map_err(|e| e.to_string())?;
+        let t = fact.konst.as_ref().ok_or(format!("{what} is not a constant"))?;
+        let t = t.cast_to::<f32>().map_err(|e| e.to_string())?;
+        let view = t.try_as_plain_ram().map_err(|e| e.to_string())?;
+        Ok(view.as_slice::<f32>().map_err(|e| e.to_string())?.to_vec())
+    };
+    let kernel = constant(1, "kernel")?;
+    let mut bias = constant(2, "bias")?;
+    if bias.len() == 1 {
+        bias = vec![bias[0]; spec.output_channels];
+    }
+    if bias.len() != spec.output_channels {
+        return Err(format!("{} bias values for {} channels", bias.len(), spec.output_channels));
+    }
+    let dims = spec
+        .padding
+        .compute_for_deconv(&[h, w], &spec.kernel_shape, &spec.dilations(), &spec.strides(), &deconv.adjustments)
+        .map_err(|e| e.to_string())?;
+    let geo = ConvGeometry {
+        batch: n,
+        in_channels: c,
+        out_channels: spec.output_channels,
+        groups: deconv.group,
+        input: [h, w],
+        kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
+        stride: [spec.stride(0), spec.stride(1)],
+        pad_before: [dims[0].pad_before, dims[1].pad_before],
+        output: [dims[0].deconvoluted, dims[1].deconvoluted],
+    };
+    GroupedDeconv::new(&geo, &kernel, &bias, spec.data_format == DataFormat::NCHW)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The textbook scatter: every input pixel through the kernel onto the output, in f64.
+    fn reference(geo: &ConvGeometry, x: &[f32], k: &[f32], bias: &[f32]) -> Vec<f32> {
+        let (ipg, opg) = (geo.in_per_group(), geo.out_per_group());
+        let ([h, w], [oh, ow], [kh, kw], [sh, sw], [ph, pw]) =
+            (geo.input, geo.output, geo.kernel, geo.stride, geo.pad_before);
+        let mut out = vec![0f64; geo.batch * geo.out_channels * oh * ow];
+        for n in 0..geo.batch {
+            for o in 0..geo.out_channels {
+                let plane = &mut out[(n * geo.out_channels + o) * oh * ow..][..oh * ow];
+                plane.iter_mut().for_each(|v| *v = bias[o] as f64);
+                let g = o / opg;
+                for i in 0..ipg {
+                    let xin = &x[(n * geo.in_channels + g * ipg + i) * h * w..][..h * w];
+                    for y in 0..h {
+                        for xx in 0..w {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let (oy, ox) =
+                                        ((sh * y + ky) as isize - ph as isize, (sw * xx + kx) as isize - pw as isize);
+                                    if oy < 0 || ox < 0 || oy as usize >= oh || ox as usize >= ow {
+                                        continue;
+                                    }
+                                    plane[oy as usize * ow + ox as usize] +=
+                                        xin[y * w + xx] as f64 * k[((o * ipg + i) * kh + ky) * kw + kx] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|v| v as f32).collect()
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn phases_match_the_scatter_definition() {
+        // (in, out, groups, input, kernel, stride, pad_before, output): the heads' k4 s2 p1
+        // (depthwise and 8 per group), odd kernels with an output adjustment, stride 1 and 3.
+        let cases = [
+            (16, 16, 16, [6, 5], [4, 4], [2, 2], [1, 1], [12, 10]),
+            (32, 16, 4, [4, 3], [4, 4], [2, 2], [1, 1], [8, 6]),
+            (8, 8, 8, [5, 4], [3, 3], [2, 2], [1, 1], [10, 8]),
+            (4, 8, 2, [3, 3], [2, 2], [2, 2], [0, 0], [6, 6]),
+            (6, 6, 3, [5, 6], [3, 5], [1, 1], [1, 2], [5, 6]),
+            (4, 4, 4, [3, 2], [5, 3], [3, 2], [2, 0], [9, 5]),
+        ];
+        for (n, &(cin, cout, groups, input, kernel, stride, pad_before, output)) in cases.iter().enumerate() {
+            let geo = ConvGeometry {
+                batch: 2,
+                in_channels: cin,
+                out_channels: cout,
+                groups,
+                input,
+                kernel,
+                stride,
+                pad_before,
+                output,
+            };
+            let x = values(geo.input_len(), 1 + n as u32);
+            let k = values(cout * (cin / groups) * kernel[0] * kernel[1], 100 + n as u32);
+            let b = values(cout, 200 + n as u32);
+            let op = GroupedDeconv::new(&geo, &k, &b, true).unwrap();
+            let mut out = vec![f32::NAN; geo.output_len()];
+            op.interleave(&x, &mut out, &mut Vec::new()).unwrap();
+            let want = reference(&geo, &x, &k, &b);
+            let worst = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "case {n} {geo:?}: off by {worst}");
+        }
+    }
+
+    #[test]
+    fn padding_beyond_the_kernel_reach_is_left_to_tract() {
+        let geo = ConvGeometry {
+            batch: 1,
+            in_channels: 4,
+            out_channels: 4,
+            groups: 4,
+            input: [4, 4],
+            kernel: [2, 2],
+            stride: [2, 2],
+            pad_before: [2, 2],
+            output: [4, 4],
+        };
+        let e = GroupedDeconv::new(&geo, &[0.0; 16], &[0.0; 4], true).unwrap_err();
+        assert_eq!(e, "padding 2 above kernel 2 − stride 2");
+    }
+}

@@ -49,22 +49,9 @@ if [[ ! -f $stage1 ]]; then
   $SUDO tar -C "$cache/stage1" -cf "$stage1.tmp" . && $SUDO rm -rf "$cache/stage1" && mv "$stage1.tmp" "$stage1"
 fi
 
-# The kernel: what linux-image-arm64 depends on today, downloaded once (needs
-# arm64 in dpkg's architectures: scripts/setup.sh adds it).
-pkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[[ -n $pkg ]] || skip "apt-cache does not know linux-image-arm64:arm64 (dpkg --add-architecture arm64 && apt-get update)"
-pkg=${pkg%:arm64}
-kver=${pkg#linux-image-}
-kroot="$cache/$kver"
-if [[ ! -f $kroot/boot/vmlinuz-$kver ]]; then
-  kdeb=$(ls "$cache"/"$pkg"_*.deb 2>/dev/null | head -1 || true)
-  if [[ -z $kdeb ]]; then
-    echo "deploy-vm: downloading $pkg (~60 MB, cached in $cache)"
-    (cd "$cache" && apt-get download -q "$pkg:arm64" >/dev/null 2>&1) || skip "cannot download $pkg:arm64"
-    kdeb=$(ls "$cache"/"$pkg"_*.deb | head -1)
-  fi
-  rm -rf "$kroot.tmp" && dpkg -x "$kdeb" "$kroot.tmp" && depmod -b "$kroot.tmp" "$kver" && mv "$kroot.tmp" "$kroot"
-fi
+# The kernel: what linux-image-arm64 depends on today, downloaded once.
+source "$here/../debian-kernel.sh"
+debian_kernel arm64 "$cache"
 
 # The initramfs is the whole system: the first stage, the modules vivid needs
 # (systemd loads them), the package and the two scripts.

@@ -29,21 +29,9 @@ busybox=/bin/busybox
 [[ -x $busybox ]] && ! ldd "$busybox" >/dev/null 2>&1 || skip "no static $busybox (package busybox-static)"
 
 # The kernel: what linux-image-amd64 depends on today, downloaded once.
-mkdir -p "$cache"
-pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[[ -n $pkg ]] || skip "apt-cache does not know linux-image-amd64"
-kver=${pkg#linux-image-}
-root="$cache/$kver"
-if [[ ! -f $root/boot/vmlinuz-$kver ]]; then
-  deb=$(ls "$cache"/"$pkg"_*.deb 2>/dev/null | head -1 || true)
-  if [[ -z $deb ]]; then
-    echo "vivid-vm: downloading $pkg (~70 MB, cached in $cache)"
-    (cd "$cache" && apt-get download -q "$pkg" >/dev/null 2>&1) || skip "cannot download $pkg"
-    deb=$(ls "$cache"/"$pkg"_*.deb | head -1)
-  fi
-  rm -rf "$root.tmp" && dpkg -x "$deb" "$root.tmp" && mv "$root.tmp" "$root"
-  depmod -b "$root" "$kver"
-fi
+source "$here/../debian-kernel.sh"
+debian_kernel amd64 "$cache"
+root=$kroot
 
 # The initramfs.
 work=$(mktemp -d)

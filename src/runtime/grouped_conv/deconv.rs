@@ -13,11 +13,10 @@
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::cnn::{Deconv, KernelFormat};
-use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::ops::cnn::Deconv;
 
 use super::kernel::ConvGeometry;
-use super::{GroupedConv, MAX_IN_PER_GROUP};
+use super::{covered, GroupedConv};
 
 /// A grouped 2-D transposed convolution over an f32 NCHW input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,71 +193,28 @@ impl TypedOp for GroupedDeconv {
 /// The [`GroupedDeconv`] for a `Deconv` node, or why it is not covered.
 pub(super) fn plan(model: &TypedModel, node: &TypedNode, deconv: &Deconv) -> Result<GroupedDeconv, String> {
     let spec = &deconv.pool_spec;
-    let x = model.outlet_fact(node.inputs[0]).map_err(|e| e.to_string())?;
-    if x.datum_type != f32::datum_type() {
-        return Err(format!("{:?} (only f32 is covered)", x.datum_type));
-    }
-    if !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
-        || spec.rank() != 2
-        || deconv.kernel_format != KernelFormat::OIHW
-    {
-        return Err(format!(
-            "{:?} {:?} rank {} (only 2-D channels-first, OIHW)",
-            spec.data_format,
-            deconv.kernel_format,
-            spec.rank()
-        ));
-    }
-    if spec.dilations().iter().any(|&d| d != 1) {
-        return Err(format!("dilation {:?}", spec.dilations()));
-    }
-    let in_per_group = spec.input_channels / deconv.group;
-    if in_per_group > MAX_IN_PER_GROUP {
-        return Err(format!(
-            "{in_per_group} input channels per group (tract's matrix products are faster above {MAX_IN_PER_GROUP})"
-        ));
-    }
-    let shape = x.shape.as_concrete().ok_or("input shape not concrete")?;
-    let (n, c, h, w) = match *shape {
-        [n, c, h, w] if spec.data_format == DataFormat::NCHW => (n, c, h, w),
-        [c, h, w] if spec.data_format == DataFormat::CHW => (1, c, h, w),
-        _ => return Err(format!("input shape {shape:?} for {:?}", spec.data_format)),
-    };
-    let constant = |i: usize, what: &str| -> Result<Vec<f32>, String> {
-        let fact = model.outlet_fact(node.inputs[i]).map_err(|e| e.to_string())?;
-        let t = fact.konst.as_ref().ok_or(format!("{what} is not a constant"))?;
-        let t = t.cast_to::<f32>().map_err(|e| e.to_string())?;
-        let view = t.try_as_plain_ram().map_err(|e| e.to_string())?;
-        Ok(view.as_slice::<f32>().map_err(|e| e.to_string())?.to_vec())
-    };
-    let kernel = constant(1, "kernel")?;
-    let mut bias = constant(2, "bias")?;
-    if bias.len() == 1 {
-        bias = vec![bias[0]; spec.output_channels];
-    }
-    if bias.len() != spec.output_channels {
-        return Err(format!("{} bias values for {} channels", bias.len(), spec.output_channels));
-    }
+    let c = covered(model, node, spec, deconv.kernel_format, deconv.group, false)?;
     let dims = spec
         .padding
-        .compute_for_deconv(&[h, w], &spec.kernel_shape, &spec.dilations(), &spec.strides(), &deconv.adjustments)
+        .compute_for_deconv(&c.input, &spec.kernel_shape, &spec.dilations(), &spec.strides(), &deconv.adjustments)
         .map_err(|e| e.to_string())?;
     let geo = ConvGeometry {
-        batch: n,
-        in_channels: c,
+        batch: c.batch,
+        in_channels: spec.input_channels,
         out_channels: spec.output_channels,
         groups: deconv.group,
-        input: [h, w],
+        input: c.input,
         kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
         stride: [spec.stride(0), spec.stride(1)],
         pad_before: [dims[0].pad_before, dims[1].pad_before],
         output: [dims[0].deconvoluted, dims[1].deconvoluted],
     };
-    GroupedDeconv::new(&geo, &kernel, &bias, spec.data_format == DataFormat::NCHW)
+    GroupedDeconv::new(&geo, &c.kernel, &c.bias, c.batch_axis)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::kernel::tests::values;
     use super::*;
 
     /// The textbook scatter: every input pixel through the kernel onto the output, in f64.
@@ -293,18 +249,6 @@ mod tests {
             }
         }
         out.into_iter().map(|v| v as f32).collect()
-    }
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
     }
 
     #[test]

@@ -642,7 +642,7 @@ pub fn reference(geo: &ConvGeometry, input: &[f32], kernel: &[f32], bias: &[f32]
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn geometry(c: usize, groups: usize, hw: [usize; 2], k: usize, s: usize) -> ConvGeometry {
@@ -661,7 +661,8 @@ mod tests {
         }
     }
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    /// Deterministic values in [-1, 1] (xorshift), for the kernels' tests.
+    pub(in crate::runtime::grouped_conv) fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
         (0..n)
             .map(|_| {

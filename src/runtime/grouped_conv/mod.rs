@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
-use tract_onnx::tract_core::ops::cnn::Deconv;
+use tract_onnx::tract_core::ops::cnn::{Deconv, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
 
@@ -209,35 +209,75 @@ pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
 /// The [`GroupedConv`] for `node`, or why it is not covered.
 fn plan(model: &TypedModel, node: &TypedNode, conv: &Conv) -> Result<GroupedConv, String> {
     let spec = &conv.pool_spec;
+    let c = covered(model, node, spec, conv.kernel_fmt, conv.group, conv.q_params.is_some())?;
+    let padding = spec.computed_padding(&c.input);
+    let geo = ConvGeometry {
+        batch: c.batch,
+        in_channels: spec.input_channels,
+        out_channels: spec.output_channels,
+        groups: conv.group,
+        input: c.input,
+        kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
+        stride: [spec.stride(0), spec.stride(1)],
+        pad_before: [padding[0].pad_before, padding[1].pad_before],
+        output: [padding[0].convoluted, padding[1].convoluted],
+    };
+    GroupedConv::new(geo, c.kernel, c.bias, c.batch_axis).map_err(|e| e.to_string())
+}
+
+/// What a (transposed) convolution node must be for our ops to take it, read off it.
+struct Covered {
+    batch: usize,
+    /// Input height, width.
+    input: [usize; 2],
+    /// The node's constant kernel, as tract holds it (`[out][in_per_group][kh][kw]`).
+    kernel: Vec<f32>,
+    /// One per output channel.
+    bias: Vec<f32>,
+    /// NCHW (else CHW: tract's declutter drops a batch axis of 1).
+    batch_axis: bool,
+}
+
+/// The checks a convolution or transposed convolution passes to be ours: f32,
+/// 2-D channels-first with an OIHW kernel, no dilation, at most
+/// [`MAX_IN_PER_GROUP`] input channels per group, a concrete input shape,
+/// constant kernel and bias; or why not.
+fn covered(
+    model: &TypedModel,
+    node: &TypedNode,
+    spec: &PoolSpec,
+    kernel_fmt: KernelFormat,
+    group: usize,
+    quantized: bool,
+) -> Result<Covered, String> {
     let x = model.outlet_fact(node.inputs[0]).map_err(|e| e.to_string())?;
-    if conv.q_params.is_some() || x.datum_type != f32::datum_type() {
+    if quantized || x.datum_type != f32::datum_type() {
         return Err(format!("{:?} (only f32 is covered)", x.datum_type));
     }
-    // tract's declutter drops a batch axis of 1: CHW is NCHW with N = 1.
     if !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
         || spec.rank() != 2
-        || conv.kernel_fmt != KernelFormat::OIHW
+        || kernel_fmt != KernelFormat::OIHW
     {
         return Err(format!(
             "{:?} {:?} rank {} (only 2-D channels-first, OIHW)",
             spec.data_format,
-            conv.kernel_fmt,
+            kernel_fmt,
             spec.rank()
         ));
     }
     if spec.dilations().iter().any(|&d| d != 1) {
         return Err(format!("dilation {:?}", spec.dilations()));
     }
-    let in_per_group = conv.input_channels() / conv.group;
+    let in_per_group = spec.input_channels / group;
     if in_per_group > MAX_IN_PER_GROUP {
         return Err(format!(
             "{in_per_group} input channels per group (tract's matrix products are faster above {MAX_IN_PER_GROUP})"
         ));
     }
     let shape = x.shape.as_concrete().ok_or("input shape not concrete")?;
-    let (n, c, h, w) = match *shape {
-        [n, c, h, w] if spec.data_format == DataFormat::NCHW => (n, c, h, w),
-        [c, h, w] if spec.data_format == DataFormat::CHW => (1, c, h, w),
+    let (batch, h, w) = match *shape {
+        [n, _, h, w] if spec.data_format == DataFormat::NCHW => (n, h, w),
+        [_, h, w] if spec.data_format == DataFormat::CHW => (1, h, w),
         _ => return Err(format!("input shape {shape:?} for {:?}", spec.data_format)),
     };
     let constant = |i: usize, what: &str| -> Result<Vec<f32>, String> {
@@ -250,19 +290,10 @@ fn plan(model: &TypedModel, node: &TypedNode, conv: &Conv) -> Result<GroupedConv
     let kernel = constant(1, "kernel")?;
     let mut bias = constant(2, "bias")?;
     if bias.len() == 1 {
-        bias = vec![bias[0]; conv.output_channels()];
+        bias = vec![bias[0]; spec.output_channels];
     }
-    let padding = spec.computed_padding(&[h, w]);
-    let geo = ConvGeometry {
-        batch: n,
-        in_channels: c,
-        out_channels: conv.output_channels(),
-        groups: conv.group,
-        input: [h, w],
-        kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
-        stride: [spec.stride(0), spec.stride(1)],
-        pad_before: [padding[0].pad_before, padding[1].pad_before],
-        output: [padding[0].convoluted, padding[1].convoluted],
-    };
-    GroupedConv::new(geo, kernel, bias, spec.data_format == DataFormat::NCHW).map_err(|e| e.to_string())
+    if bias.len() != spec.output_channels {
+        return Err(format!("{} bias values for {} channels", bias.len(), spec.output_channels));
+    }
+    Ok(Covered { batch, input: [h, w], kernel, bias, batch_axis: spec.data_format == DataFormat::NCHW })
 }

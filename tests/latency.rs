@@ -80,6 +80,19 @@ fn bad_boards_and_tables_are_refused() {
     );
     let o = vipnas(&["predict", "--board", "rpi4", "--space", "mbv3"]);
     assert!(!o.status.success() && text(&o).1.contains("vipnas profile --board rpi4"), "{}", text(&o).1);
+    // Away from the checkout and not installed: no boards directory at all.
+    let o = common::vipnas_command()
+        .env_remove("VIPNAS_BOARDS")
+        .current_dir(&dir)
+        .args(["predict", "--board", "rpi4", "--space", "mbv3"])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success()
+            && text(&o).1.contains("unknown board `rpi4`: no boards directory boards here (run from the checkout"),
+        "{}",
+        text(&o).1
+    );
     let corrupt = dir.join("corrupt.lut.json");
     std::fs::write(&corrupt, "{\"format\": 1, \"board\": ").unwrap();
     let o = vipnas(&["predict", "--board", "host", "--table", corrupt.to_str().unwrap(), "--space", "mbv3"]);

@@ -85,8 +85,13 @@ fn bad_search_input_is_refused_on_one_line() {
     fails_with(run(&["--budget-ms", "40", "--fitness", "ap"]), "--fitness ap needs --checkpoint, --coco and --images");
     fails_with(
         run(&["--budget-ms=40,-3", "--fitness", "flops"]),
-        "--budget-ms -3: each budget must be a positive number",
+        "--budget-ms -3: each budget must be a number of ms above 0 and at most 1000000",
     );
+    fails_with(
+        run(&["--budget-ms=1e300", "--fitness", "flops"]),
+        "--budget-ms 1e300: each budget must be a number of ms above 0 and at most 1000000",
+    );
+    fails_with(run(&["--budget-ms=40,30,40", "--fitness", "flops"]), "--budget-ms 40: given twice");
     fails_with(run(&["--budget-ms", "5", "--fitness", "flops"]), "no subnet of mbv3 within 5 ms");
     fails_with(
         run(&["--budget-ms", "40", "--fitness", "flops", "--population", "2"]),

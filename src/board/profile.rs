@@ -55,7 +55,14 @@ impl BoardProfile {
         let path =
             if name.ends_with(".toml") { PathBuf::from(name) } else { boards_dir().join(format!("{name}.toml")) };
         if !path.is_file() {
-            let known: Vec<String> = std::fs::read_dir(boards_dir())
+            let dir = boards_dir();
+            if !name.ends_with(".toml") && !dir.is_dir() {
+                bail!(
+                    "unknown board `{name}`: no boards directory {} here (run from the checkout, install the package, or set VIPNAS_BOARDS)",
+                    dir.display()
+                );
+            }
+            let known: Vec<String> = std::fs::read_dir(dir)
                 .map(|d| {
                     d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(str::to_string)).collect()
                 })

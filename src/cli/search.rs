@@ -97,11 +97,20 @@ pub struct SearchArgs {
     out: PathBuf,
 }
 
+/// The largest budget a search takes: 1000 s a frame (what a latency table can hold).
+const MAX_BUDGET_MS: f64 = 1e6;
+
 pub fn run(a: SearchArgs) -> Result<()> {
     let board = BoardProfile::load(&a.board)?;
     let (table_path, table) = board_table(&board, a.table.as_deref())?;
-    for &b in &a.budget_ms {
-        anyhow::ensure!(b.is_finite() && b > 0.0, "--budget-ms {b}: each budget must be a positive number of ms");
+    for (i, &b) in a.budget_ms.iter().enumerate() {
+        // (1e300 as 1e300, not as 301 digits.)
+        let shown = if b.abs() < 1e9 { b.to_string() } else { format!("{b:e}") };
+        anyhow::ensure!(
+            b.is_finite() && b > 0.0 && b <= MAX_BUDGET_MS,
+            "--budget-ms {shown}: each budget must be a number of ms above 0 and at most {MAX_BUDGET_MS}"
+        );
+        anyhow::ensure!(!a.budget_ms[..i].contains(&b), "--budget-ms {shown}: given twice");
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let (space, input) = match (&a.checkpoint, a.fitness) {

@@ -48,6 +48,7 @@ pub fn run(a: DataArgs) -> Result<()> {
     after_help = "Example:\n  vipnas data openpose --json-dir cam1_json --frames pose2sim/cam01 --prefix cam01 --id-base 100000 --source-size 1088x1920 --out cam01.json"
 )]
 pub struct OpenPoseArgs {
+    /// OpenPose's per-frame json files (BODY_25B keypoints), one per frame.
     #[arg(long)]
     json_dir: PathBuf,
     /// Extracted frames NNNNNN.jpg, one per json file.
@@ -65,6 +66,7 @@ pub struct OpenPoseArgs {
     /// Joint confidence above which a joint is visible.
     #[arg(long, default_value_t = 0.1)]
     conf: f64,
+    /// The COCO keypoint file to write.
     #[arg(long)]
     out: PathBuf,
 }
@@ -114,6 +116,7 @@ pub struct FillArgs {
     /// Keypoints with a teacher score at least this are filled.
     #[arg(long, default_value_t = 0.4)]
     min_score: f32,
+    /// Inference threads for the teacher.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// The filled COCO file to write.

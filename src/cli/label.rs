@@ -22,6 +22,7 @@ pub struct LabelArgs {
     /// `dir:PATH` of frames (file names in the output are relative to it).
     #[arg(long)]
     source: SourceSpec,
+    /// The COCO keypoint file to write (teacher labels, one annotation per followed person and frame).
     #[arg(long)]
     out: PathBuf,
     /// Keep keypoints with a teacher score at least this.
@@ -33,8 +34,10 @@ pub struct LabelArgs {
     /// Follow a person from FRAME in box x,y,w,h (repeat for several people).
     #[arg(long = "start-box")]
     starts: Vec<StartBox>,
+    /// Stop after N frames.
     #[arg(long)]
     frames: Option<u64>,
+    /// Inference threads for the teacher.
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }

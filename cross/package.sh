@@ -13,6 +13,7 @@
 #   sudo apt install ./vipnas_<version>_arm64.deb
 set -euo pipefail
 cd "$(dirname "$0")/.."
+umask 022
 
 arch=${1:-arm64}
 case "$arch" in
@@ -33,7 +34,8 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 deb=target/debian/vipnas_${version}_${arch}.deb
 root=target/debian/vipnas_${arch}
 rm -rf "$root" && mkdir -p "$root/DEBIAN"
-# Files are 0644 and directories 0755 whatever the checkout's umask was.
+# Files are 0644 (0755 for the binary) and directories 0755 (umask 022 above),
+# whatever the checkout's modes were.
 put() { install -D -m "$1" "$2" "$root/$3"; }
 
 put 0755 "$bin" usr/bin/vipnas

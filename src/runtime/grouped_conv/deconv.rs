@@ -95,12 +95,7 @@ impl GroupedDeconv {
     }
 
     fn output_shape(&self) -> TVec<usize> {
-        let chw = tvec![self.channels, self.output[0], self.output[1]];
-        if self.batch_axis {
-            std::iter::once(self.batch).chain(chw).collect()
-        } else {
-            chw
-        }
+        super::output_shape(self.batch_axis, self.batch, self.channels, self.output)
     }
 }
 

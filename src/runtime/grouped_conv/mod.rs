@@ -72,15 +72,18 @@ impl GroupedConv {
         &self.geo
     }
 
-    /// NCHW, or CHW where tract dropped a batch axis of 1.
     fn output_shape(&self) -> TVec<usize> {
         let g = &self.geo;
-        let chw = tvec![g.out_channels, g.output[0], g.output[1]];
-        if self.batch_axis {
-            std::iter::once(g.batch).chain(chw).collect()
-        } else {
-            chw
-        }
+        output_shape(self.batch_axis, g.batch, g.out_channels, g.output)
+    }
+}
+
+/// NCHW, or CHW where tract dropped a batch axis of 1.
+fn output_shape(batch_axis: bool, batch: usize, channels: usize, [h, w]: [usize; 2]) -> TVec<usize> {
+    if batch_axis {
+        tvec![batch, channels, h, w]
+    } else {
+        tvec![channels, h, w]
     }
 }
 

@@ -6,25 +6,33 @@
 # `vipnas run --config /etc/vipnas/vipnas.toml` as the system user `vipnas`
 # (group video), that config file, and lintian's verdict on the result.
 #
-#   cross/package.sh [arm64|amd64]     (default arm64)
+#   cross/package.sh [arm64|amd64] [BINARY]     (default arm64)
 #
 # arm64 takes the device binary cross/build.sh builds (any of its routes);
-# amd64 the host build (`cargo build --release --features host`). Install with
+# amd64 the host build (`cargo build --release --features host`). BINARY is
+# one already built instead (scripts/test.sh passes the binaries its tests
+# ran: `cargo build` after `cargo test` would rebuild much of the dependency
+# graph, since dev-dependencies change some crates' features). Install with
 #   sudo apt install ./vipnas_<version>_arm64.deb
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 022
 
 arch=${1:-arm64}
+bin=${2:-}
+[[ -z $bin || -f $bin ]] || { echo "package: no binary $bin" >&2; exit 2; }
 case "$arch" in
   arm64)
-    bin=$(cross/build.sh | sed -n 's/^cross: built \([^ ]*\) in .*/\1/p')
-    [[ -n $bin ]] || { echo "package: cross/build.sh did not say what it built" >&2; exit 1; } ;;
+    if [[ -z $bin ]]; then
+      bin=$(cross/build.sh | sed -n 's/^cross: built \([^ ]*\) in .*/\1/p')
+      [[ -n $bin ]] || { echo "package: cross/build.sh did not say what it built" >&2; exit 1; }
+    fi ;;
   amd64)
-    # A PC gets the host build (training, evaluation and search besides run):
-    # what the test suite builds, so this is only a link step after it.
-    cargo build --release --features host --quiet
-    bin=target/release/vipnas ;;
+    if [[ -z $bin ]]; then
+      # A PC gets the host build (training, evaluation and search besides run).
+      cargo build --release --features host --quiet
+      bin=target/release/vipnas
+    fi ;;
   *) echo "package: unknown architecture '$arch' (arm64 or amd64)" >&2; exit 2 ;;
 esac
 file -b "$bin" | grep -q "$( [[ $arch == arm64 ]] && echo aarch64 || echo x86-64)" \

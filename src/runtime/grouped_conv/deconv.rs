@@ -193,17 +193,12 @@ pub(super) fn plan(model: &TypedModel, node: &TypedNode, deconv: &Deconv) -> Res
         .padding
         .compute_for_deconv(&c.input, &spec.kernel_shape, &spec.dilations(), &spec.strides(), &deconv.adjustments)
         .map_err(|e| e.to_string())?;
-    let geo = ConvGeometry {
-        batch: c.batch,
-        in_channels: spec.input_channels,
-        out_channels: spec.output_channels,
-        groups: deconv.group,
-        input: c.input,
-        kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
-        stride: [spec.stride(0), spec.stride(1)],
-        pad_before: [dims[0].pad_before, dims[1].pad_before],
-        output: [dims[0].deconvoluted, dims[1].deconvoluted],
-    };
+    let geo = c.geometry(
+        spec,
+        deconv.group,
+        [dims[0].pad_before, dims[1].pad_before],
+        [dims[0].deconvoluted, dims[1].deconvoluted],
+    );
     GroupedDeconv::new(&geo, &c.kernel, &c.bias, c.batch_axis)
 }
 

@@ -214,17 +214,12 @@ fn plan(model: &TypedModel, node: &TypedNode, conv: &Conv) -> Result<GroupedConv
     let spec = &conv.pool_spec;
     let c = covered(model, node, spec, conv.kernel_fmt, conv.group, conv.q_params.is_some())?;
     let padding = spec.computed_padding(&c.input);
-    let geo = ConvGeometry {
-        batch: c.batch,
-        in_channels: spec.input_channels,
-        out_channels: spec.output_channels,
-        groups: conv.group,
-        input: c.input,
-        kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
-        stride: [spec.stride(0), spec.stride(1)],
-        pad_before: [padding[0].pad_before, padding[1].pad_before],
-        output: [padding[0].convoluted, padding[1].convoluted],
-    };
+    let geo = c.geometry(
+        spec,
+        conv.group,
+        [padding[0].pad_before, padding[1].pad_before],
+        [padding[0].convoluted, padding[1].convoluted],
+    );
     GroupedConv::new(geo, c.kernel, c.bias, c.batch_axis).map_err(|e| e.to_string())
 }
 
@@ -239,6 +234,23 @@ struct Covered {
     bias: Vec<f32>,
     /// NCHW (else CHW: tract's declutter drops a batch axis of 1).
     batch_axis: bool,
+}
+
+impl Covered {
+    /// The node's shape with the padding and output size its op computes.
+    fn geometry(&self, spec: &PoolSpec, groups: usize, pad_before: [usize; 2], output: [usize; 2]) -> ConvGeometry {
+        ConvGeometry {
+            batch: self.batch,
+            in_channels: spec.input_channels,
+            out_channels: spec.output_channels,
+            groups,
+            input: self.input,
+            kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
+            stride: [spec.stride(0), spec.stride(1)],
+            pad_before,
+            output,
+        }
+    }
 }
 
 /// The checks a convolution or transposed convolution passes to be ours: f32,

@@ -31,6 +31,10 @@ wait_lines() { wait_for "$2" lines_at_least "$1"; }
 # poses.jsonl.1 holds at least $1 lines.
 rotated_with() { [ -f $poses.1 ] && [ "$(wc -l < $poses.1)" -ge "$1" ]; }
 main_pid() { systemctl show -p MainPID --value vipnas; }
+# The service's journal holds a line matching $1.
+logged() { journalctl -u vipnas --no-pager -o cat | grep -q "$1"; }
+same_pid() { [ "$(main_pid)" = "$1" ]; }
+new_pid() { [ "$(main_pid)" != "$1" ]; }
 # Sends /root/out back (base64 tar between two marker lines on the console) and powers off.
 finish() {
   journalctl -u vipnas --no-pager -o short-monotonic > journal.txt 2>&1
@@ -62,25 +66,25 @@ check live-lines sh -c "[ \$(grep -c '\"keypoints\"' live.txt) -eq 2 ]"
 # 3. systemctl restart: a new process, the last run's poses kept (rotated), new poses.
 before=$(lines)
 systemctl restart vipnas
-check restarted sh -c "[ \"\$(systemctl show -p MainPID --value vipnas)\" != $pid ]"
+check restarted new_pid "$pid"
 # (The new process rotates once its model is loaded: wait for it.)
 need rotated-on-restart wait_for 300 rotated_with "$before"
 check poses-after-restart wait_lines 3 300
-check summary-in-journal sh -c "journalctl -u vipnas --no-pager -o cat | grep -q 'frames=.*in_budget='"
+check summary-in-journal logged 'frames=.*in_budget='
 # 4. The camera disconnects (vivid's USB-unplug emulation): the same process reconnects.
 pid=$(main_pid)
 n=$(lines)
 vipnas camera /dev/video0 --set Disconnect > disconnect.txt 2>&1
 check poses-after-disconnect wait_lines $((n + 3)) 300
-check same-process-after-disconnect sh -c "[ \"\$(systemctl show -p MainPID --value vipnas)\" = $pid ]"
-check reconnect-logged sh -c "journalctl -u vipnas --no-pager -o cat | grep -q reconnected"
+check same-process-after-disconnect same_pid "$pid"
+check reconnect-logged logged reconnected
 # 5. No camera at start: the service waits, logging why, and captures once it is back.
 systemctl stop vipnas
 modprobe -r vivid
 systemctl start vipnas
 sleep 20
 check waits-without-camera systemctl -q is-active vipnas
-check wait-logged sh -c "journalctl -u vipnas --no-pager -o cat | grep -q 'waiting for'"
+check wait-logged logged 'waiting for'
 modprobe vivid
 check poses-once-camera-back wait_lines 2 300
 cp $poses poses.jsonl

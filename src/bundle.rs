@@ -187,12 +187,12 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST);
         let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        Self::parse(&text).with_context(|| path.display().to_string())
     }
 
     /// A manifest's JSON, checked.
     pub fn parse(text: &str) -> Result<Manifest> {
-        let m: Manifest = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("invalid manifest: {e}"))?;
+        let m: Manifest = serde_json::from_str(text).context("invalid manifest")?;
         m.check()?;
         Ok(m)
     }
@@ -220,7 +220,7 @@ impl Manifest {
             bail!("input.std: every value must be positive and finite");
         }
         if let Some(subnet) = &self.subnet {
-            subnet.check_structure().map_err(|e| anyhow::anyhow!("subnet: {e}"))?;
+            subnet.check_structure().context("subnet")?;
             if Some(subnet.space) != self.space {
                 bail!("space: `{:?}` does not match subnet.space `{}`", self.space, subnet.space);
             }

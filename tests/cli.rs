@@ -237,7 +237,7 @@ fn runs_that_cannot_or_did_not_work_fail_loudly() {
     for fps in ["nan", "0", "1e-300", "1e9"] {
         assert_fails_with(
             &run(&["--source", "synthetic:1", "--fps", fps]),
-            &format!("--fps {:?}: a frame rate", fps.parse::<f64>().unwrap()),
+            &format!("--fps: {:?}: a frame rate", fps.parse::<f64>().unwrap()),
         );
     }
     let o = run(&["--source", "synthetic:5", "--frames", "0"]);

@@ -1,18 +1,22 @@
 //! The fuzzers' short pass on stable Rust, for CI: every parser gets the
 //! committed corpus (`fuzz/corpus/<target>`), every crash the fuzzers ever
-//! found (`fuzz/regressions/<target>`), and a few thousand seeded mutations
-//! of each seed — flipped bits, cut and repeated spans, spliced seeds,
-//! numbers swapped for hostile ones. Not coverage-guided (that is
-//! `scripts/fuzz.sh`, on nightly): a fast net under the same entry points.
-//! Any outcome but a panic is a pass; a panic saves its input for
-//! `fuzz/regressions/`.
+//! found (`fuzz/regressions/<target>`), and a few thousand mutations of the
+//! seeds from a fixed proptest seed — flipped bits, cut and repeated spans,
+//! spliced seeds, numbers swapped for hostile ones (`common::mutation`). Not
+//! coverage-guided (that is `scripts/fuzz.sh`, on nightly): a fast net under
+//! the same entry points. Any outcome but a panic is a pass; a panic shrinks
+//! to its smallest input and saves it for `fuzz/regressions/`.
 
 mod common;
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use vipnas::arch::rng::Rng;
+use proptest::strategy::Strategy;
+use proptest::test_runner::TestError;
 use vipnas::fuzzing::Target;
+
+use common::mutation;
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> =
@@ -21,69 +25,15 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Numbers a careless or hostile file holds.
-const HOSTILE: &[&[u8]] =
-    &[b"0", b"-1", b"1e308", b"-1e308", b"NaN", b"18446744073709551616", b"4294967296", b"99999999", b"0.0", b"\"\""];
-
-fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
-    let mut v = seed.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let at = rng.below(v.len() + 1);
-        match rng.below(7) {
-            0 if !v.is_empty() => {
-                let i = at.min(v.len() - 1);
-                v[i] ^= 1 << rng.below(8);
-            }
-            1 => {
-                let end = (at + rng.below(64)).min(v.len());
-                v.drain(at..end);
-            }
-            2 => {
-                let end = (at + rng.below(64)).min(v.len());
-                let span = v[at..end].to_vec();
-                v.splice(at..at, span);
-            }
-            3 => {
-                let from = rng.below(other.len() + 1);
-                let end = (from + rng.below(256)).min(other.len());
-                v.splice(at..at, other[from..end].iter().copied());
-            }
-            4 => {
-                // Replace the number starting at or after `at`.
-                if let Some(start) = v[at..].iter().position(u8::is_ascii_digit).map(|p| p + at) {
-                    let end = v[start..]
-                        .iter()
-                        .position(|b| !b.is_ascii_digit() && *b != b'.')
-                        .map_or(v.len(), |p| p + start);
-                    v.splice(start..end, rng.pick(HOSTILE).iter().copied());
-                }
-            }
-            5 => v.truncate(at),
-            _ => v.insert(at, rng.pick(&[0u8, 0xFF, b'-', b'9', b'"', b'{', b'[', b'\n', b'=', b' '])),
-        }
-    }
-    v
-}
-
+/// Runs one input, naming it if the parser panics.
 fn run_one(target: Target, data: &[u8], what: &str) -> bool {
-    match std::panic::catch_unwind(|| target.run(data)) {
-        Ok(accepted) => accepted,
-        Err(_) => {
-            let crash = common::scratch(&format!("fuzz-crash-{}", target.name())).join("input");
-            std::fs::write(&crash, data).unwrap();
-            panic!(
-                "{} panicked on {what}; input saved to {} (add it to fuzz/regressions/)",
-                target.name(),
-                crash.display()
-            );
-        }
-    }
+    std::panic::catch_unwind(|| target.run(data)).unwrap_or_else(|_| panic!("{} panicked on {what}", target.name()))
 }
 
 #[test]
 fn every_parser_survives_its_corpus_and_mutations_of_it() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mutations = if common::under_qemu() { 2_000 } else { 20_000 };
+    let cases = if common::under_qemu() { 2_000 } else { 20_000 };
     for &target in Target::ALL {
         let seeds: Vec<(PathBuf, Vec<u8>)> = files(&root.join("corpus").join(target.name()))
             .into_iter()
@@ -96,14 +46,39 @@ fn every_parser_survives_its_corpus_and_mutations_of_it() {
         for p in files(&root.join("regressions").join(target.name())) {
             run_one(target, &std::fs::read(&p).unwrap(), &p.display().to_string());
         }
-        let mut rng = Rng::new(target as u64 + 1);
-        let mut still_valid = 0;
-        for i in 0..mutations {
-            let (_, seed) = &seeds[i % seeds.len()];
-            let (_, other) = &seeds[rng.below(seeds.len())];
-            let input = mutate(&mut rng, seed, other);
-            still_valid += run_one(target, &input, &format!("mutation {i}")) as usize;
+        let data: Vec<Vec<u8>> = seeds.into_iter().map(|(_, d)| d).collect();
+        let n = data.len();
+        let inputs = (0..n, 0..n, mutation::edits()).prop_map(move |(s, o, e)| mutation::apply(&data[s], &data[o], &e));
+        let still_valid = Cell::new(0usize);
+        let result = mutation::runner(cases).run(&inputs, |input| {
+            still_valid.set(still_valid.get() + target.run(&input) as usize);
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TestError::Fail(why, input)) => {
+                let crash = common::scratch(&format!("fuzz-crash-{}", target.name())).join("input");
+                std::fs::write(&crash, &input).unwrap();
+                panic!(
+                    "{} panicked ({why}); smallest input saved to {} (add it to fuzz/regressions/)",
+                    target.name(),
+                    crash.display()
+                );
+            }
+            Err(e) => panic!("{}: {e}", target.name()),
         }
-        println!("{}: {} seeds, {mutations} mutations ({still_valid} still accepted)", target.name(), seeds.len());
+        println!("{}: {n} seeds, {cases} mutations ({} still accepted)", target.name(), still_valid.get());
     }
+}
+
+#[test]
+fn a_planted_panic_is_found_and_shrunk_to_its_cause() {
+    let seed = br#"{"fps": 30, "name": "rpi4"}"#.to_vec();
+    let inputs = mutation::edits().prop_map(move |e| mutation::apply(&seed, &seed, &e));
+    let result = mutation::runner(2000).run(&inputs, |input| {
+        assert!(!input.windows(3).any(|w| w == b"NaN"), "planted");
+        Ok(())
+    });
+    let Err(TestError::Fail(_, input)) = result else { panic!("the planted panic was not found: {result:?}") };
+    assert_eq!(String::from_utf8_lossy(&input), r#"{"fps": NaN, "name": "rpi4"}"#, "one edit, nothing else");
 }

@@ -1,42 +1,28 @@
-//! Property tests for the parsers that read untrusted input: y4m headers and
-//! streams, Subnet JSON and bundle manifests. Thousands of random and mutated
-//! inputs; the property is "an error or a value, never a panic", plus
-//! round-trips where a value comes back.
+//! Property tests (proptest) for the parsers that read untrusted input: y4m
+//! headers and streams, Subnet JSON and bundle manifests. Thousands of random
+//! and mutated inputs (`common::mutation`); the property is "an error or a
+//! value, never a panic", plus round-trips where a value comes back.
 
 mod common;
 
+use std::cell::Cell;
 use std::path::Path;
 
-use vipnas::arch::rng::Rng;
+use proptest::prelude::*;
 use vipnas::arch::{Sample, SearchSpace, SpaceName, Subnet};
 use vipnas::bundle::Manifest;
 use vipnas::runtime::source::{FrameRead, FrameSource, Y4mHeader, Y4mSource};
 use vipnas::runtime::Frame;
 
-/// Random edits: flip, delete, insert or duplicate bytes.
-fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut v = input.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let at = rng.below(v.len().max(1));
-        match rng.below(4) {
-            0 if !v.is_empty() => v[at] ^= 1 << rng.below(8),
-            1 if !v.is_empty() => {
-                v.remove(at);
-            }
-            2 => v.insert(at.min(v.len()), b"{}[]\":,0123456789-e.xW H F C"[rng.below(28)]),
-            _ => {
-                let end = (at + rng.below(16)).min(v.len());
-                let piece = v[at.min(end)..end].to_vec();
-                v.splice(at.min(v.len())..at.min(v.len()), piece);
-            }
-        }
-    }
-    v
+use common::mutation;
+
+/// Mutations of `seed` (spliced spans from the seed itself).
+fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+    mutation::edits().prop_map(move |e| mutation::apply(&seed, &seed, &e))
 }
 
 #[test]
 fn y4m_headers_never_panic() {
-    let mut rng = Rng::new(1);
     let tokens = [
         "YUV4MPEG2",
         "W640",
@@ -58,67 +44,72 @@ fn y4m_headers_never_panic() {
         "",
         "  ",
     ];
-    for _ in 0..5000 {
-        let n = rng.below(7);
-        let line: Vec<&str> = (0..n).map(|_| tokens[rng.below(tokens.len())]).collect();
-        let line = line.join(" ");
-        if let Ok(h) = Y4mHeader::parse(&line) {
-            assert!(h.width > 0 && h.height > 0 && h.frame_bytes() > 0, "{line}");
-        }
-    }
+    let lines = prop::collection::vec(prop::sample::select(tokens.to_vec()), 0..7).prop_map(|t| t.join(" "));
+    mutation::runner(5000)
+        .run(&lines, |line| {
+            if let Ok(h) = Y4mHeader::parse(&line) {
+                prop_assert!(h.width > 0 && h.height > 0 && h.frame_bytes() > 0, "{line}");
+            }
+            Ok(())
+        })
+        .unwrap();
 }
 
 #[test]
 fn y4m_streams_of_garbage_end_or_err_never_panic() {
-    let dir = common::scratch("y4m_props");
-    let mut rng = Rng::new(2);
-    let valid = {
-        let mut b = b"YUV4MPEG2 W4 H2 F30:1 C420jpeg\n".to_vec();
-        for _ in 0..3 {
-            b.extend_from_slice(b"FRAME\n");
-            b.extend((0..12).map(|i| (i * 20) as u8));
-        }
-        b
-    };
-    for case in 0..400 {
-        let bytes = mutate(&mut rng, &valid);
-        let path = dir.join(format!("{case}.y4m"));
-        std::fs::write(&path, &bytes).unwrap();
-        let Ok(mut src) = Y4mSource::open(&path) else {
-            continue;
-        };
-        let mut f = Frame::default();
-        for _ in 0..10 {
-            match src.read(&mut f) {
-                Ok(FrameRead::End) | Err(_) => break,
-                Ok(FrameRead::Frame) => {
-                    assert_eq!(f.rgb.len(), f.width as usize * f.height as usize * 3)
-                }
-                Ok(FrameRead::Lost(_) | FrameRead::Interrupted(_)) => {}
-            }
-        }
+    let path = common::scratch("y4m_props").join("case.y4m");
+    let mut valid = b"YUV4MPEG2 W4 H2 F30:1 C420jpeg\n".to_vec();
+    for _ in 0..3 {
+        valid.extend_from_slice(b"FRAME\n");
+        valid.extend((0..12).map(|i| (i * 20) as u8));
     }
+    mutation::runner(400)
+        .run(&mutated(valid), |bytes| {
+            std::fs::write(&path, &bytes).unwrap();
+            let Ok(mut src) = Y4mSource::open(&path) else {
+                return Ok(());
+            };
+            let mut f = Frame::default();
+            for _ in 0..10 {
+                match src.read(&mut f) {
+                    Ok(FrameRead::End) | Err(_) => break,
+                    Ok(FrameRead::Frame) => {
+                        prop_assert_eq!(f.rgb.len(), f.width as usize * f.height as usize * 3)
+                    }
+                    Ok(FrameRead::Lost(_) | FrameRead::Interrupted(_)) => {}
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
 }
 
 #[test]
 fn subnet_json_mutations_never_panic_and_valid_ones_round_trip() {
-    let mut rng = Rng::new(3);
-    let mut accepted = 0;
-    for i in 0..3000 {
-        let space = SearchSpace::get(SpaceName::ALL[i % 3]);
-        let text = serde_json::to_vec(&Subnet::sample(&space, Sample::Random(i as u64))).unwrap();
-        let bytes = mutate(&mut rng, &text);
-        let Ok(s) = std::str::from_utf8(&bytes) else {
-            continue;
-        };
-        if let Ok(subnet) = Subnet::from_json(s, "fuzz.json") {
-            accepted += 1;
-            let again = serde_json::to_string(&subnet).unwrap();
-            assert_eq!(Subnet::from_json(&again, "again.json").unwrap(), subnet);
-            subnet.network(vipnas::arch::InputSize::new(64, 64).unwrap()).unwrap();
-        }
-    }
-    assert!(accepted > 10, "some mutations stay valid (whitespace, equal values): {accepted}");
+    // One case in ten is a sampled subnet as written: those must round-trip.
+    let edits = prop::option::weighted(0.9, mutation::edits());
+    let texts = (0..3usize, any::<u64>(), edits).prop_map(|(space, seed, e)| {
+        let space = SearchSpace::get(SpaceName::ALL[space]);
+        let text = serde_json::to_vec(&Subnet::sample(&space, Sample::Random(seed))).unwrap();
+        mutation::apply(&text, &text, &e.unwrap_or_default())
+    });
+    let accepted = Cell::new(0);
+    mutation::runner(3000)
+        .run(&texts, |bytes| {
+            let Ok(s) = std::str::from_utf8(&bytes) else {
+                return Ok(());
+            };
+            if let Ok(subnet) = Subnet::from_json(s, "fuzz.json") {
+                accepted.set(accepted.get() + 1);
+                let again = serde_json::to_string(&subnet).unwrap();
+                prop_assert_eq!(Subnet::from_json(&again, "again.json").unwrap(), subnet.clone());
+                subnet.network(vipnas::arch::InputSize::new(64, 64).unwrap()).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+    // The unmutated tenth and the mutations that stay valid (equal values, cut whitespace).
+    assert!(accepted.get() > 250, "accepted {} of 3000", accepted.get());
 }
 
 #[test]
@@ -126,20 +117,22 @@ fn manifest_mutations_never_panic() {
     let dir = common::scratch("manifest_props");
     let original =
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning/manifest.json")).unwrap();
-    let mut rng = Rng::new(4);
-    let (mut ok, mut err) = (0, 0);
-    for _ in 0..2000 {
-        std::fs::write(dir.join("manifest.json"), mutate(&mut rng, &original)).unwrap();
-        match Manifest::load(&dir) {
-            Ok(m) => {
-                ok += 1;
-                assert_eq!(m.keypoints.len(), 17);
+    let (ok, err) = (Cell::new(0), Cell::new(0));
+    mutation::runner(2000)
+        .run(&mutated(original), |bytes| {
+            std::fs::write(dir.join("manifest.json"), bytes).unwrap();
+            match Manifest::load(&dir) {
+                Ok(m) => {
+                    ok.set(ok.get() + 1);
+                    prop_assert_eq!(m.keypoints.len(), 17);
+                }
+                Err(e) => {
+                    err.set(err.get() + 1);
+                    prop_assert!(format!("{e:#}").contains("manifest.json"), "{e:#}");
+                }
             }
-            Err(e) => {
-                err += 1;
-                assert!(format!("{e:#}").contains("manifest.json"), "{e:#}");
-            }
-        }
-    }
-    assert!(ok > 0 && err > 0, "ok={ok} err={err}");
+            Ok(())
+        })
+        .unwrap();
+    assert!(ok.get() > 0 && err.get() > 0, "ok={} err={}", ok.get(), err.get());
 }

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::lower::InputSize;
 use super::net::Network;
@@ -92,7 +92,7 @@ impl Weights {
         for node in &net.nodes {
             for p in node.param_specs() {
                 let big = self.get(&p.name)?;
-                let t = big.elastic_slice(&p.shape).map_err(|e| anyhow::anyhow!("`{}`: {e}", p.name))?;
+                let t = big.elastic_slice(&p.shape).with_context(|| format!("`{}`", p.name))?;
                 tensors.insert(p.name, t);
             }
         }

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use anyhow::Context;
+
 use serde::{Deserialize, Serialize};
 
 use super::rng::Rng;
@@ -212,6 +214,35 @@ impl Sample {
     fn share(percent: u8, n: usize) -> usize {
         ((n.saturating_sub(1)) as f64 * percent.min(100) as f64 / 100.0).round() as usize
     }
+
+    /// This rule with the seed of `Random` and the share of `Scaled` given.
+    pub fn with(self, seed: u64, percent: u8) -> Sample {
+        match self {
+            Sample::Random(_) => Sample::Random(seed),
+            Sample::Scaled(_) => Sample::Scaled(percent),
+            s => s,
+        }
+    }
+}
+
+/// On a command line (`--sample`) the rules are named `max`, `min`, `random`
+/// and `scaled`; the seed and the share come from their own options through
+/// [`Sample::with`] (0 and 50 until then).
+impl clap::ValueEnum for Sample {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Sample::Max, Sample::Min, Sample::Random(0), Sample::Scaled(50)]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            Sample::Max => PossibleValue::new("max").help("The largest subnet (the whole supernet)"),
+            Sample::Min => PossibleValue::new("min").help("The smallest subnet"),
+            Sample::Random(_) => PossibleValue::new("random").help("Uniform per dimension (--seed)"),
+            Sample::Scaled(_) => PossibleValue::new("scaled")
+                .help("Every dimension --scale % of the way from its smallest to its largest"),
+        })
+    }
 }
 
 impl BlockSpace {
@@ -413,9 +444,8 @@ impl Subnet {
 
     /// Parses and validates Subnet JSON; errors name the source and the field.
     pub fn from_json(text: &str, source: &str) -> anyhow::Result<Subnet> {
-        let subnet: Subnet =
-            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{source}: not a valid subnet: {e}"))?;
-        subnet.validate().map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+        let subnet: Subnet = serde_json::from_str(text).with_context(|| format!("{source}: not a valid subnet"))?;
+        subnet.validate().with_context(|| source.to_string())?;
         Ok(subnet)
     }
 }

@@ -265,13 +265,15 @@ fn json_round_trip_and_parse_errors() {
         assert_eq!(Subnet::from_json(&text, "x.json").unwrap(), s);
     }
     let text = r#"{"space":"mbv3","stem":{"width":16},"stages":[{"depth":1,"width":16,"kernel":3,"group":8,"attention":true,"colour":1}]}"#;
-    let e = Subnet::from_json(text, "bad.json").unwrap_err().to_string();
+    let e = format!("{:#}", Subnet::from_json(text, "bad.json").unwrap_err());
     assert!(e.starts_with("bad.json: not a valid subnet: unknown field `colour`"), "{e}");
-    let e = Subnet::from_json(r#"{"space":"vgg"}"#, "s.json").unwrap_err().to_string();
+    let e = format!("{:#}", Subnet::from_json(r#"{"space":"vgg"}"#, "s.json").unwrap_err());
     assert!(e.contains("s.json") && e.contains("unknown variant `vgg`"), "{e}");
-    let e = Subnet::from_json(r#"{"space":"mbv3","stem":{"width":16},"stages":[{"depth":1,"width":16}]}"#, "m.json")
-        .unwrap_err()
-        .to_string();
+    let e = format!(
+        "{:#}",
+        Subnet::from_json(r#"{"space":"mbv3","stem":{"width":16},"stages":[{"depth":1,"width":16}]}"#, "m.json")
+            .unwrap_err()
+    );
     assert!(e.contains("missing field(s) kernel, group, attention"), "{e}");
 }
 

@@ -91,12 +91,12 @@ impl LatencyTable {
     pub fn load(path: &Path) -> Result<LatencyTable> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read latency table {}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        Self::parse(&text).with_context(|| path.display().to_string())
     }
 
     /// A table's JSON, its format and values checked.
     pub fn parse(text: &str) -> Result<LatencyTable> {
-        let t: LatencyTable = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("corrupt latency table: {e}"))?;
+        let t: LatencyTable = serde_json::from_str(text).context("corrupt latency table")?;
         if t.format != LUT_FORMAT {
             bail!("table format {} (this vipnas reads {LUT_FORMAT}): profile again", t.format);
         }
@@ -325,7 +325,7 @@ mod tests {
         for (t, want) in cases {
             // Through the file, as a user's edited table arrives.
             std::fs::write(&path, serde_json::to_string(&t).unwrap()).unwrap();
-            let e = LatencyTable::load(&path).unwrap_err().to_string();
+            let e = format!("{:#}", LatencyTable::load(&path).unwrap_err());
             assert!(e.starts_with(&path.display().to_string()) && e.contains(want), "{e}\nwanted: {want}");
         }
         std::fs::write(&path, serde_json::to_string(&good).unwrap()).unwrap();

@@ -82,12 +82,12 @@ impl BoardProfile {
     /// A profile's TOML, checked; `path` is where it came from (errors name
     /// it; relative table paths are resolved against its directory).
     pub fn parse(text: &str, path: &Path) -> Result<BoardProfile> {
-        let mut p: BoardProfile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut p: BoardProfile = toml::from_str(text).with_context(|| path.display().to_string())?;
         if p.threads == 0 || p.threads > p.cores.max(1) * 2 {
             bail!("{}: threads = {} (cores = {})", path.display(), p.threads, p.cores);
         }
         crate::runtime::budget::FrameBudget::check_fps(p.budget.fps)
-            .map_err(|e| anyhow::anyhow!("{}: budget.fps = {e}", path.display()))?;
+            .with_context(|| format!("{}: budget.fps", path.display()))?;
         p.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(p)
     }
@@ -110,8 +110,8 @@ mod tests {
         for bad in ["inf", "nan", "0.0", "-30.0", "1e9"] {
             let path = dir.join("b.toml");
             std::fs::write(&path, good.replace("[budget]\nfps = 15\n", &format!("[budget]\nfps = {bad}\n"))).unwrap();
-            let e = BoardProfile::from_file(&path).unwrap_err().to_string();
-            assert!(e.starts_with(&path.display().to_string()) && e.contains("budget.fps = "), "{bad}: {e}");
+            let e = format!("{:#}", BoardProfile::from_file(&path).unwrap_err());
+            assert!(e.starts_with(&path.display().to_string()) && e.contains("budget.fps: "), "{bad}: {e}");
         }
     }
 

@@ -63,7 +63,7 @@ pub struct RuntimeArgs {
 fn run_runtime(a: RuntimeArgs) -> Result<()> {
     let python = peer_python(&a.repo);
     let script = a.repo.join("benches/ort_latency.py");
-    let scratch = std::env::temp_dir().join("vipnas-bench");
+    let scratch = std::env::temp_dir().join(format!("vipnas-bench-{}", std::process::id()));
     let models = default_models(&a.repo, &scratch)?;
     outln!(
         "== inference latency, median of {} runs (ms); ours = tract + {KERNEL_VERSION} ({}), ratio = ours / onnxruntime",

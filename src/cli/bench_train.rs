@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
-use clap::Args;
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
 
 use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet, SupernetLayout};
 use vipnas::host::train::TrainConfig;
@@ -19,10 +19,9 @@ use vipnas::host::train_bench::{burn_sandwich, burn_step, torch_step, StepTiming
 pub struct TrainArgs {
     #[arg(long, default_value = "mbv3")]
     space: SpaceName,
-    /// The subnet: the space's max (default) or min, or `sandwich`: a whole
-    /// `vipnas train` step (max, min, 2 random subnets, distillation).
-    #[arg(long, default_value = "max")]
-    sample: String,
+    /// The subnets one step trains.
+    #[arg(long, value_enum, default_value_t = StepSubnets::Max)]
+    sample: StepSubnets,
     #[arg(long, default_value = "256x192")]
     input: InputSize,
     #[arg(long, default_value_t = 16)]
@@ -42,14 +41,34 @@ pub struct TrainArgs {
     child: bool,
 }
 
+/// What one benchmarked training step trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StepSubnets {
+    /// The space's largest subnet.
+    Max,
+    /// The space's smallest subnet.
+    Min,
+    /// A whole `vipnas train` step: max, min, 2 random subnets, distillation.
+    Sandwich,
+}
+
+impl StepSubnets {
+    fn name(self) -> &'static str {
+        match self {
+            StepSubnets::Max => "max",
+            StepSubnets::Min => "min",
+            StepSubnets::Sandwich => "sandwich",
+        }
+    }
+}
+
 pub fn run(a: TrainArgs) -> Result<()> {
     let space = SearchSpace::get(a.space);
-    let subnets = match a.sample.as_str() {
-        "max" => vec![Subnet::sample(&space, Sample::Max)],
-        "min" => vec![Subnet::sample(&space, Sample::Min)],
+    let subnets = match a.sample {
+        StepSubnets::Max => vec![Subnet::sample(&space, Sample::Max)],
+        StepSubnets::Min => vec![Subnet::sample(&space, Sample::Min)],
         // The subnets of step 0 of a default `vipnas train` run.
-        "sandwich" => TrainConfig::new(a.space, "-".into(), "-".into(), 1).subnets(0),
-        other => bail!("--sample {other}: expected max, min or sandwich"),
+        StepSubnets::Sandwich => TrainConfig::new(a.space, "-".into(), "-".into(), 1).subnets(0),
     };
     let nets: Vec<_> = subnets.iter().map(|s| s.network(a.input)).collect::<Result<_, _>>()?;
     if a.child {
@@ -73,7 +92,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     outln!(
         "== one training step, {} {} ({} subnets) at {}, batch {} (median of {} after {} warm-up; ms); ratio = burn / PyTorch",
         a.space,
-        a.sample,
+        a.sample.name(),
         nets.len(),
         a.input,
         a.batch,
@@ -93,7 +112,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     for &t in &a.threads {
         // Flex sizes its thread pool once per process: one child per count.
         let out = Command::new(&exe)
-            .args(["bench", "train", "--child", "--space", a.space.as_str(), "--sample", &a.sample])
+            .args(["bench", "train", "--child", "--space", a.space.as_str(), "--sample", a.sample.name()])
             .args(["--input", &a.input.to_string(), "--batch", &a.batch.to_string()])
             .args(["--warmup", &a.warmup.to_string(), "--steps", &a.steps.to_string()])
             .env("RAYON_NUM_THREADS", t.to_string())

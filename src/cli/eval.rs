@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use vipnas::host::coco::CocoDataset;
 use vipnas::host::eval::{coco_stats, format_stats, pck, predict, write_results, RoiMode};
@@ -30,19 +30,13 @@ pub struct EvalArgs {
     #[arg(long)]
     results: Option<PathBuf>,
     /// Crops from tracking (video sets) or from the GT boxes (COCO protocol).
-    #[arg(long, value_enum, default_value_t = RoiArg::Track)]
-    roi: RoiArg,
+    #[arg(long, value_enum, default_value_t = RoiMode::Track)]
+    roi: RoiMode,
     /// Score against `is_primary` annotations only (sets with bystanders).
     #[arg(long)]
     primary_only: bool,
     #[arg(long, default_value_t = 1)]
     threads: usize,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum RoiArg {
-    Track,
-    Gt,
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -51,11 +45,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         gt = gt.primary_only();
     }
     let model = PoseModel::load(&a.model, a.threads)?;
-    let roi = match a.roi {
-        RoiArg::Track => RoiMode::Track,
-        RoiArg::Gt => RoiMode::GtBox,
-    };
-    let p = predict(model, &gt, &a.images, roi)?;
+    let p = predict(model, &gt, &a.images, a.roi)?;
     if let Some(path) = &a.results {
         write_results(path, &p.results)?;
         outln!("results: {} ({} detections)", path.display(), p.results.len());

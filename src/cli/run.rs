@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
-use clap::{Args, ValueEnum};
+use anyhow::{Context, Result};
+use clap::Args;
 
 use vipnas::runtime::budget::FrameBudget;
 use vipnas::runtime::decode::Refine;
@@ -69,21 +69,15 @@ pub struct RunArgs {
     #[arg(long)]
     no_smooth: bool,
     /// Heatmap sub-pixel refinement.
-    #[arg(long, value_enum, default_value_t = RefineArg::Quarter)]
-    refine: RefineArg,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum RefineArg {
-    Quarter,
-    Dark,
+    #[arg(long, value_enum, default_value_t = Refine::Quarter)]
+    refine: Refine,
 }
 
 pub fn run_cmd(a: RunArgs) -> Result<()> {
     let board = a.board.as_deref().map(vipnas::board::BoardProfile::load).transpose()?;
     let fps = a.fps.or(board.as_ref().map(|b| b.budget.fps)).unwrap_or(30.0);
     let mut threads = a.threads.or(board.as_ref().map(|b| b.threads)).unwrap_or(1);
-    FrameBudget::check_fps(fps).map_err(|e| anyhow::anyhow!("--fps {e}"))?;
+    FrameBudget::check_fps(fps).context("--fps")?;
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
     let cores = vipnas::runtime::engine::cores();
     if let (Some(b), None) = (&board, a.threads) {
@@ -95,10 +89,7 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
     anyhow::ensure!(threads <= cores, "--threads {threads}: this machine has {cores} core(s)");
     let mut source = a.source.open_at(Some(fps), a.wait_source)?;
     let mut model = PoseModel::load(&vipnas::install::data_path(&a.model), threads)?;
-    model.refine = match a.refine {
-        RefineArg::Quarter => Refine::Quarter,
-        RefineArg::Dark => Refine::Dark,
-    };
+    model.refine = a.refine;
     let track = TrackConfig { smoothing: (!a.no_smooth).then(OneEuroConfig::default), ..TrackConfig::default() };
     let mut est = Estimator::new(model, track);
     let opts = RunOptions {

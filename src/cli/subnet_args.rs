@@ -5,19 +5,10 @@ use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use vipnas::arch::published::published;
 use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet};
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum SampleArg {
-    Max,
-    Min,
-    Random,
-    /// Every dimension `--scale` % of the way from its smallest to its largest choice.
-    Scaled,
-}
 
 #[derive(Args, Debug)]
 pub struct SubnetArgs {
@@ -29,7 +20,7 @@ pub struct SubnetArgs {
     pub subnet: Option<PathBuf>,
     /// Sample the subnet from the space.
     #[arg(long, value_enum)]
-    pub sample: Option<SampleArg>,
+    pub sample: Option<Sample>,
     /// Seed for `--sample random`.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -72,12 +63,7 @@ impl SubnetArgs {
                 .map(|p| p.subnet)
                 .with_context(|| format!("mmpose publishes no ViPNAS subnet for `{space}` (only mbv3 and resnet50)"));
         }
-        let how = match self.sample.unwrap_or(SampleArg::Max) {
-            SampleArg::Max => Sample::Max,
-            SampleArg::Min => Sample::Min,
-            SampleArg::Random => Sample::Random(self.seed),
-            SampleArg::Scaled => Sample::Scaled(self.scale),
-        };
+        let how = self.sample.unwrap_or(Sample::Max).with(self.seed, self.scale);
         Ok(Subnet::sample(&SearchSpace::get(space), how))
     }
 }

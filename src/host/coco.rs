@@ -93,13 +93,12 @@ impl CocoDataset {
     /// Reads and checks a ground-truth file.
     pub fn load(path: &Path) -> Result<CocoDataset> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        Self::parse(&text).with_context(|| path.display().to_string())
     }
 
     /// A ground-truth file's JSON, checked.
     pub fn parse(text: &str) -> Result<CocoDataset> {
-        let d: CocoDataset =
-            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not a COCO keypoint file: {e}"))?;
+        let d: CocoDataset = serde_json::from_str(text).context("not a COCO keypoint file")?;
         d.check()?;
         Ok(d)
     }
@@ -218,8 +217,8 @@ pub fn load_results(path: &Path, gt: &CocoDataset) -> Result<Vec<CocoResult>> {
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = text.replace("-Infinity", "null").replace("Infinity", "null").replace("NaN", "null");
-    let raw: Vec<Raw> = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a COCO keypoint results file: {e}", path.display()))?;
+    let raw: Vec<Raw> =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a COCO keypoint results file", path.display()))?;
     let results = raw
         .into_iter()
         .map(|r| CocoResult {
@@ -229,7 +228,7 @@ pub fn load_results(path: &Path, gt: &CocoDataset) -> Result<Vec<CocoResult>> {
             score: r.score.unwrap_or(f64::NAN),
         })
         .collect::<Vec<_>>();
-    check_results(&results, gt).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    check_results(&results, gt).with_context(|| path.display().to_string())?;
     Ok(results)
 }
 

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::coco::CocoDataset;
 use super::heatmap::{encode, SIGMA};
@@ -178,7 +178,7 @@ pub fn prepare(
     weights: &mut [f32; KEYPOINTS],
 ) -> Result<()> {
     let input = InputSize::new(spec.height, spec.width).map_err(anyhow::Error::msg)?;
-    load_image(&s.image, frame).map_err(|e| anyhow::anyhow!("{}: {}: {e:#}", s.item, s.image.display()))?;
+    load_image(&s.image, frame).with_context(|| format!("{}: {}", s.item, s.image.display()))?;
     let mut affine = crop(s, input, aug, rng);
     let flip = (rng.uniform() as f32) < aug.flip;
     if flip {

@@ -16,12 +16,13 @@ use crate::runtime::preprocess::Roi;
 use crate::runtime::track::TrackConfig;
 use crate::runtime::{Estimator, Frame, Pose, PoseModel};
 
-/// Where the crops come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where the crops come from (`eval --roi`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RoiMode {
     /// Frames in video order, each crop from the previous pose (as `vipnas run`).
     Track,
     /// One crop per ground-truth box (×1.25), COCO's top-down protocol with GT boxes.
+    #[value(name = "gt")]
     GtBox,
 }
 
@@ -88,10 +89,10 @@ pub fn coco_stats(gt: &CocoDataset, results: &[CocoResult]) -> Result<[f64; 10]>
     std::fs::write(&gt_path, serde_json::to_vec(gt)?)?;
     std::fs::write(&dt_path, serde_json::to_vec(results)?)?;
     let stats = (|| -> Result<[f64; 10]> {
-        let coco_gt = hotcoco::COCO::new(&gt_path).map_err(|e| anyhow::anyhow!("ground truth: {e}"))?;
-        let coco_dt = coco_gt.load_res(&dt_path).map_err(|e| anyhow::anyhow!("results: {e}"))?;
+        let coco_gt = hotcoco::COCO::new(&gt_path).context("ground truth")?;
+        let coco_dt = coco_gt.load_res(&dt_path).context("results")?;
         let mut ev = hotcoco::COCOeval::new(coco_gt, coco_dt, hotcoco::IouType::Keypoints);
-        ev.evaluate().map_err(|e| anyhow::anyhow!("evaluation: {e}"))?;
+        ev.evaluate().context("evaluation")?;
         ev.accumulate();
         ev.summarize_lines();
         let s = ev.stats().context("no statistics")?;

@@ -80,7 +80,7 @@ pub fn convert(c: &OpenPoseConversion) -> Result<CocoDataset> {
             frame_index: Some(i as u64),
         });
         let text = std::fs::read_to_string(path)?;
-        let f: OpenPoseFrame = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let f: OpenPoseFrame = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
         let mut people = Vec::new();
         for p in &f.people {
             let k = &p.pose_keypoints_2d;

@@ -17,12 +17,9 @@ impl FrameBudget {
     /// The frame rates a budget is made from: 0.01 to 1000 fps, a budget of
     /// 1 ms to 100 s (the error says the value, the caller names the flag or
     /// field).
-    pub fn check_fps(fps: f64) -> Result<(), String> {
-        if (0.01..=1000.0).contains(&fps) {
-            Ok(())
-        } else {
-            Err(format!("{fps:?}: a frame rate must lie in [0.01, 1000]"))
-        }
+    pub fn check_fps(fps: f64) -> anyhow::Result<()> {
+        anyhow::ensure!((0.01..=1000.0).contains(&fps), "{fps:?}: a frame rate must lie in [0.01, 1000]");
+        Ok(())
     }
 }
 

@@ -9,8 +9,8 @@
 
 use crate::coco::KEYPOINTS;
 
-/// Sub-pixel refinement of heatmap maxima.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Sub-pixel refinement of heatmap maxima (`run --refine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Refine {
     /// 0.25 bin towards the higher neighbour (SimpleBaseline / mmpose default).
     #[default]

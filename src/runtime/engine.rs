@@ -135,7 +135,7 @@ impl TractEngine {
         }
         let model = tract_onnx::onnx()
             .model_for_path(path)
-            .map_err(|e| anyhow::anyhow!("{}: not a loadable ONNX model: {e}", path.display()))?;
+            .with_context(|| format!("{}: not a loadable ONNX model", path.display()))?;
         Self::build(model, input_shape, options).with_context(|| path.display().to_string())
     }
 

@@ -241,5 +241,5 @@ pub fn input_shape(spec: &InputSpec) -> Vec<usize> {
 fn read_proto(path: &Path) -> Result<pb::ModelProto> {
     tract_onnx::onnx()
         .proto_model_for_path(path)
-        .map_err(|e| anyhow::anyhow!("{}: not an ONNX model (corrupt or truncated?): {e}", path.display()))
+        .with_context(|| format!("{}: not an ONNX model (corrupt or truncated?)", path.display()))
 }

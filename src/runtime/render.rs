@@ -4,6 +4,8 @@
 
 use std::convert::Infallible;
 
+use anyhow::Context;
+
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{Circle, Line, PrimitiveStyle, Rectangle};
@@ -68,5 +70,5 @@ pub fn draw_pose(frame: &mut Frame, pose: &Pose, min_score: f32) {
 /// Writes a frame as PNG (allocates: only with `--overlay`).
 pub fn save_png(frame: &Frame, path: &std::path::Path) -> anyhow::Result<()> {
     image::save_buffer(path, &frame.rgb, frame.width, frame.height, image::ExtendedColorType::Rgb8)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+        .with_context(|| format!("cannot write {}", path.display()))
 }

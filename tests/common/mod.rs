@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod mutation;
 pub mod reference;
 
 use std::path::{Path, PathBuf};

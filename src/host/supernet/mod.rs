@@ -95,8 +95,11 @@ impl Supernet {
         let mut out = self.running.clone();
         for (name, &i) in &self.index {
             let shape = self.layout.params[name].shape.clone();
-            let data =
-                self.params.tensors[i].val().into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let data = self.params.tensors[i]
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .with_context(|| format!("reading `{name}` back to the host"))?;
             out.tensors.insert(name.clone(), weights::Tensor::new(shape, data));
         }
         Ok(out)

@@ -302,7 +302,7 @@ fn config_diff(a: &TrainConfig, b: &TrainConfig) -> String {
 }
 
 fn host_vec(t: burn::tensor::Tensor<4>) -> Result<Vec<f32>> {
-    t.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+    t.into_data().try_to_vec::<f32>().context("reading a tensor back to the host")
 }
 
 /// Writes the checkpoint, the loss table and the loss curve.

@@ -133,6 +133,7 @@ impl FromStr for SourceSpec {
         Ok(match kind {
             "v4l" => {
                 let (rest, format) = match rest.split_once(':') {
+                    // clap shows a parse error's own message, not its causes: keep it one message.
                     Some((r, f)) => (r, Some(f.parse().map_err(|e| anyhow::anyhow!("source `{s}`: {e}"))?)),
                     None => (rest, None),
                 };

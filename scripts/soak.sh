@@ -5,8 +5,8 @@
 # stay under 1 MB), and the latency quantiles of the first and last 10 % of
 # frames (drift: the last tenth's p99 against the first's, on the same run).
 #   scripts/soak.sh [FRAMES] [MODEL]
-# Needs the host binary (cargo build --release); ~32 ms a frame here (2 vCPUs),
-# so the default 100 000 frames take ~55 min.
+# Needs the host binary (cargo build --release); ~24 ms a frame here (2 vCPUs),
+# so the default 100 000 frames take ~40 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 frames=${1:-100000}

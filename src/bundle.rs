@@ -131,9 +131,13 @@ pub struct Manifest {
     pub params: Option<u64>,
     /// The spatial (key-frame) network file, relative to the bundle.
     pub spatial: String,
-    /// Predicted latency (ms) per board name.
+    /// Predicted latency (ms) per board name, from the board's table.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub latency_ms: BTreeMap<String, f64>,
+    /// Latency (ms, p50) measured per board name, for boards the bundle was
+    /// made on: where the board's table was measured on this machine's CPU.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measured_ms: BTreeMap<String, f64>,
     pub provenance: Provenance,
 }
 
@@ -161,6 +165,7 @@ impl Manifest {
             params: None,
             spatial,
             latency_ms: BTreeMap::new(),
+            measured_ms: BTreeMap::new(),
             provenance,
         }
     }
@@ -223,6 +228,11 @@ impl Manifest {
             subnet.check_structure().context("subnet")?;
             if Some(subnet.space) != self.space {
                 bail!("space: `{:?}` does not match subnet.space `{}`", self.space, subnet.space);
+            }
+        }
+        for (field, map) in [("latency_ms", &self.latency_ms), ("measured_ms", &self.measured_ms)] {
+            if let Some((board, ms)) = map.iter().find(|(_, &ms)| !(ms > 0.0 && ms.is_finite())) {
+                bail!("{field}.{board} = {ms}: a latency must be positive and finite");
             }
         }
         for [a, b] in self.skeleton.iter().chain(&self.flip_pairs) {

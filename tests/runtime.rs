@@ -279,6 +279,13 @@ fn bad_models_fail_with_the_file_named() {
     std::fs::write(bundle.join("manifest.json"), m.replace("\"height\": 192", "\"height\": 100000")).unwrap();
     let msg = e(&bundle);
     assert!(msg.contains("manifest.json: input: 100000x192 is larger than 2048x2048"), "{msg}");
+    // A latency that is no latency.
+    for (field, bad, shown) in [("latency_ms", "-3", "-3"), ("measured_ms", "0", "0"), ("measured_ms", "-0.0", "-0")] {
+        let with = m.replacen("\"provenance\"", &format!("\"{field}\": {{\"rpi4\": {bad}}},\n  \"provenance\""), 1);
+        std::fs::write(bundle.join("manifest.json"), with).unwrap();
+        let msg = e(&bundle);
+        assert!(msg.contains(&format!("manifest.json: {field}.rpi4 = {shown}: a latency must be positive")), "{msg}");
+    }
     // A corrupt or missing spatial.onnx is named as such, not as a shape mismatch.
     std::fs::write(bundle.join("manifest.json"), &m).unwrap();
     std::fs::write(bundle.join("spatial.onnx"), &onnx[..onnx.len() / 3]).unwrap();

@@ -200,6 +200,30 @@ fn an_export_for_a_board_carries_its_predicted_latency() {
         .unwrap());
     let ms: f64 = predicted.lines().find_map(|l| l.strip_prefix("predicted_ms=")).unwrap().parse().unwrap();
     assert!((m.latency_ms["host"] - ms).abs() < 1e-3, "{} vs {ms}", m.latency_ms["host"]);
+    // Measured too exactly when the board's table was measured on this CPU:
+    // the shipped table (whichever machine runs this), and a copy of it
+    // marked as measured on this machine's CPU and on another's.
+    let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("boards");
+    let table = vipnas::board::LatencyTable::load(&boards.join("host.lut.json")).unwrap();
+    let here = vipnas::board::profiler::cpu_string();
+    assert_eq!(m.measured_ms.contains_key("host"), table.cpu == here, "{:?} on {here}", m.measured_ms);
+    for (cpu, measured) in [(here.as_str(), true), ("another CPU (2 cores)", false)] {
+        let copy = dir.join(format!("boards-{measured}"));
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(boards.join("host.toml"), copy.join("host.toml")).unwrap();
+        let mut t = table.clone();
+        t.cpu = cpu.into();
+        std::fs::write(copy.join("host.lut.json"), serde_json::to_string(&t).unwrap()).unwrap();
+        let b = dir.join(format!("measured-{measured}"));
+        ok(common::vipnas_command()
+            .args(["export", "--space", "mbv3", "--sample", "scaled", "--scale", "50"])
+            .args(["--board", copy.join("host.toml").to_str().unwrap(), "--out", b.to_str().unwrap()])
+            .output()
+            .unwrap());
+        let copied = vipnas::bundle::Manifest::load(&b).unwrap();
+        assert_eq!(copied.latency_ms, m.latency_ms, "the same prediction");
+        assert_eq!(copied.measured_ms.get("host").is_some_and(|&ms| ms > 0.0), measured, "{:?}", copied.measured_ms);
+    }
     // A table without the subnet's input size: refused, naming the table.
     let o = common::vipnas_command()
         .args(["export", "--space", "mbv3", "--sample", "min", "--input", "64x64", "--board", "host"])

@@ -178,6 +178,17 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
     Ok(LutEntry { p50_ms: quantile(&times, 0.5), p90_ms: quantile(&times, 0.9), count: times.len() })
 }
 
+/// `net` measured here (p50 of 30 runs after 5 warm-ups, at the table's
+/// threads) when `table` was measured on this machine's CPU — the board is
+/// this machine — else `None`: a bundle made for a board carries the
+/// latency measured on it beside the table's prediction.
+pub fn measure_if_here(table: &LatencyTable, net: &Network) -> Result<Option<f64>> {
+    if !(table.measured && table.cpu == cpu_string()) {
+        return Ok(None);
+    }
+    Ok(Some(measure(net, table.threads, 5, 30)?.p50_ms))
+}
+
 /// The CPU's name from /proc/cpuinfo (`model name`, or the board `Model` on ARM).
 pub fn cpu_string() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

@@ -47,24 +47,30 @@ pub struct ExportArgs {
     #[arg(long)]
     name: Option<String>,
     /// Write this board's predicted latency into the manifest (`latency_ms.<board>`),
-    /// from its latency table (which must hold the subnet's blocks).
+    /// from its latency table (which must hold the subnet's blocks), and, when
+    /// that table was measured on this machine's CPU, the latency measured here
+    /// (`measured_ms.<board>`).
     #[arg(long, value_name = "BOARD")]
     board: Option<String>,
 }
 
-/// `latency_ms` for the manifest: the board's prediction, if asked for.
-fn predicted(
+/// `latency_ms` and `measured_ms` for the manifest, if a board is asked for:
+/// its table's prediction, and the subnet measured here when that table was
+/// measured on this machine's CPU.
+fn board_latency(
     board: Option<&str>,
     subnet: &vipnas::arch::Subnet,
     input: vipnas::arch::InputSize,
-) -> Result<BTreeMap<String, f64>> {
-    let Some(name) = board else { return Ok(BTreeMap::new()) };
+) -> Result<(BTreeMap<String, f64>, BTreeMap<String, f64>)> {
+    let Some(name) = board else { return Ok(Default::default()) };
     let board = vipnas::board::BoardProfile::load(name)?;
     let (path, table) = super::profile::board_table(&board, None)?;
+    let net = subnet.network(input)?;
     let p = table
-        .predict(&subnet.network(input)?, subnet.space)
+        .predict(&net, subnet.space)
         .with_context(|| format!("{}: no prediction for --board {}", path.display(), board.name))?;
-    Ok(BTreeMap::from([(board.name, p.ms)]))
+    let measured = vipnas::board::profiler::measure_if_here(&table, &net)?;
+    Ok((BTreeMap::from([(board.name.clone(), p.ms)]), measured.map(|ms| (board.name, ms)).into_iter().collect()))
 }
 
 pub fn run(mut a: ExportArgs) -> Result<()> {
@@ -83,7 +89,7 @@ pub fn run(mut a: ExportArgs) -> Result<()> {
     let model = write_network(&net, &weights, &opts)?;
     let cost = net.cost();
     let mut manifest = Manifest::for_subnet(&name, &subnet, input, cost, format!("random (seed {})", a.weight_seed));
-    manifest.latency_ms = predicted(a.board.as_deref(), &subnet, input)?;
+    (manifest.latency_ms, manifest.measured_ms) = board_latency(a.board.as_deref(), &subnet, input)?;
     let path = write_bundle(&a.out, &manifest, &[(SPATIAL_ONNX, to_bytes(&model))])?;
     outln!(
         "wrote {} ({} {}, {} nodes, flops={:.4}G params={:.4}M)",
@@ -115,7 +121,8 @@ fn from_checkpoint(a: &mut ExportArgs, ckpt: &std::path::Path, name: &str) -> Re
     }
     let subnet = a.pick.resolve()?;
     let calib = Calibration { set: a.calib_coco.clone().zip(a.calib_dir.clone()), images: a.calib_images };
-    let notes = BundleNotes { latency_ms: predicted(a.board.as_deref(), &subnet, config.input)?, ..Default::default() };
+    let (latency_ms, measured_ms) = board_latency(a.board.as_deref(), &subnet, config.input)?;
+    let notes = BundleNotes { latency_ms, measured_ms, ..Default::default() };
     let path = Exporter::open(ckpt, &calib)?.export(&subnet, &a.out, name, &notes)?;
     let cost = subnet.network(config.input)?.cost();
     outln!(

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::profile::board_table;
 use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet};
+use vipnas::board::profiler::measure_if_here;
 use vipnas::board::BoardProfile;
 use vipnas::host::train::export::{BundleNotes, Calibration};
 use vipnas::search::ap::ApFitness;
@@ -37,7 +38,8 @@ enum FitnessArg {
       --coco data/splits/val.json --images data --evals 300 --out runs/search-rpi4
 
 Outputs: candidates.jsonl (every evaluated subnet), pareto.json, pareto.png, best-<ms>.json,
-and with --fitness ap a bundle per budget (bundle-<ms>/) whose manifest holds the predicted latency.")]
+and with --fitness ap a bundle per budget (bundle-<ms>/) whose manifest holds the predicted latency
+(and the latency measured here, when the board's table was measured on this machine's CPU).")]
 pub struct SearchArgs {
     /// Search space: mbv3, resnet50 or hrnet-w32 (default: the checkpoint's, else mbv3).
     #[arg(long)]
@@ -257,8 +259,10 @@ pub fn run(a: SearchArgs) -> Result<()> {
     }
     if let Some(f) = &mut ap {
         for (budget, o, _) in &results {
+            let measured = measure_if_here(&table, &o.best.subnet.network(input)?)?;
             let notes = BundleNotes {
                 latency_ms: BTreeMap::from([(board.name.clone(), o.best.ms)]),
+                measured_ms: measured.map(|ms| (board.name.clone(), ms)).into_iter().collect(),
                 provenance: format!(
                     "vipnas search: space {space}, board {} (table {}), budget {budget} ms, seed {}, fitness {fitness_name}",
                     board.name,
@@ -268,7 +272,8 @@ pub fn run(a: SearchArgs) -> Result<()> {
             };
             let dir = a.out.join(format!("bundle-{budget}"));
             f.exporter().export(&o.best.subnet, &dir, &format!("vipnas-{space}-{}-{budget}ms", board.name), &notes)?;
-            outln!("bundle {}: predicted {:.2} ms on {}", dir.display(), o.best.ms, board.name);
+            let here = measured.map(|ms| format!(", measured {ms:.2} ms here")).unwrap_or_default();
+            outln!("bundle {}: predicted {:.2} ms on {}{here}", dir.display(), o.best.ms, board.name);
         }
     }
     let _ = std::fs::remove_dir_all(a.out.join(".candidate"));

@@ -36,8 +36,10 @@ impl Default for Calibration {
 /// What a caller adds to an exported bundle's manifest.
 #[derive(Clone, Debug, Default)]
 pub struct BundleNotes {
-    /// Board → latency (predicted or measured), where known.
+    /// Board → predicted latency, where known.
     pub latency_ms: std::collections::BTreeMap<String, f64>,
+    /// Board → latency measured on it, where the bundle is made on the board.
+    pub measured_ms: std::collections::BTreeMap<String, f64>,
     /// Appended to the provenance (e.g. the search that picked the subnet).
     pub provenance: String,
 }
@@ -117,6 +119,7 @@ impl Exporter {
         }
         let mut manifest = Manifest::for_subnet(name, subnet, config.input, net.cost(), provenance);
         manifest.latency_ms = notes.latency_ms.clone();
+        manifest.measured_ms = notes.measured_ms.clone();
         write_bundle(out, &manifest, &[(SPATIAL_ONNX, to_bytes(&model))])
     }
 }

@@ -52,18 +52,10 @@ enum StepSubnets {
     Sandwich,
 }
 
-impl StepSubnets {
-    fn name(self) -> &'static str {
-        match self {
-            StepSubnets::Max => "max",
-            StepSubnets::Min => "min",
-            StepSubnets::Sandwich => "sandwich",
-        }
-    }
-}
-
 pub fn run(a: TrainArgs) -> Result<()> {
     let space = SearchSpace::get(a.space);
+    let sample = a.sample.to_possible_value().expect("no variant is skipped");
+    let sample = sample.get_name();
     let subnets = match a.sample {
         StepSubnets::Max => vec![Subnet::sample(&space, Sample::Max)],
         StepSubnets::Min => vec![Subnet::sample(&space, Sample::Min)],
@@ -92,7 +84,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     outln!(
         "== one training step, {} {} ({} subnets) at {}, batch {} (median of {} after {} warm-up; ms); ratio = burn / PyTorch",
         a.space,
-        a.sample.name(),
+        sample,
         nets.len(),
         a.input,
         a.batch,
@@ -112,7 +104,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     for &t in &a.threads {
         // Flex sizes its thread pool once per process: one child per count.
         let out = Command::new(&exe)
-            .args(["bench", "train", "--child", "--space", a.space.as_str(), "--sample", a.sample.name()])
+            .args(["bench", "train", "--child", "--space", a.space.as_str(), "--sample", sample])
             .args(["--input", &a.input.to_string(), "--batch", &a.batch.to_string()])
             .args(["--warmup", &a.warmup.to_string(), "--steps", &a.steps.to_string()])
             .env("RAYON_NUM_THREADS", t.to_string())

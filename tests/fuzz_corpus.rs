@@ -12,7 +12,6 @@ mod common;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use proptest::strategy::Strategy;
 use proptest::test_runner::TestError;
 use vipnas::fuzzing::Target;
 
@@ -46,9 +45,8 @@ fn every_parser_survives_its_corpus_and_mutations_of_it() {
         for p in files(&root.join("regressions").join(target.name())) {
             run_one(target, &std::fs::read(&p).unwrap(), &p.display().to_string());
         }
-        let data: Vec<Vec<u8>> = seeds.into_iter().map(|(_, d)| d).collect();
-        let n = data.len();
-        let inputs = (0..n, 0..n, mutation::edits()).prop_map(move |(s, o, e)| mutation::apply(&data[s], &data[o], &e));
+        let n = seeds.len();
+        let inputs = mutation::of(seeds.into_iter().map(|(_, d)| d).collect());
         let still_valid = Cell::new(0usize);
         let result = mutation::runner(cases).run(&inputs, |input| {
             still_valid.set(still_valid.get() + target.run(&input) as usize);
@@ -73,8 +71,7 @@ fn every_parser_survives_its_corpus_and_mutations_of_it() {
 
 #[test]
 fn a_planted_panic_is_found_and_shrunk_to_its_cause() {
-    let seed = br#"{"fps": 30, "name": "rpi4"}"#.to_vec();
-    let inputs = mutation::edits().prop_map(move |e| mutation::apply(&seed, &seed, &e));
+    let inputs = mutation::of(vec![br#"{"fps": 30, "name": "rpi4"}"#.to_vec()]);
     let result = mutation::runner(2000).run(&inputs, |input| {
         assert!(!input.windows(3).any(|w| w == b"NaN"), "planted");
         Ok(())

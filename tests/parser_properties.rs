@@ -16,11 +16,6 @@ use vipnas::runtime::Frame;
 
 use common::mutation;
 
-/// Mutations of `seed` (spliced spans from the seed itself).
-fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
-    mutation::edits().prop_map(move |e| mutation::apply(&seed, &seed, &e))
-}
-
 #[test]
 fn y4m_headers_never_panic() {
     let tokens = [
@@ -64,7 +59,7 @@ fn y4m_streams_of_garbage_end_or_err_never_panic() {
         valid.extend((0..12).map(|i| (i * 20) as u8));
     }
     mutation::runner(400)
-        .run(&mutated(valid), |bytes| {
+        .run(&mutation::of(vec![valid]), |bytes| {
             std::fs::write(&path, &bytes).unwrap();
             let Ok(mut src) = Y4mSource::open(&path) else {
                 return Ok(());
@@ -119,7 +114,7 @@ fn manifest_mutations_never_panic() {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning/manifest.json")).unwrap();
     let (ok, err) = (Cell::new(0), Cell::new(0));
     mutation::runner(2000)
-        .run(&mutated(original), |bytes| {
+        .run(&mutation::of(vec![original]), |bytes| {
             std::fs::write(dir.join("manifest.json"), bytes).unwrap();
             match Manifest::load(&dir) {
                 Ok(m) => {

@@ -50,6 +50,13 @@ pub fn edits() -> impl Strategy<Value = Vec<Edit>> {
     prop::collection::vec(edit(), 1..=4)
 }
 
+/// Mutations of `seeds`: one of them edited, spans spliced in from another
+/// (or itself).
+pub fn of(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let n = seeds.len();
+    (0..n, 0..n, edits()).prop_map(move |(s, o, e)| apply(&seeds[s], &seeds[o], &e))
+}
+
 /// `seed` with `edits` applied in order; spliced spans come from `other`.
 pub fn apply(seed: &[u8], other: &[u8], edits: &[Edit]) -> Vec<u8> {
     let mut v = seed.to_vec();

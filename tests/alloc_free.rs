@@ -13,7 +13,8 @@ use std::path::Path;
 
 use vipnas::runtime::budget::FrameBudget;
 use vipnas::runtime::engine::InputTensor;
-use vipnas::runtime::engine::{Engine, EngineOptions, InputDatum, TractEngine};
+use vipnas::bundle::InputType;
+use vipnas::runtime::engine::{Engine, EngineOptions, TractEngine};
 use vipnas::runtime::source::{FrameSource, SyntheticSource, Y4mSource};
 use vipnas::runtime::track::{OneEuroConfig, TrackConfig};
 use vipnas::runtime::{run_frames, Estimator, Frame, PoseModel, RunOptions};
@@ -56,15 +57,15 @@ fn allocs() -> u64 {
 struct Uncounted(TractEngine);
 
 impl Engine for Uncounted {
-    fn input_shape(&self) -> &[usize] {
-        self.0.input_shape()
+    fn input_shapes(&self) -> &[Vec<usize>] {
+        self.0.input_shapes()
     }
     fn output_shape(&self) -> &[usize] {
         self.0.output_shape()
     }
-    fn run(&mut self, input: &InputTensor, output: &mut [f32]) -> anyhow::Result<()> {
+    fn run(&mut self, inputs: &[&InputTensor], output: &mut [f32]) -> anyhow::Result<()> {
         PAUSED.with(|p| p.set(true));
-        let r = self.0.run(input, output);
+        let r = self.0.run(inputs, output);
         PAUSED.with(|p| p.set(false));
         r
     }
@@ -99,7 +100,7 @@ fn steady_state_allocations(bundle: &Path, clip: &Path, warm: u64, measured: u64
     let track = TrackConfig { smoothing: Some(OneEuroConfig::default()), ..TrackConfig::default() };
     let manifest = vipnas::bundle::Manifest::load(bundle).unwrap();
     let shape = vipnas::runtime::model::input_shape(&manifest.input);
-    let datum = InputDatum::from(manifest.input.dtype);
+    let datum = manifest.input.dtype;
     let onnx = bundle.join(&manifest.spatial);
     let tract = TractEngine::from_path_with(&onnx, &shape, &EngineOptions::new(datum, 1)).unwrap();
     let model = PoseModel::from_engine(manifest, Box::new(Uncounted(tract))).unwrap();
@@ -130,14 +131,14 @@ fn steady_state_allocations(bundle: &Path, clip: &Path, warm: u64, measured: u64
     let mut engine = TractEngine::from_path_with(&onnx, &shape, &EngineOptions::new(datum, 1)).unwrap();
     let n: usize = shape.iter().product();
     let input = match datum {
-        InputDatum::I32 => InputTensor::I32(vec![100; n]),
-        InputDatum::F32 => InputTensor::F32(vec![0.5; n]),
+        InputType::I32 => InputTensor::I32(vec![100; n]),
+        InputType::F32 => InputTensor::F32(vec![0.5; n]),
     };
     let mut out = vec![0.0; engine.output_shape().iter().product()];
-    engine.run(&input, &mut out).unwrap();
+    engine.run(&[&input], &mut out).unwrap();
     let before = allocs();
     for _ in 0..10 {
-        engine.run(&input, &mut out).unwrap();
+        engine.run(&[&input], &mut out).unwrap();
     }
     (long - short, (allocs() - before) as f64 / 10.0)
 }

@@ -74,16 +74,17 @@ impl FrameSource for FaultySource {
 /// weak ones that make the tracker restart.
 struct ScriptedEngine {
     rng: Rng,
+    shapes: Vec<Vec<usize>>,
 }
 
 impl Engine for ScriptedEngine {
-    fn input_shape(&self) -> &[usize] {
-        &[1, 192, 192, 3]
+    fn input_shapes(&self) -> &[Vec<usize>] {
+        &self.shapes
     }
     fn output_shape(&self) -> &[usize] {
         &[1, 1, 17, 3]
     }
-    fn run(&mut self, _input: &InputTensor, output: &mut [f32]) -> Result<()> {
+    fn run(&mut self, _inputs: &[&InputTensor], output: &mut [f32]) -> Result<()> {
         let weak = self.rng.uniform() < 0.2;
         for k in output.chunks_exact_mut(3) {
             k[0] = self.rng.uniform() as f32;
@@ -99,7 +100,7 @@ fn ten_thousand_faulty_frames_are_all_accounted_for() {
     let dir = common::scratch("faults");
     let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning");
     let manifest = vipnas::bundle::Manifest::load(&bundle).unwrap();
-    let model = PoseModel::from_engine(manifest, Box::new(ScriptedEngine { rng: Rng::new(2) })).unwrap();
+    let model = PoseModel::from_engine(manifest, Box::new(ScriptedEngine { rng: Rng::new(2), shapes: vec![vec![1, 192, 192, 3]] })).unwrap();
     let mut est = Estimator::new(model, TrackConfig::default());
     // Preprocessing a frame costs ~1 ms here, ~20x that under qemu.
     let frames = if common::under_qemu() { 1_000 } else { 10_000 };

@@ -10,7 +10,8 @@ use vipnas::arch::subnet::BlockChoice;
 use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet, Weights};
 use vipnas::onnx::write_network;
 use vipnas::onnx::WriteOptions;
-use vipnas::runtime::engine::{Convolutions, EngineOptions, InputDatum};
+use vipnas::bundle::InputType;
+use vipnas::runtime::engine::{Convolutions, EngineOptions};
 use vipnas::runtime::{Engine, TractEngine};
 
 /// Each stage's (kernel, group) choices at every expansion, one per distinct
@@ -76,7 +77,7 @@ fn fast_convolution_equals_tracts_op_on_every_stage_choice_of_every_space() {
             let model = write_network(&net, &Weights::random(&net, i as u64), &WriteOptions::default()).unwrap();
             let x = common::real_image(input, 3 * i);
             let run = |convolutions| {
-                let opts = EngineOptions { datum: InputDatum::F32, threads: 1, convolutions };
+                let opts = EngineOptions { datum: InputType::F32, threads: 1, convolutions };
                 TractEngine::from_proto_with(&model, &shape, &opts).unwrap().run_f32(&x).unwrap().1
             };
             let (ours, tracts) = (run(Convolutions::Fast), run(Convolutions::Tract));
@@ -105,7 +106,7 @@ fn the_fast_op_is_in_the_plan_and_threads_give_the_same_heatmaps() {
     // channel-last, and no convolution would be ours.
     let min = Subnet::sample(&s, Sample::Min).network(input).unwrap();
     let min = write_network(&min, &Weights::random(&min, 1), &WriteOptions::default()).unwrap();
-    let mut engine = TractEngine::from_proto_with(&min, &shape, &EngineOptions::new(InputDatum::F32, 1)).unwrap();
+    let mut engine = TractEngine::from_proto_with(&min, &shape, &EngineOptions::new(InputType::F32, 1)).unwrap();
     let ops = engine.profile(&vipnas::runtime::engine::InputTensor::F32(x.clone()), 1).unwrap();
     assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
     assert!(!ops.iter().any(|o| o.op == "DepthWiseConv"), "{ops:?}");
@@ -115,15 +116,15 @@ fn the_fast_op_is_in_the_plan_and_threads_give_the_same_heatmaps() {
 
     let net = Subnet::sample(&s, Sample::Random(5)).network(input).unwrap();
     let model = write_network(&net, &Weights::random(&net, 5), &WriteOptions::default()).unwrap();
-    let mut one = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputDatum::F32, 1)).unwrap();
+    let mut one = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputType::F32, 1)).unwrap();
     let ops = one.profile(&vipnas::runtime::engine::InputTensor::F32(x.clone()), 1).unwrap();
     assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
     assert!(!ops.iter().any(|o| o.op == "DepthWiseConv"), "{ops:?}");
-    let mut two = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputDatum::F32, 2)).unwrap();
+    let mut two = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputType::F32, 2)).unwrap();
     let mut out = (vec![0.0; 17 * 32 * 24], vec![0.0; 17 * 32 * 24]);
     let t = vipnas::runtime::engine::InputTensor::F32(x);
-    one.run(&t, &mut out.0).unwrap();
-    two.run(&t, &mut out.1).unwrap();
+    one.run(&[&t], &mut out.0).unwrap();
+    two.run(&[&t], &mut out.1).unwrap();
     // Groups are split across threads, each computed as on one: bit-identical.
     assert_eq!(out.0, out.1);
 }

@@ -27,6 +27,7 @@ fn block_name(node: &str) -> String {
     let parts: Vec<&str> = node.split('.').collect();
     match parts[0] {
         "stem" => "stem".into(),
+        "fusion" => "fusion".into(),
         "head" => parts[..2.min(parts.len())].join("."),
         _ => {
             let end = parts
@@ -110,6 +111,9 @@ impl Network {
                 Op::Sum { relu } => format!("sum{}", if relu { "+relu" } else { "" }),
                 Op::MaxPool { kernel, stride, pad } => format!("maxpool{kernel}s{stride}p{pad}"),
                 Op::Upsample { factor } => format!("up{factor}"),
+                Op::Prior => format!("prior{}x{}x{}", node.shape.c, node.shape.h, node.shape.w),
+                Op::Concat => "concat".into(),
+                Op::Product => "mul".into(),
             };
             let _ = write!(s, " {op}({})", refs.join(","));
         }

@@ -59,7 +59,7 @@ fn fc(cin: u64, cout: u64) -> Cost {
 /// The cost of one node, given the network it belongs to (for input shapes).
 pub fn node_cost(net: &Network, node: &Node) -> Cost {
     let out = node.shape;
-    let input = net.shape(node.inputs[0]);
+    let input = node.inputs.first().map_or(node.shape, |&v| net.shape(v));
     let out_px = out.h as u64 * out.w as u64;
     match node.op {
         Op::Conv(c) => {
@@ -98,7 +98,8 @@ pub fn node_cost(net: &Network, node: &Node) -> Cost {
         }
         Op::Sum { relu } => Cost { flops: if relu { out.numel() } else { 0 }, ..Cost::default() },
         Op::MaxPool { .. } => Cost { flops: input.numel(), ..Cost::default() },
-        Op::Upsample { .. } => Cost { flops: out.numel(), ..Cost::default() },
+        Op::Upsample { .. } | Op::Product => Cost { flops: out.numel(), ..Cost::default() },
+        Op::Prior | Op::Concat => Cost::default(),
     }
 }
 

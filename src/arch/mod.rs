@@ -11,6 +11,7 @@ pub mod rng;
 pub mod space;
 pub mod subnet;
 pub mod tables;
+pub mod temporal;
 pub mod weights;
 
 pub use cost::Cost;
@@ -19,6 +20,7 @@ pub use lower::InputSize;
 pub use net::{Network, Shape};
 pub use space::{SearchSpace, SpaceName};
 pub use subnet::{Sample, Subnet, SubnetError};
+pub use temporal::{Fusion, FusionOp, TemporalNet};
 pub use weights::{Tensor, Weights};
 
 #[cfg(test)]

@@ -103,6 +103,13 @@ pub enum Op {
     Upsample {
         factor: u32,
     },
+    /// The previous frame's pose as heatmaps (17 × H/4 × W/4): the second
+    /// input of a temporal net. Reads no value; its output is that input.
+    Prior,
+    /// The inputs stacked along channels, in order.
+    Concat,
+    /// Elementwise product of two inputs of one shape.
+    Product,
 }
 
 /// Index of a value: 0 is the network input, `i + 1` the output of node `i`.
@@ -119,7 +126,8 @@ pub struct Node {
     pub shape: Shape,
 }
 
-/// A directed acyclic layer graph with one input and one output (the last node).
+/// A directed acyclic layer graph with one input and one output (the last
+/// node); a temporal net's [`Op::Prior`] node is its second input.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Network {
     pub input: Shape,
@@ -141,6 +149,11 @@ impl Network {
 
     pub fn output_shape(&self) -> Shape {
         self.shape(self.output())
+    }
+
+    /// The shape of the [`Op::Prior`] input, if the network has one.
+    pub fn prior(&self) -> Option<Shape> {
+        self.nodes.iter().find(|n| n.op == Op::Prior).map(|n| n.shape)
     }
 }
 
@@ -219,6 +232,30 @@ impl NetBuilder {
         let s = self.shape(x);
         let shape = Shape { c: s.c, h: s.h * factor, w: s.w * factor };
         self.push(name, Op::Upsample { factor }, vec![x], shape)
+    }
+
+    /// The previous frame's heatmaps, `shape` (a temporal net's second input).
+    pub fn prior(&mut self, name: String, shape: Shape) -> ValueId {
+        assert!(self.net.prior().is_none(), "{name}: a network has at most one prior input");
+        self.push(name, Op::Prior, Vec::new(), shape)
+    }
+
+    /// Channel concatenation; heights and widths must agree.
+    pub fn concat(&mut self, name: String, xs: Vec<ValueId>) -> ValueId {
+        let first = self.shape(xs[0]);
+        let mut c = 0;
+        for &x in &xs {
+            let s = self.shape(x);
+            assert_eq!((s.h, s.w), (first.h, first.w), "{name}: concatenated sizes differ");
+            c += s.c;
+        }
+        self.push(name, Op::Concat, xs, Shape { c, ..first })
+    }
+
+    pub fn product(&mut self, name: String, a: ValueId, b: ValueId) -> ValueId {
+        let shape = self.shape(a);
+        assert_eq!(self.shape(b), shape, "{name}: multiplied shapes differ");
+        self.push(name, Op::Product, vec![a, b], shape)
     }
 
     pub fn finish(self) -> Network {

@@ -94,7 +94,9 @@ impl Node {
                 v.extend(fc_specs(n, "fc2", p, c));
                 v
             }
-            Op::Sum { .. } | Op::MaxPool { .. } | Op::Upsample { .. } => Vec::new(),
+            Op::Sum { .. } | Op::MaxPool { .. } | Op::Upsample { .. } | Op::Prior | Op::Concat | Op::Product => {
+                Vec::new()
+            }
         }
     }
 }

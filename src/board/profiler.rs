@@ -23,7 +23,8 @@ use crate::arch::{InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, We
 use crate::onnx::{write_network, WriteOptions};
 use crate::runtime::budget::quantile;
 use crate::runtime::engine::InputTensor;
-use crate::runtime::engine::{Engine, EngineOptions, InputDatum, TractEngine};
+use crate::bundle::InputType;
+use crate::runtime::engine::{Engine, EngineOptions, TractEngine};
 
 /// How thoroughly to measure.
 #[derive(Clone, Debug)]
@@ -161,17 +162,17 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
     let model = write_network(net, &weights, &WriteOptions::default())?;
     let s = net.input;
     let shape = [1, s.c as usize, s.h as usize, s.w as usize];
-    let mut engine = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputDatum::F32, threads))?;
+    let mut engine = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputType::F32, threads))?;
     let input =
         InputTensor::F32((0..shape.iter().product::<usize>()).map(|i| ((i % 97) as f32 - 48.0) / 24.0).collect());
     let mut out = vec![0.0; engine.output_shape().iter().product()];
     for _ in 0..warmup {
-        engine.run(&input, &mut out)?;
+        engine.run(&[&input], &mut out)?;
     }
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        engine.run(&input, &mut out)?;
+        engine.run(&[&input], &mut out)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);

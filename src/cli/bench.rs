@@ -217,7 +217,7 @@ pub struct PeersArgs {
 
 fn run_peers(a: PeersArgs) -> Result<()> {
     use vipnas::host::bench::{peer_rows, BenchModel};
-    use vipnas::runtime::engine::InputDatum;
+    use vipnas::bundle::InputType;
     let rows = peer_rows(&a.data)?;
     outln!("| model | set | AP | PCK@0.1 | ms/frame 1 thread | ms/frame 2 threads |");
     outln!("|---|---|---|---|---|---|");
@@ -231,7 +231,7 @@ fn run_peers(a: PeersArgs) -> Result<()> {
             name: format!("movenet-{m}"),
             onnx: a.data.join(format!("models/movenet-{m}/spatial.onnx")),
             shape: vec![1, s, s, 3],
-            datum: InputDatum::I32,
+            datum: InputType::I32,
         };
         for t in [1, 2] {
             let tract = tract_latency(&bm, t, a.runs, Convolutions::Fast)?;

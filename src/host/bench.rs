@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::arch::published::published;
 use crate::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet, Weights};
-use crate::bundle::Manifest;
+use crate::bundle::{InputType, Manifest};
 use crate::onnx::{to_bytes, write_network, WriteOptions};
 use crate::runtime::decode::decode_keypoints;
-use crate::runtime::engine::{Convolutions, Engine, EngineOptions, InputDatum, InputTensor, OpTime, TractEngine};
+use crate::runtime::engine::{Convolutions, Engine, EngineOptions, InputTensor, OpTime, TractEngine};
 use crate::runtime::model::input_shape;
 use crate::runtime::preprocess::{crop_into, Affine};
 use crate::runtime::render::draw_pose;
@@ -27,7 +27,7 @@ pub struct BenchModel {
     pub name: String,
     pub onnx: PathBuf,
     pub shape: Vec<usize>,
-    pub datum: InputDatum,
+    pub datum: InputType,
 }
 
 /// One row of the comparison.
@@ -64,8 +64,8 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 fn bench_input(m: &BenchModel) -> InputTensor {
     let n: usize = m.shape.iter().product();
     match m.datum {
-        InputDatum::I32 => InputTensor::I32((0..n).map(|i| ((i * 7919) % 256) as i32).collect()),
-        InputDatum::F32 => InputTensor::F32((0..n).map(|i| (((i * 7919) % 1000) as f32 / 500.0) - 1.0).collect()),
+        InputType::I32 => InputTensor::I32((0..n).map(|i| ((i * 7919) % 256) as i32).collect()),
+        InputType::F32 => InputTensor::F32((0..n).map(|i| (((i * 7919) % 1000) as f32 / 500.0) - 1.0).collect()),
     }
 }
 
@@ -76,12 +76,12 @@ pub fn tract_latency(m: &BenchModel, threads: usize, runs: usize, convolutions: 
     let input = bench_input(m);
     let mut out = vec![0.0; engine.output_shape().iter().product()];
     for _ in 0..5 {
-        engine.run(&input, &mut out)?;
+        engine.run(&[&input], &mut out)?;
     }
     let times = (0..runs)
         .map(|_| {
             let t = Instant::now();
-            engine.run(&input, &mut out).map(|_| t.elapsed().as_secs_f64() * 1e3)
+            engine.run(&[&input], &mut out).map(|_| t.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<Vec<f64>>>()?;
     Ok(median(times))
@@ -104,8 +104,8 @@ pub fn peer_python(repo: &Path) -> String {
 /// when the Python oracle is not installed.
 pub fn ort_latency(python: &str, script: &Path, m: &BenchModel, threads: usize, runs: usize) -> Result<Option<f64>> {
     let dtype = match m.datum {
-        InputDatum::F32 => "f32",
-        InputDatum::I32 => "i32",
+        InputType::F32 => "f32",
+        InputType::I32 => "i32",
     };
     let shape: Vec<String> = m.shape.iter().map(usize::to_string).collect();
     let out = Command::new(python)
@@ -161,7 +161,7 @@ pub fn default_models(repo: &Path, scratch: &Path) -> Result<Vec<BenchModel>> {
             name: format!("vipnas-mbv3 {name}"),
             onnx: path,
             shape: vec![1, 3, 256, 192],
-            datum: InputDatum::F32,
+            datum: InputType::F32,
         });
     }
     Ok(models)
@@ -189,7 +189,7 @@ impl StageTimes {
 pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<StageTimes> {
     let m = Manifest::load(bundle)?;
     let shape = input_shape(&m.input);
-    let datum = InputDatum::from(m.input.dtype);
+    let datum = m.input.dtype;
     let mut engine =
         TractEngine::from_path_with(&bundle.join(&m.spatial), &shape, &EngineOptions::new(datum, threads))?;
     let mut input = InputTensor::for_spec(&m.input);
@@ -214,7 +214,7 @@ pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<Sta
         crop_into(&frame, &affine, &m.input, &mut input);
         t.preprocess += ms(s);
         let s = Instant::now();
-        engine.run(&input, &mut out)?;
+        engine.run(&[&input], &mut out)?;
         t.infer += ms(s);
         let s = Instant::now();
         decode_keypoints(&out, (m.input.width, m.input.height), &mut kps);

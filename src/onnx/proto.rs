@@ -100,11 +100,11 @@ impl GraphBuilder {
         name.into()
     }
 
-    /// The finished model, one float input and one float output.
+    /// The finished model: float inputs (the image first) and one float output.
     pub fn finish(
         self,
         name: &str,
-        input: pb::ValueInfoProto,
+        inputs: Vec<pb::ValueInfoProto>,
         output: pb::ValueInfoProto,
         doc: &str,
     ) -> pb::ModelProto {
@@ -118,7 +118,7 @@ impl GraphBuilder {
                 name: name.into(),
                 node: self.nodes,
                 initializer: self.initializers,
-                input: vec![input],
+                input: inputs,
                 output: vec![output],
                 ..Default::default()
             }),

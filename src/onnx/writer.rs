@@ -18,6 +18,8 @@ pub struct WriteOptions {
     /// Fixed batch dimension (the runtime runs one crop at a time).
     pub batch: u32,
     pub input_name: String,
+    /// The second input of temporal nets ([`Op::Prior`]).
+    pub prior_name: String,
     pub output_name: String,
     /// Graph name and doc string (e.g. the subnet JSON).
     pub graph_name: String,
@@ -29,6 +31,7 @@ impl Default for WriteOptions {
         WriteOptions {
             batch: 1,
             input_name: "input".into(),
+            prior_name: "prior".into(),
             output_name: "heatmaps".into(),
             graph_name: "vipnas".into(),
             doc: String::new(),
@@ -77,6 +80,9 @@ pub fn write_network(net: &Network, weights: &Weights, opts: &WriteOptions) -> R
                 ];
                 g.node(&node.name, "Resize", &[inputs[0], "", &scales], attrs)
             }
+            Op::Prior => opts.prior_name.clone(),
+            Op::Concat => g.node(&node.name, "Concat", &inputs, vec![attr_int("axis", 1)]),
+            Op::Product => g.node(&node.name, "Mul", &inputs, vec![]),
         };
         values.push(out);
     }
@@ -84,9 +90,11 @@ pub fn write_network(net: &Network, weights: &Weights, opts: &WriteOptions) -> R
     g.node(&opts.output_name, "Identity", &[&last], vec![]);
     let b = opts.batch as i64;
     let dims = |s: crate::arch::Shape| [b, s.c as i64, s.h as i64, s.w as i64];
+    let mut graph_inputs = vec![value_info(&opts.input_name, &dims(net.input))];
+    graph_inputs.extend(net.prior().map(|p| value_info(&opts.prior_name, &dims(p))));
     Ok(g.finish(
         &opts.graph_name,
-        value_info(&opts.input_name, &dims(net.input)),
+        graph_inputs,
         value_info(&opts.output_name, &dims(net.output_shape())),
         &opts.doc,
     ))

@@ -43,22 +43,29 @@ impl InputTensor {
     }
 }
 
-/// Runs one input tensor through a model into a preallocated output.
+/// Runs a model's input tensors through it into a preallocated output.
 pub trait Engine {
-    /// The fixed input shape (e.g. `[1, 3, 256, 192]`).
-    fn input_shape(&self) -> &[usize];
-    /// The output shape for that input.
+    /// The fixed input shapes in the model's order: the image (e.g.
+    /// `[1, 3, 256, 192]`), then, for temporal nets, the prior heatmaps.
+    fn input_shapes(&self) -> &[Vec<usize>];
+    /// The output shape for those inputs.
     fn output_shape(&self) -> &[usize];
-    /// Runs on `input` and copies the first output into `output`
-    /// (`output_shape` elements).
-    fn run(&mut self, input: &InputTensor, output: &mut [f32]) -> Result<()>;
+    /// Runs on `inputs` (one per input shape) and copies the first output
+    /// into `output` (`output_shape` elements).
+    fn run(&mut self, inputs: &[&InputTensor], output: &mut [f32]) -> Result<()>;
+
+    /// The image input's shape.
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shapes()[0]
+    }
 }
 
-/// A tract plan for a model with one fixed-shape float32 or int32 input.
+/// A tract plan for a model with a fixed-shape float32 or int32 image input
+/// (and, for temporal nets, float inputs of the fixed shapes they declare).
 pub struct TractEngine {
     /// Spawned once and reused: a fresh state per run costs allocations.
     state: TypedSimpleState,
-    input_shape: Vec<usize>,
+    input_shapes: Vec<Vec<usize>>,
     output_shape: Vec<usize>,
 }
 
@@ -66,19 +73,20 @@ pub struct TractEngine {
 /// grouped convolutions run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineOptions {
-    pub datum: InputDatum,
+    /// The image input's element type.
+    pub datum: InputType,
     pub threads: usize,
     pub convolutions: Convolutions,
 }
 
 impl Default for EngineOptions {
     fn default() -> EngineOptions {
-        EngineOptions { datum: InputDatum::F32, threads: 1, convolutions: Convolutions::Fast }
+        EngineOptions { datum: InputType::F32, threads: 1, convolutions: Convolutions::Fast }
     }
 }
 
 impl EngineOptions {
-    pub fn new(datum: InputDatum, threads: usize) -> EngineOptions {
+    pub fn new(datum: InputType, threads: usize) -> EngineOptions {
         EngineOptions { datum, threads, ..EngineOptions::default() }
     }
 }
@@ -91,22 +99,6 @@ pub enum Convolutions {
     Fast,
     /// tract's own everywhere (the reference in tests and benchmarks).
     Tract,
-}
-
-/// Element type of the model input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InputDatum {
-    F32,
-    I32,
-}
-
-impl From<crate::bundle::InputType> for InputDatum {
-    fn from(t: crate::bundle::InputType) -> InputDatum {
-        match t {
-            crate::bundle::InputType::F32 => InputDatum::F32,
-            crate::bundle::InputType::I32 => InputDatum::I32,
-        }
-    }
 }
 
 impl TractEngine {
@@ -148,8 +140,8 @@ impl TractEngine {
             options.threads
         );
         let fact = match options.datum {
-            InputDatum::F32 => f32::fact(input_shape),
-            InputDatum::I32 => i32::fact(input_shape),
+            InputType::F32 => f32::fact(input_shape),
+            InputType::I32 => i32::fact(input_shape),
         };
         let mut typed = model
             .with_input_fact(0, fact.into())?
@@ -183,6 +175,17 @@ impl TractEngine {
             }
         }
         let typed = typed.into_optimized().context("tract could not optimise the model for this input shape")?;
+        let mut input_shapes = Vec::new();
+        for i in 0..typed.inputs.len() {
+            let fact = typed.input_fact(i)?;
+            let shape = fact.shape.as_concrete().with_context(|| format!("input {i} has no fixed shape"))?;
+            ensure!(
+                i == 0 || fact.datum_type == f32::datum_type(),
+                "input {i} is {:?}; inputs after the image must be f32",
+                fact.datum_type
+            );
+            input_shapes.push(shape.to_vec());
+        }
         let out_fact = typed.output_fact(0)?;
         let output_shape: Vec<usize> =
             out_fact.shape.as_concrete().context("the model's output shape is not fixed by its input shape")?.to_vec();
@@ -192,13 +195,13 @@ impl TractEngine {
             out_fact.datum_type
         );
         let state = typed.into_runnable_with_options(&run_options(options.threads))?.spawn()?;
-        Ok(TractEngine { state, input_shape: input_shape.to_vec(), output_shape })
+        Ok(TractEngine { state, input_shapes, output_shape })
     }
 
     /// Convenience for tests and tools: float input in, (shape, values) out.
     pub fn run_f32(&mut self, input: &[f32]) -> Result<(Vec<usize>, Vec<f32>)> {
         let mut out = vec![0.0; self.output_shape.iter().product()];
-        self.run(&InputTensor::F32(input.to_vec()), &mut out)?;
+        self.run(&[&InputTensor::F32(input.to_vec())], &mut out)?;
         Ok((self.output_shape.clone(), out))
     }
 }
@@ -238,25 +241,24 @@ fn run_options(threads: usize) -> RunOptions {
 }
 
 impl Engine for TractEngine {
-    fn input_shape(&self) -> &[usize] {
-        &self.input_shape
+    fn input_shapes(&self) -> &[Vec<usize>] {
+        &self.input_shapes
     }
 
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
     }
 
-    fn run(&mut self, input: &InputTensor, output: &mut [f32]) -> Result<()> {
-        let expected: usize = self.input_shape.iter().product();
-        ensure!(input.len() == expected, "input has {} values, the model takes {expected}", input.len());
+    fn run(&mut self, inputs: &[&InputTensor], output: &mut [f32]) -> Result<()> {
+        ensure!(
+            inputs.len() == self.input_shapes.len(),
+            "{} inputs given, the model takes {}",
+            inputs.len(),
+            self.input_shapes.len()
+        );
         ensure!(output.len() == self.output_shape.iter().product::<usize>(), "output buffer size mismatch");
-        // tract takes ownership of its inputs: this copy (and tract's own
-        // intermediate buffers) are the allocations left on the per-frame path.
-        let tensor = match input {
-            InputTensor::F32(v) => Tensor::from_shape(&self.input_shape, v)?,
-            InputTensor::I32(v) => Tensor::from_shape(&self.input_shape, v)?,
-        };
-        let outputs = self.state.run(tvec!(tensor.into()))?;
+        let tensors = self.tensors(inputs)?;
+        let outputs = self.state.run(tensors)?;
         let view = outputs[0].to_plain_array_view::<f32>()?;
         for (o, v) in output.iter_mut().zip(view.iter()) {
             *o = *v;
@@ -277,7 +279,25 @@ pub struct OpTime {
 }
 
 impl TractEngine {
-    /// Runs `runs` inferences timing every node, and returns time per op kind,
+    /// tract's input values: it takes ownership of its inputs, so this copy
+    /// (and tract's own intermediate buffers) are the allocations left on the
+    /// per-frame path.
+    fn tensors(&self, inputs: &[&InputTensor]) -> Result<TVec<TValue>> {
+        let mut tensors = TVec::new();
+        for (i, (input, shape)) in inputs.iter().zip(&self.input_shapes).enumerate() {
+            let expected: usize = shape.iter().product();
+            ensure!(input.len() == expected, "input {i} has {} values, the model takes {expected}", input.len());
+            let tensor = match input {
+                InputTensor::F32(v) => Tensor::from_shape(shape, v)?,
+                InputTensor::I32(v) => Tensor::from_shape(shape, v)?,
+            };
+            tensors.push(tensor.into());
+        }
+        Ok(tensors)
+    }
+
+    /// Runs `runs` inferences timing every node (temporal nets get zero
+    /// priors), and returns time per op kind,
     /// largest first. Profiling adds a clock read per node.
     pub fn profile(&mut self, input: &InputTensor, runs: usize) -> Result<Vec<OpTime>> {
         use std::collections::HashMap;
@@ -286,13 +306,14 @@ impl TractEngine {
         use tract_onnx::tract_core::plan::eval;
 
         let mut times: HashMap<String, (f64, std::collections::HashSet<usize>)> = HashMap::new();
+        let zeros: Vec<InputTensor> =
+            self.input_shapes[1..].iter().map(|s| InputTensor::F32(vec![0.0; s.iter().product()])).collect();
+        let mut inputs = vec![input];
+        inputs.extend(zeros.iter());
         for _ in 0..runs.max(1) {
-            let tensor = match input {
-                InputTensor::F32(v) => Tensor::from_shape(&self.input_shape, v)?,
-                InputTensor::I32(v) => Tensor::from_shape(&self.input_shape, v)?,
-            };
+            let tensors = self.tensors(&inputs)?;
             self.state.run_plan_with_eval(
-                tvec!(tensor.into()),
+                tensors,
                 |ctx: &EvalContext, st: Option<&mut (dyn OpState + 'static)>, node: &TypedNode, inputs| {
                     let t = Instant::now();
                     let r = eval(ctx, st, node, inputs);

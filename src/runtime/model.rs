@@ -11,7 +11,7 @@ use tract_onnx::pb::type_proto;
 use tract_onnx::prelude::Framework;
 
 use super::decode::{decode_heatmaps, decode_keypoints, Refine};
-use super::engine::{Engine, EngineOptions, InputDatum, InputTensor, TractEngine};
+use super::engine::{Engine, EngineOptions, InputTensor, TractEngine};
 use super::frame::Frame;
 use super::pose::Pose;
 use super::preprocess::{crop_into, Affine, Roi};
@@ -137,7 +137,7 @@ impl PoseModel {
             bail!("{}: no such model bundle or ONNX file", path.display());
         };
         let shape = input_shape(&manifest.input);
-        let datum = InputDatum::from(manifest.input.dtype);
+        let datum = manifest.input.dtype;
         let source = source.display().to_string();
         let engine =
             TractEngine::from_proto_with(&proto, &shape, &EngineOptions::new(datum, threads)).with_context(|| {
@@ -197,7 +197,7 @@ impl PoseModel {
         let spec = &self.manifest.input;
         let affine = Affine::crop_to_image(roi, spec.width, spec.height);
         crop_into(frame, &affine, spec, &mut self.input);
-        self.engine.run(&self.input, &mut self.output)?;
+        self.engine.run(&[&self.input], &mut self.output)?;
         let mut kps = [[0.0f32; 3]; KEYPOINTS];
         match self.manifest.output.kind {
             OutputKind::Keypoints => decode_keypoints(&self.output, (spec.width, spec.height), &mut kps),

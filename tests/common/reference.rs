@@ -196,6 +196,18 @@ fn forward_node(node: &Node, xs: &[&Map], w: &Weights) -> Map {
             }
             y
         }
+        Op::Concat => {
+            let mut y = out;
+            y.data.clear();
+            xs.iter().for_each(|m| y.data.extend_from_slice(&m.data));
+            y
+        }
+        Op::Product => {
+            let mut y = x.clone();
+            y.data.iter_mut().zip(&xs[1].data).for_each(|(a, b)| *a *= b);
+            y
+        }
+        Op::Prior => unreachable!("read by forward_with_prior"),
         Op::Upsample { factor } => {
             let f = factor as usize;
             let mut y = out;
@@ -214,14 +226,23 @@ fn forward_node(node: &Node, xs: &[&Map], w: &Weights) -> Map {
 
 /// The network's output for one CHW input image.
 pub fn forward(net: &Network, w: &Weights, input: &[f32]) -> Map {
-    let s = net.input;
-    let mut values = vec![Map {
+    forward_with_prior(net, w, input, None)
+}
+
+/// The output of a temporal net for one CHW image and its CHW prior heatmaps.
+pub fn forward_with_prior(net: &Network, w: &Weights, input: &[f32], prior: Option<&[f32]>) -> Map {
+    let map = |s: vipnas::arch::Shape, data: &[f32]| Map {
         c: s.c as usize,
         h: s.h as usize,
         w: s.w as usize,
-        data: input.iter().map(|&v| v as f64).collect(),
-    }];
+        data: data.iter().map(|&v| v as f64).collect(),
+    };
+    let mut values = vec![map(net.input, input)];
     for node in &net.nodes {
+        if node.op == Op::Prior {
+            values.push(map(node.shape, prior.expect("a temporal net needs its prior")));
+            continue;
+        }
         let xs: Vec<&Map> = node.inputs.iter().map(|&v| &values[v]).collect();
         let y = forward_node(node, &xs, w);
         values.push(y);

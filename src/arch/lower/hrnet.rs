@@ -12,11 +12,12 @@ use super::se_squeeze;
 use crate::arch::net::{Act, NetBuilder, ValueId};
 use crate::arch::space::SearchSpace;
 use crate::arch::subnet::Subnet;
+use crate::arch::temporal::{fuse as fuse_prior, Fusion};
 
 /// Blocks per branch in one HRNet module.
 pub(crate) const MODULE_BLOCKS: u32 = 4;
 
-pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace) -> ValueId {
+pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace, fusion: Option<Fusion>) -> ValueId {
     let relu = Some(Act::Relu);
     let w = subnet.stem.width;
     let x = b.conv_bn("stem.conv1".into(), 0, w, 3, 2, 1, relu);
@@ -42,6 +43,7 @@ pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace)
         };
         x = b.sum(format!("{name}.add"), vec![y, shortcut], true);
     }
+    x = fuse_prior(b, fusion, space.stages[0].index, x);
 
     // Stages 2-4: multi-resolution modules.
     let mut branches = vec![x];
@@ -80,6 +82,7 @@ pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace)
             branches =
                 (0..outputs).map(|i| fuse(b, &format!("stage{k}.module{m}.fuse{}", i + 1), &branches, i)).collect();
         }
+        branches[0] = fuse_prior(b, fusion, k, branches[0]);
     }
     branches[0]
 }

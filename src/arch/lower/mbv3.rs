@@ -7,10 +7,11 @@ use super::se_squeeze;
 use crate::arch::net::{Act, NetBuilder, ValueId};
 use crate::arch::space::SearchSpace;
 use crate::arch::subnet::Subnet;
+use crate::arch::temporal::{fuse as fuse_prior, Fusion};
 
 const STAGE_ACT: [Act; 6] = [Act::Relu, Act::Relu, Act::Relu, Act::HSwish, Act::HSwish, Act::HSwish];
 
-pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace) -> ValueId {
+pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace, fusion: Option<Fusion>) -> ValueId {
     let mut x = b.conv_bn("stem.conv".into(), 0, subnet.stem.width, 3, 2, 1, Some(Act::HSwish));
     let mut resolution = space.stem.resolution;
     for (i, (row, stage)) in space.stages.iter().zip(&subnet.stages).enumerate() {
@@ -35,6 +36,7 @@ pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace)
                 y
             };
         }
+        x = fuse_prior(b, fusion, row.index, x);
     }
     x
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::net::{Act, Conv, NetBuilder, Network, Shape, ValueId};
 use super::space::{SearchSpace, SpaceName};
 use super::subnet::{HeadChoice, Subnet, SubnetError};
+use super::temporal::Fusion;
 use crate::coco::KEYPOINTS;
 
 /// Network input height × width in pixels (`256x192`): multiples of 32, so
@@ -72,13 +73,18 @@ impl Subnet {
     /// 17 heatmaps at a quarter of the input. The subnet must be structurally
     /// sound (groups divide channels); in-space subnets always are.
     pub fn network(&self, input: InputSize) -> Result<Network, SubnetError> {
+        self.lower(input, None)
+    }
+
+    /// The graph, with a temporal fusion after one stage where `fusion` says.
+    pub(super) fn lower(&self, input: InputSize, fusion: Option<Fusion>) -> Result<Network, SubnetError> {
         self.check_structure()?;
         let space = SearchSpace::get(self.space);
         let mut b = NetBuilder::new(Shape { c: 3, h: input.height, w: input.width });
         let features = match self.space {
-            SpaceName::Mbv3 => mbv3::backbone(&mut b, self, &space),
-            SpaceName::Resnet50 => resnet::backbone(&mut b, self, &space),
-            SpaceName::HrnetW32 => hrnet::backbone(&mut b, self, &space),
+            SpaceName::Mbv3 => mbv3::backbone(&mut b, self, &space, fusion),
+            SpaceName::Resnet50 => resnet::backbone(&mut b, self, &space, fusion),
+            SpaceName::HrnetW32 => hrnet::backbone(&mut b, self, &space, fusion),
         };
         let x = match &self.head {
             Some(head) => deconv_head(&mut b, features, head),

@@ -7,8 +7,9 @@
 use crate::arch::net::{Act, NetBuilder, ValueId};
 use crate::arch::space::SearchSpace;
 use crate::arch::subnet::Subnet;
+use crate::arch::temporal::{fuse as fuse_prior, Fusion};
 
-pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace) -> ValueId {
+pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace, fusion: Option<Fusion>) -> ValueId {
     let kernel = space.stem.kernel.max;
     let x = b.conv_bn("stem.conv".into(), 0, subnet.stem.width, kernel, 2, 1, Some(Act::Relu));
     let mut x = b.max_pool("stem.pool".into(), x, 3, 2, 1);
@@ -36,6 +37,7 @@ pub(super) fn backbone(b: &mut NetBuilder, subnet: &Subnet, space: &SearchSpace)
             };
             x = b.sum(format!("{name}.add"), vec![y, shortcut], true);
         }
+        x = fuse_prior(b, fusion, row.index, x);
     }
     x
 }

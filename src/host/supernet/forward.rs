@@ -31,10 +31,27 @@ pub type BatchStats = Vec<(String, Vec<f32>, Vec<f32>)>;
 impl Supernet {
     /// The network's output for an NCHW batch. With `stats`, the batch
     /// statistics of every BatchNorm are recorded (values only, no graph).
-    pub fn forward(&self, net: &Network, x: Tensor<4>, norm: Norm, mut stats: Option<&mut BatchStats>) -> Tensor<4> {
+    pub fn forward(&self, net: &Network, x: Tensor<4>, norm: Norm, stats: Option<&mut BatchStats>) -> Tensor<4> {
+        self.forward_with_prior(net, x, None, norm, stats)
+    }
+
+    /// [`Supernet::forward`] of a temporal net: `prior` is its second input
+    /// (N × 17 × H/4 × W/4); a network with an [`Op::Prior`] needs one.
+    pub fn forward_with_prior(
+        &self,
+        net: &Network,
+        x: Tensor<4>,
+        prior: Option<Tensor<4>>,
+        norm: Norm,
+        mut stats: Option<&mut BatchStats>,
+    ) -> Tensor<4> {
         let mut values: Vec<Tensor<4>> = Vec::with_capacity(net.nodes.len() + 1);
         values.push(x);
         for node in &net.nodes {
+            if node.op == Op::Prior {
+                values.push(prior.clone().expect("a temporal net's forward needs the prior heatmaps"));
+                continue;
+            }
             let x = values[node.inputs[0]].clone();
             let y = match node.op {
                 Op::Conv(c) => self.conv(node, &c, x, norm, stats.as_deref_mut()),
@@ -65,6 +82,9 @@ impl Supernet {
                             .with_output_size([s.h as usize, s.w as usize]),
                     )
                 }
+                Op::Concat => Tensor::cat(node.inputs.iter().map(|&v| values[v].clone()).collect(), 1),
+                Op::Product => x * values[node.inputs[1]].clone(),
+                Op::Prior => unreachable!("handled above"),
             };
             values.push(y);
         }

@@ -1,6 +1,7 @@
 //! The model bundle: `models/<name>/manifest.json` + `spatial.onnx` (+ the
-//! temporal nets later). The manifest says everything the runtime needs to feed
-//! the model and read its output, and where the model came from.
+//! temporal nets, `temporal_<k>.onnx`). The manifest says everything the
+//! runtime needs to feed the models and read their output, and where they
+//! came from.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,13 +11,20 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{Cost, InputSize, SpaceName, Subnet};
+use crate::arch::{Cost, InputSize, SpaceName, Subnet, TemporalNet};
 use crate::coco::{FLIP_PAIRS, KEYPOINT_NAMES, SKELETON};
 
 /// Bumped whenever a manifest written by this version could not be read by an older one.
 pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 pub const SPATIAL_ONNX: &str = "spatial.onnx";
+/// The name of a temporal net's second input (the previous pose's heatmaps).
+pub const PRIOR_INPUT: &str = "prior";
+
+/// The file of the bundle's `k`-th temporal net.
+pub fn temporal_onnx(k: usize) -> String {
+    format!("temporal_{k}.onnx")
+}
 
 /// ImageNet mean/std on 0–255 RGB (mmpose's data preprocessor).
 pub const IMAGENET_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
@@ -109,6 +117,45 @@ pub struct Provenance {
     pub license: Option<String>,
 }
 
+/// One temporal net of a bundle (T-ViPNet): its image input is `input`, its
+/// second input ([`PRIOR_INPUT`]) the previous pose as 17 heatmaps the size
+/// of its output (a quarter of `input`), its output heatmaps (stride 4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemporalNetSpec {
+    /// The ONNX file, relative to the bundle (`temporal_<k>.onnx`).
+    pub file: String,
+    pub net: TemporalNet,
+    pub input: InputSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flops: Option<u64>,
+    /// Predicted latency (ms) per board name, from the board's table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_ms: BTreeMap<String, f64>,
+    /// Latency (ms, p50) measured per board name where it was made.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measured_ms: BTreeMap<String, f64>,
+    pub provenance: Provenance,
+}
+
+/// How a bundle propagates poses between key frames: a key frame runs the
+/// spatial net, the `key_interval` frames after it run temporal nets, each
+/// fed the pose of the frame before.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Temporal {
+    /// Frames propagated after each key frame (a cycle is `key_interval + 1` frames).
+    pub key_interval: u32,
+    /// The temporal net of each propagated frame of a cycle (indices into
+    /// `nets`; `key_interval` entries).
+    pub cycle: Vec<usize>,
+    /// Heaviest first: a budget controller falls back to later, lighter ones
+    /// when frames run late.
+    pub nets: Vec<TemporalNetSpec>,
+    /// Keypoints of the previous pose scoring below this are left out of the prior.
+    pub prior_min_score: f32,
+}
+
 /// The whole manifest: `manifest.json` of a bundle directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +185,9 @@ pub struct Manifest {
     /// made on: where the board's table was measured on this machine's CPU.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub measured_ms: BTreeMap<String, f64>,
+    /// Temporal nets between key frames; absent: the spatial net runs every frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporal: Option<Temporal>,
     pub provenance: Provenance,
 }
 
@@ -166,6 +216,7 @@ impl Manifest {
             spatial,
             latency_ms: BTreeMap::new(),
             measured_ms: BTreeMap::new(),
+            temporal: None,
             provenance,
         }
     }
@@ -230,15 +281,68 @@ impl Manifest {
                 bail!("space: `{:?}` does not match subnet.space `{}`", self.space, subnet.space);
             }
         }
-        for (field, map) in [("latency_ms", &self.latency_ms), ("measured_ms", &self.measured_ms)] {
-            if let Some((board, ms)) = map.iter().find(|(_, &ms)| !(ms > 0.0 && ms.is_finite())) {
-                bail!("{field}.{board} = {ms}: a latency must be positive and finite");
-            }
+        check_latencies("", &self.latency_ms, &self.measured_ms)?;
+        if let Some(t) = &self.temporal {
+            t.check(self.space).context("temporal")?;
         }
         for [a, b] in self.skeleton.iter().chain(&self.flip_pairs) {
             if *a as usize >= self.keypoints.len() || *b as usize >= self.keypoints.len() {
                 bail!("skeleton/flip_pairs: index out of range ({a}, {b})");
             }
+        }
+        Ok(())
+    }
+}
+
+fn check_latencies(prefix: &str, predicted: &BTreeMap<String, f64>, measured: &BTreeMap<String, f64>) -> Result<()> {
+    for (field, map) in [("latency_ms", predicted), ("measured_ms", measured)] {
+        if let Some((board, ms)) = map.iter().find(|(_, &ms)| !(ms > 0.0 && ms.is_finite())) {
+            bail!("{prefix}{field}.{board} = {ms}: a latency must be positive and finite");
+        }
+    }
+    Ok(())
+}
+
+impl Temporal {
+    /// The longest propagation a bundle may ask for (a pose carried further
+    /// drifts; a budget controller may still lengthen cycles at run time).
+    pub const MAX_KEY_INTERVAL: u32 = 30;
+
+    /// Consistency: a cycle entry per propagated frame, each naming a net;
+    /// nets of the bundle's space with valid fusions and heatmap inputs.
+    pub fn check(&self, space: Option<SpaceName>) -> Result<()> {
+        if !(1..=Self::MAX_KEY_INTERVAL).contains(&self.key_interval) {
+            bail!("key_interval {}: must lie in 1..={}", self.key_interval, Self::MAX_KEY_INTERVAL);
+        }
+        if self.nets.is_empty() {
+            bail!("nets: a temporal section needs at least one net");
+        }
+        if self.cycle.len() != self.key_interval as usize {
+            bail!("cycle: {} entries for key_interval {}", self.cycle.len(), self.key_interval);
+        }
+        if let Some(&k) = self.cycle.iter().find(|&&k| k >= self.nets.len()) {
+            bail!("cycle: net {k} does not exist ({} nets)", self.nets.len());
+        }
+        if !(0.0..=1.0).contains(&self.prior_min_score) {
+            bail!("prior_min_score {}: must lie in [0, 1]", self.prior_min_score);
+        }
+        for (k, n) in self.nets.iter().enumerate() {
+            let place = format!("nets[{k}]");
+            n.net.check().and_then(|_| n.net.subnet.check_structure()).with_context(|| format!("{place}.net"))?;
+            if space.is_some_and(|s| s != n.net.subnet.space) {
+                bail!("{place}.net: space {} differs from the bundle's {:?}", n.net.subnet.space, space);
+            }
+            let i = &n.input;
+            if InputSize::new(i.height, i.width).is_err() || i.layout != Layout::Nchw || i.dtype != InputType::F32 {
+                bail!("{place}.input: temporal nets take NCHW float input whose sides are multiples of 32");
+            }
+            if i.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
+                bail!("{place}.input.std: every value must be positive and finite");
+            }
+            if n.file.contains('/') || n.file.contains("..") || n.file.is_empty() {
+                bail!("{place}.file `{}`: must name a file inside the bundle", n.file);
+            }
+            check_latencies(&format!("{place}."), &n.latency_ms, &n.measured_ms)?;
         }
         Ok(())
     }
@@ -255,6 +359,35 @@ pub fn write_bundle(dir: &Path, manifest: &Manifest, files: &[(&str, Vec<u8>)]) 
     let json = serde_json::to_vec_pretty(manifest)?;
     write_atomic(&dir.join(MANIFEST), &json)?;
     Ok(dir.join(MANIFEST))
+}
+
+/// Writes a temporal bundle into `out`: the bundle at `key` (its manifest
+/// and spatial net, copied) with `temporal` as its temporal section and
+/// `onnx[k]` as the file of `temporal.nets[k]`. The key bundle's own
+/// temporal nets, if any, are not carried over.
+pub fn write_temporal_bundle(
+    key: &Path,
+    out: &Path,
+    name: &str,
+    temporal: Temporal,
+    onnx: Vec<Vec<u8>>,
+) -> Result<PathBuf> {
+    let mut manifest = Manifest::load(key)?;
+    anyhow::ensure!(
+        onnx.len() == temporal.nets.len(),
+        "{} ONNX files for {} temporal nets",
+        onnx.len(),
+        temporal.nets.len()
+    );
+    temporal.check(manifest.space).context("temporal")?;
+    let spatial = key.join(&manifest.spatial);
+    let bytes = fs::read(&spatial).with_context(|| format!("cannot read {}", spatial.display()))?;
+    manifest.name = name.into();
+    let mut files = vec![(manifest.spatial.clone(), bytes)];
+    files.extend(temporal.nets.iter().map(|n| n.file.clone()).zip(onnx));
+    manifest.temporal = Some(temporal);
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    write_bundle(out, &manifest, &files)
 }
 
 /// Write-then-rename in the same directory.

@@ -11,9 +11,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;
 
+use vipnas::bundle::InputType;
 use vipnas::runtime::budget::FrameBudget;
 use vipnas::runtime::engine::InputTensor;
-use vipnas::bundle::InputType;
 use vipnas::runtime::engine::{Engine, EngineOptions, TractEngine};
 use vipnas::runtime::source::{FrameSource, SyntheticSource, Y4mSource};
 use vipnas::runtime::track::{OneEuroConfig, TrackConfig};

@@ -100,7 +100,11 @@ fn ten_thousand_faulty_frames_are_all_accounted_for() {
     let dir = common::scratch("faults");
     let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning");
     let manifest = vipnas::bundle::Manifest::load(&bundle).unwrap();
-    let model = PoseModel::from_engine(manifest, Box::new(ScriptedEngine { rng: Rng::new(2), shapes: vec![vec![1, 192, 192, 3]] })).unwrap();
+    let model = PoseModel::from_engine(
+        manifest,
+        Box::new(ScriptedEngine { rng: Rng::new(2), shapes: vec![vec![1, 192, 192, 3]] }),
+    )
+    .unwrap();
     let mut est = Estimator::new(model, TrackConfig::default());
     // Preprocessing a frame costs ~1 ms here, ~20x that under qemu.
     let frames = if common::under_qemu() { 1_000 } else { 10_000 };

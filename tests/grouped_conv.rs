@@ -8,9 +8,9 @@ mod common;
 
 use vipnas::arch::subnet::BlockChoice;
 use vipnas::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet, Weights};
+use vipnas::bundle::InputType;
 use vipnas::onnx::write_network;
 use vipnas::onnx::WriteOptions;
-use vipnas::bundle::InputType;
 use vipnas::runtime::engine::{Convolutions, EngineOptions};
 use vipnas::runtime::{Engine, TractEngine};
 

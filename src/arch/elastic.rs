@@ -141,6 +141,14 @@ impl SupernetLayout {
         Ok(layout)
     }
 
+    /// The layout of one network trained alone (a temporal net): its own
+    /// parameters at their own shapes, so its only "subnet" is itself.
+    pub fn of_network(space: SpaceName, input: InputSize, net: &Network) -> Result<SupernetLayout> {
+        let mut layout = SupernetLayout { space, input, params: BTreeMap::new() };
+        layout.absorb(net)?;
+        Ok(layout)
+    }
+
     fn absorb(&mut self, net: &Network) -> Result<()> {
         for node in &net.nodes {
             for p in node.param_specs() {

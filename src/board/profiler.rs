@@ -20,10 +20,10 @@ use super::profile::BoardProfile;
 use crate::arch::space::BlockSpace;
 use crate::arch::subnet::{BlockChoice, HeadChoice, StageChoice};
 use crate::arch::{InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, Weights};
+use crate::bundle::InputType;
 use crate::onnx::{write_network, WriteOptions};
 use crate::runtime::budget::quantile;
 use crate::runtime::engine::InputTensor;
-use crate::bundle::InputType;
 use crate::runtime::engine::{Engine, EngineOptions, TractEngine};
 
 /// How thoroughly to measure.
@@ -156,7 +156,8 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
     Ok(found)
 }
 
-/// Times a network in tract: p50/p90 of `runs` after `warmup`.
+/// Times a network in tract: p50/p90 of `runs` after `warmup` (a temporal
+/// net's prior input is zeros: its cost does not depend on the values).
 pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Result<LutEntry> {
     let weights = Weights::random(net, 7);
     let model = write_network(net, &weights, &WriteOptions::default())?;
@@ -165,14 +166,18 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
     let mut engine = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputType::F32, threads))?;
     let input =
         InputTensor::F32((0..shape.iter().product::<usize>()).map(|i| ((i % 97) as f32 - 48.0) / 24.0).collect());
+    let zeros: Vec<InputTensor> =
+        engine.input_shapes()[1..].iter().map(|s| InputTensor::F32(vec![0.0; s.iter().product()])).collect();
+    let mut inputs = vec![&input];
+    inputs.extend(&zeros);
     let mut out = vec![0.0; engine.output_shape().iter().product()];
     for _ in 0..warmup {
-        engine.run(&[&input], &mut out)?;
+        engine.run(&inputs, &mut out)?;
     }
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        engine.run(&[&input], &mut out)?;
+        engine.run(&inputs, &mut out)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);

@@ -216,8 +216,8 @@ pub struct PeersArgs {
 }
 
 fn run_peers(a: PeersArgs) -> Result<()> {
-    use vipnas::host::bench::{peer_rows, BenchModel};
     use vipnas::bundle::InputType;
+    use vipnas::host::bench::{peer_rows, BenchModel};
     let rows = peer_rows(&a.data)?;
     outln!("| model | set | AP | PCK@0.1 | ms/frame 1 thread | ms/frame 2 threads |");
     outln!("|---|---|---|---|---|---|");

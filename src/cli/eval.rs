@@ -7,11 +7,13 @@ use anyhow::Result;
 use clap::Args;
 
 use vipnas::host::coco::CocoDataset;
-use vipnas::host::eval::{coco_stats, format_stats, pck, predict, write_results, RoiMode};
-use vipnas::runtime::PoseModel;
+use vipnas::host::eval::{coco_stats, format_stats, pck, predict_with, write_results, RoiMode};
+use vipnas::runtime::track::TrackConfig;
+use vipnas::runtime::Estimator;
 
 /// Evaluate a model on COCO-format keypoint annotations through the runtime
-/// path (crop tracking on, smoothing off), or with GT boxes as crops.
+/// path (crop tracking on, smoothing off), or with GT boxes as crops. A
+/// temporal bundle runs on its own cycle over the images in order (a video set).
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  vipnas eval --model models/movenet-lightning --coco tests/data/pose2sim-cam03.json --images tests/data/pose2sim-cam03\n  vipnas eval --model DIR --coco person_keypoints_val2017.json --images val2017 --roi gt"
@@ -35,6 +37,9 @@ pub struct EvalArgs {
     /// Score against `is_primary` annotations only (sets with bystanders).
     #[arg(long)]
     primary_only: bool,
+    /// A temporal bundle's spatial net on every frame (its temporal nets unused).
+    #[arg(long)]
+    spatial_only: bool,
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
@@ -44,8 +49,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
     if a.primary_only {
         gt = gt.primary_only();
     }
-    let model = PoseModel::load(&a.model, a.threads)?;
-    let p = predict(model, &gt, &a.images, a.roi)?;
+    let est = Estimator::load(&a.model, a.threads, TrackConfig::default(), a.spatial_only, None)?;
+    let p = predict_with(est, &gt, &a.images, a.roi)?;
     if let Some(path) = &a.results {
         write_results(path, &p.results)?;
         outln!("results: {} ({} detections)", path.display(), p.results.len());
@@ -57,6 +62,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
     for line in pck(&gt, &p.results, &[0.05, 0.1, 0.2]).lines() {
         outln!("{line}");
     }
-    outln!("frames={} ms_per_estimate={:.2} AP={:.4}", p.frames, p.ms_per_estimate, stats[0]);
+    outln!(
+        "frames={} key_frames={} ms_per_estimate={:.2} AP={:.4}",
+        p.frames,
+        p.key_frames,
+        p.ms_per_estimate,
+        stats[0]
+    );
     Ok(())
 }

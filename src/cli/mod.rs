@@ -31,6 +31,8 @@ mod search;
 mod space;
 mod subnet_args;
 #[cfg(feature = "host")]
+mod temporal;
+#[cfg(feature = "host")]
 mod train;
 
 use std::process::ExitCode;
@@ -72,6 +74,8 @@ enum Command {
     Label(label::LabelArgs),
     #[cfg(feature = "host")]
     Train(train::TrainArgs),
+    #[cfg(feature = "host")]
+    TrainTemporal(temporal::TrainTemporalArgs),
     #[cfg(feature = "host")]
     Search(search::SearchArgs),
 }
@@ -122,6 +126,8 @@ pub fn main() -> ExitCode {
         Command::Label(a) => label::run(a),
         #[cfg(feature = "host")]
         Command::Train(a) => train::run(a),
+        #[cfg(feature = "host")]
+        Command::TrainTemporal(a) => temporal::run(a),
         #[cfg(feature = "host")]
         Command::Search(a) => search::run(a),
     };

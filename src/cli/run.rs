@@ -9,14 +9,14 @@ use vipnas::runtime::budget::FrameBudget;
 use vipnas::runtime::decode::Refine;
 use vipnas::runtime::source::SourceSpec;
 use vipnas::runtime::track::{OneEuroConfig, TrackConfig};
-use vipnas::runtime::{run_frames, Estimator, PoseModel, RunOptions};
+use vipnas::runtime::{run_frames, Estimator, RunOptions};
 
 /// Estimate poses frame by frame: writes OUT/poses.jsonl (and OUT/overlay/*.png
 /// with --overlay) and prints a summary ending in `frames=… fps=… in_budget=…%`.
 #[derive(Args, Debug)]
 #[command(
     args_override_self = true,
-    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --config /etc/vipnas/vipnas.toml --frames 100\n  vipnas run --source v4l:/dev/video0 --wait-source --rotate-mb 64 --out /var/lib/vipnas\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n\nSources: v4l:/dev/videoN[@WxH][:YUYV|MJPG|RGB3], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
+    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --config /etc/vipnas/vipnas.toml --frames 100\n  vipnas run --source v4l:/dev/video0 --wait-source --rotate-mb 64 --out /var/lib/vipnas\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n  vipnas run --model models/my-temporal --fps 60             # key frames + temporal nets\n  vipnas run --model models/my-temporal --spatial-only       # its spatial net on every frame\n\nSources: v4l:/dev/videoN[@WxH][:YUYV|MJPG|RGB3], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
 )]
 pub struct RunArgs {
     /// A TOML file of these options (long names as keys, e.g. `source = "v4l:/dev/video0"`,
@@ -68,6 +68,14 @@ pub struct RunArgs {
     /// Keypoint smoothing (One-Euro) off.
     #[arg(long)]
     no_smooth: bool,
+    /// A temporal bundle's spatial net on every frame (its temporal nets unused):
+    /// the peer of a temporal run.
+    #[arg(long)]
+    spatial_only: bool,
+    /// A temporal bundle on its own cycle, frame for frame, without the budget
+    /// controller (by default late frames make cycles longer and nets lighter).
+    #[arg(long, conflicts_with = "spatial_only")]
+    fixed_cycle: bool,
     /// Heatmap sub-pixel refinement.
     #[arg(long, value_enum, default_value_t = Refine::Quarter)]
     refine: Refine,
@@ -88,13 +96,19 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
     }
     anyhow::ensure!(threads <= cores, "--threads {threads}: this machine has {cores} core(s)");
     let mut source = a.source.open_at(Some(fps), a.wait_source)?;
-    let mut model = PoseModel::load(&vipnas::install::data_path(&a.model), threads)?;
-    model.refine = a.refine;
     let track = TrackConfig { smoothing: (!a.no_smooth).then(OneEuroConfig::default), ..TrackConfig::default() };
-    let mut est = Estimator::new(model, track);
+    let budget = FrameBudget::from_fps(fps);
+    let controller = (!a.fixed_cycle).then_some(budget.ms);
+    let mut est = Estimator::load(&vipnas::install::data_path(&a.model), threads, track, a.spatial_only, controller)?;
+    est.model.refine = a.refine;
+    est.temporal.iter_mut().for_each(|t| t.refine = a.refine);
+    let board_name = board.as_ref().map_or("host", |b| b.name.as_str());
+    for warning in est.budget_warnings(board_name, budget) {
+        log::warn!("{warning}");
+    }
     let opts = RunOptions {
         max_frames: a.frames,
-        budget: FrameBudget::from_fps(fps),
+        budget,
         out_dir: a.out.clone(),
         overlay: a.overlay,
         draw_min_score: 0.3,

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::coco::CocoDataset;
-use super::heatmap::{encode, SIGMA};
 use crate::arch::rng::Rng;
 use crate::arch::InputSize;
 use crate::bundle::InputSpec;
 use crate::coco::{FLIP_PAIRS, KEYPOINTS};
+use crate::heatmap::{encode, SIGMA};
 use crate::runtime::engine::InputTensor;
 use crate::runtime::frame::load_image;
 use crate::runtime::frame::Frame;
@@ -178,9 +178,27 @@ pub fn prepare(
     weights: &mut [f32; KEYPOINTS],
 ) -> Result<()> {
     let input = InputSize::new(spec.height, spec.width).map_err(anyhow::Error::msg)?;
-    load_image(&s.image, frame).with_context(|| format!("{}: {}", s.item, s.image.display()))?;
-    let mut affine = crop(s, input, aug, rng);
+    let affine = crop(s, input, aug, rng);
     let flip = (rng.uniform() as f32) < aug.flip;
+    prepare_at(s, spec, affine, flip, frame, x, heatmaps, weights)?;
+    Ok(())
+}
+
+/// [`prepare`] with the crop given (`affine`: crop → image) and, with
+/// `flip`, mirrored; returns the crop → image map used (flip included).
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_at(
+    s: &TrainSample,
+    spec: &InputSpec,
+    mut affine: Affine,
+    flip: bool,
+    frame: &mut Frame,
+    x: &mut InputTensor,
+    heatmaps: &mut [f32],
+    weights: &mut [f32; KEYPOINTS],
+) -> Result<Affine> {
+    let input = InputSize::new(spec.height, spec.width).map_err(anyhow::Error::msg)?;
+    load_image(&s.image, frame).with_context(|| format!("{}: {}", s.item, s.image.display()))?;
     if flip {
         // Crop u → image: mirrored, u' = in_w − u.
         let [a, b, c, d, e, f] = affine.0;
@@ -188,8 +206,21 @@ pub fn prepare(
         affine = Affine([-a, b, a * w + c, -d, e, d * w + f]);
     }
     crop_into(frame, &affine, spec, x);
-    let inv = affine.inverse();
     let (mut kps, mut kw) = (s.keypoints, s.weights);
+    to_crop(&mut kps, &affine, flip);
+    if flip {
+        for (l, r) in FLIP_PAIRS {
+            kw.swap(l as usize, r as usize);
+        }
+    }
+    encode(&kps, input, SIGMA, &kw, heatmaps, weights);
+    Ok(affine)
+}
+
+/// Labelled keypoints (image pixels) into the crop of `affine` (crop →
+/// image); with `flip` (a mirrored `affine`), left and right swap names.
+pub fn to_crop(kps: &mut [[f32; 3]; KEYPOINTS], affine: &Affine, flip: bool) {
+    let inv = affine.inverse();
     for kp in kps.iter_mut().filter(|k| k[2] > 0.0) {
         let (u, v) = inv.apply(kp[0], kp[1]);
         *kp = [u, v, kp[2]];
@@ -197,11 +228,8 @@ pub fn prepare(
     if flip {
         for (l, r) in FLIP_PAIRS {
             kps.swap(l as usize, r as usize);
-            kw.swap(l as usize, r as usize);
         }
     }
-    encode(&kps, input, SIGMA, &kw, heatmaps, weights);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::coco::{CocoAnnotation, CocoDataset, CocoResult};
 use crate::coco::{KEYPOINTS, KEYPOINT_NAMES};
 use crate::runtime::frame::load_image;
 use crate::runtime::preprocess::Roi;
+use crate::runtime::schedule::NetChoice;
 use crate::runtime::track::TrackConfig;
 use crate::runtime::{Estimator, Frame, Pose, PoseModel};
 
@@ -30,6 +31,8 @@ pub enum RoiMode {
 pub struct Predictions {
     pub results: Vec<CocoResult>,
     pub frames: usize,
+    /// Frames the key (spatial) net ran on (all of them but a temporal bundle's propagated ones).
+    pub key_frames: usize,
     /// Mean milliseconds per estimate (preprocess + inference + decode).
     pub ms_per_estimate: f64,
 }
@@ -40,9 +43,19 @@ pub fn to_result(image_id: u64, pose: &Pose) -> CocoResult {
     CocoResult { image_id, category_id: 1, keypoints, score: pose.mean_score() as f64 }
 }
 
-/// Runs `model` over the images of `gt` (found under `images`).
+/// Runs a spatial model over the images of `gt` (found under `images`).
 pub fn predict(model: PoseModel, gt: &CocoDataset, images: &Path, roi: RoiMode) -> Result<Predictions> {
-    let mut est = Estimator::new(model, TrackConfig::default());
+    predict_with(Estimator::new(model, TrackConfig::default()), gt, images, roi)
+}
+
+/// Runs `est` — a spatial model, or a temporal bundle on its own cycle —
+/// over the images of `gt` in order (a video set: a temporal bundle's
+/// propagated frames follow their key frame).
+pub fn predict_with(mut est: Estimator, gt: &CocoDataset, images: &Path, roi: RoiMode) -> Result<Predictions> {
+    if roi == RoiMode::GtBox && !est.temporal.is_empty() {
+        bail!("--roi gt runs the spatial net alone on every box; a temporal bundle evaluates with --roi track (or --spatial-only)");
+    }
+    let mut key_frames = 0;
     let (mut frame, mut pose) = (Frame::default(), Pose::default());
     let by_image = gt.by_image();
     let mut results = Vec::new();
@@ -54,7 +67,8 @@ pub fn predict(model: PoseModel, gt: &CocoDataset, images: &Path, roi: RoiMode) 
         let t = Instant::now();
         match roi {
             RoiMode::Track => {
-                est.step(&frame, 1.0 / 30.0, &mut pose)?;
+                let step = est.step(&frame, 1.0 / 30.0, &mut pose)?;
+                key_frames += (step.net == NetChoice::Key) as usize;
                 results.push(to_result(im.id, &pose));
                 estimates += 1;
             }
@@ -63,6 +77,7 @@ pub fn predict(model: PoseModel, gt: &CocoDataset, images: &Path, roi: RoiMode) 
                     let [x, y, w, h] = a.bbox.map(|v| v as f32);
                     let roi = Roi::from_box(x + 0.5, y + 0.5, w, h, est.model.aspect(), 1.25);
                     est.model.estimate(&frame, &roi, &mut pose)?;
+                    key_frames += 1;
                     results.push(to_result(im.id, &pose));
                     estimates += 1;
                 }
@@ -70,7 +85,7 @@ pub fn predict(model: PoseModel, gt: &CocoDataset, images: &Path, roi: RoiMode) 
         }
         spent += t.elapsed().as_secs_f64() * 1e3;
     }
-    Ok(Predictions { results, frames: ordered.len(), ms_per_estimate: spent / estimates.max(1) as f64 })
+    Ok(Predictions { results, frames: ordered.len(), key_frames, ms_per_estimate: spent / estimates.max(1) as f64 })
 }
 
 /// The 10 COCO keypoint metrics: AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl.

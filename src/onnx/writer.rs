@@ -92,12 +92,7 @@ pub fn write_network(net: &Network, weights: &Weights, opts: &WriteOptions) -> R
     let dims = |s: crate::arch::Shape| [b, s.c as i64, s.h as i64, s.w as i64];
     let mut graph_inputs = vec![value_info(&opts.input_name, &dims(net.input))];
     graph_inputs.extend(net.prior().map(|p| value_info(&opts.prior_name, &dims(p))));
-    Ok(g.finish(
-        &opts.graph_name,
-        graph_inputs,
-        value_info(&opts.output_name, &dims(net.output_shape())),
-        &opts.doc,
-    ))
+    Ok(g.finish(&opts.graph_name, graph_inputs, value_info(&opts.output_name, &dims(net.output_shape())), &opts.doc))
 }
 
 /// Conv (or ConvTranspose) with BN folded in, then its activation.

@@ -11,6 +11,7 @@ pub mod pose;
 pub mod preprocess;
 pub mod render;
 pub mod run;
+pub mod schedule;
 pub mod sink;
 pub mod source;
 pub mod track;

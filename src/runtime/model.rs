@@ -20,11 +20,14 @@ use crate::bundle::{
 };
 use crate::coco::KEYPOINTS;
 
-/// A loaded pose model.
+/// A loaded pose model: a spatial net (image in), or a temporal net (image
+/// and the previous pose as heatmaps in, see [`crate::arch::TemporalNet`]).
 pub struct PoseModel {
     pub manifest: Manifest,
     engine: Box<dyn Engine>,
     input: InputTensor,
+    /// A temporal net's second input, 17 × H/4 × W/4 (`None` for spatial nets).
+    prior: Option<InputTensor>,
     output: Vec<f32>,
     scratch: Vec<f32>,
     pub refine: Refine,
@@ -146,6 +149,54 @@ impl PoseModel {
         Self::from_engine(manifest, Box::new(engine)).with_context(|| source.clone())
     }
 
+    /// The temporal nets of the bundle at `dir` whose manifest is `key`, in
+    /// manifest order (none without a temporal section). Each must be a
+    /// two-input ONNX of the size its spec says, at the key net's aspect (the
+    /// tracker's box serves both).
+    pub fn load_temporal(dir: &Path, key: &Manifest, threads: usize) -> Result<Vec<PoseModel>> {
+        let Some(temporal) = &key.temporal else { return Ok(Vec::new()) };
+        let manifest = dir.join(crate::bundle::MANIFEST);
+        let aspect = key.input.width as f32 / key.input.height as f32;
+        let mut nets = Vec::with_capacity(temporal.nets.len());
+        for (k, spec) in temporal.nets.iter().enumerate() {
+            let field = format!("{}: temporal.nets[{k}]", manifest.display());
+            let onnx = dir.join(&spec.file);
+            if !onnx.is_file() {
+                bail!("{}: no such file ({field}.file)", onnx.display());
+            }
+            let (h, w) = (spec.input.height, spec.input.width);
+            if (w as f32 / h as f32 - aspect).abs() > 1e-3 {
+                bail!(
+                    "{field}.input: {h}x{w} is not at the key net's aspect ({}x{})",
+                    key.input.height,
+                    key.input.width
+                );
+            }
+            let net_manifest = Manifest {
+                input: spec.input.clone(),
+                output: OutputSpec { name: "heatmaps".into(), kind: OutputKind::Heatmap, stride: Some(4) },
+                spatial: spec.file.clone(),
+                subnet: Some(spec.net.subnet.clone()),
+                flops: spec.flops,
+                latency_ms: spec.latency_ms.clone(),
+                measured_ms: spec.measured_ms.clone(),
+                temporal: None,
+                ..key.clone()
+            };
+            let proto = read_proto(&onnx)?;
+            let shape = input_shape(&spec.input);
+            let engine = TractEngine::from_proto_with(&proto, &shape, &EngineOptions::new(InputType::F32, threads))
+                .with_context(|| format!("{}: the model does not accept input {shape:?}", onnx.display()))?;
+            let model =
+                Self::from_engine(net_manifest, Box::new(engine)).with_context(|| onnx.display().to_string())?;
+            if !model.is_temporal() {
+                bail!("{}: one input: a temporal net also takes the previous pose ({field})", onnx.display());
+            }
+            nets.push(model);
+        }
+        Ok(nets)
+    }
+
     /// A model on any [`Engine`] whose input matches the manifest; checks that
     /// the engine's output is what the manifest's output kind needs.
     pub fn from_engine(manifest: Manifest, engine: Box<dyn Engine>) -> Result<PoseModel> {
@@ -175,9 +226,18 @@ impl PoseModel {
                 spec.width
             );
         }
+        let prior = match engine.input_shapes() {
+            [_] => None,
+            [_, p] if manifest.output.kind == OutputKind::Heatmap && *p == out => {
+                Some(InputTensor::F32(vec![0.0; p.iter().product()]))
+            }
+            [_, p] => bail!("the model's second input is {p:?}; a temporal net's prior has its output's shape {out:?}"),
+            more => bail!("the model has {} inputs; pose models have 1 (spatial) or 2 (temporal)", more.len()),
+        };
         let plane = out.iter().skip(2).product::<usize>();
         Ok(PoseModel {
             input: InputTensor::for_spec(spec),
+            prior,
             output: vec![0.0; out.iter().product()],
             scratch: vec![0.0; plane.max(9)],
             engine,
@@ -192,12 +252,53 @@ impl PoseModel {
         self.manifest.input.width as f32 / self.manifest.input.height as f32
     }
 
-    /// Runs the model on `roi` of `frame`; writes keypoints in image coordinates.
+    /// Whether this is a temporal net (it needs the previous pose).
+    pub fn is_temporal(&self) -> bool {
+        self.prior.is_some()
+    }
+
+    /// Runs a spatial model on `roi` of `frame`; writes keypoints in image coordinates.
     pub fn estimate(&mut self, frame: &Frame, roi: &Roi, pose: &mut Pose) -> Result<()> {
+        anyhow::ensure!(self.prior.is_none(), "a temporal net needs the previous pose (PoseModel::propagate)");
+        self.infer(frame, roi, pose)
+    }
+
+    /// Runs a temporal model on `roi` of `frame` with `previous` (the pose of
+    /// the frame before, image coordinates) drawn into the crop as its prior:
+    /// keypoints scoring at least `min_score` as unit Gaussians
+    /// ([`crate::heatmap::encode`], σ as in training), the others absent.
+    pub fn propagate(
+        &mut self,
+        frame: &Frame,
+        roi: &Roi,
+        previous: &Pose,
+        min_score: f32,
+        pose: &mut Pose,
+    ) -> Result<()> {
+        let spec = &self.manifest.input;
+        let Some(InputTensor::F32(prior)) = &mut self.prior else {
+            bail!("a spatial net takes no previous pose (PoseModel::estimate)");
+        };
+        let to_crop = Affine::crop_to_image(roi, spec.width, spec.height).inverse();
+        let mut kps = [[0.0f32; 3]; KEYPOINTS];
+        for (k, p) in kps.iter_mut().zip(&previous.keypoints) {
+            let (u, v) = to_crop.apply(p[0], p[1]);
+            *k = [u, v, if p[2] >= min_score { 1.0 } else { 0.0 }];
+        }
+        let size = crate::arch::InputSize { height: spec.height, width: spec.width };
+        let mut weights = [0.0; KEYPOINTS];
+        crate::heatmap::encode(&kps, size, crate::heatmap::SIGMA, &[1.0; KEYPOINTS], prior, &mut weights);
+        self.infer(frame, roi, pose)
+    }
+
+    fn infer(&mut self, frame: &Frame, roi: &Roi, pose: &mut Pose) -> Result<()> {
         let spec = &self.manifest.input;
         let affine = Affine::crop_to_image(roi, spec.width, spec.height);
         crop_into(frame, &affine, spec, &mut self.input);
-        self.engine.run(&[&self.input], &mut self.output)?;
+        match &self.prior {
+            Some(prior) => self.engine.run(&[&self.input, prior], &mut self.output)?,
+            None => self.engine.run(&[&self.input], &mut self.output)?,
+        }
         let mut kps = [[0.0f32; 3]; KEYPOINTS];
         match self.manifest.output.kind {
             OutputKind::Keypoints => decode_keypoints(&self.output, (spec.width, spec.height), &mut kps),
@@ -221,6 +322,14 @@ impl PoseModel {
     /// checking our numerics against other engines on identical inputs).
     pub fn last_input(&self) -> (&InputTensor, Affine) {
         (&self.input, self.last_affine)
+    }
+
+    /// A temporal net's prior of the last `propagate` (17 × H/4 × W/4).
+    pub fn last_prior(&self) -> Option<&[f32]> {
+        match &self.prior {
+            Some(InputTensor::F32(v)) => Some(v),
+            _ => None,
+        }
     }
 
     /// The raw output of the last `estimate`.

@@ -1,7 +1,7 @@
 //! The per-frame loop: source → ROI → preprocess → infer → decode → track →
 //! render → sinks, timed against the frame budget.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -11,25 +11,184 @@ use super::frame::Frame;
 use super::model::PoseModel;
 use super::pose::Pose;
 use super::render::{draw_pose, save_png};
+use super::schedule::{NetChoice, Schedule};
 use super::sink::{FrameRecord, JsonlSink, LiveOutput};
 use super::source::{FrameRead, FrameSource, SourceStats};
 use super::track::{TrackConfig, Tracker};
 
 /// The per-frame core shared by `run` and `eval`: the tracker picks the ROI,
-/// the model estimates the pose in it, the tracker takes the result.
+/// the schedule picks the net — the key (spatial) net, or for a temporal
+/// bundle a temporal net fed the frame before's pose — the net estimates the
+/// pose in the ROI, the tracker takes the result.
 pub struct Estimator {
+    /// The key (spatial) net.
     pub model: PoseModel,
+    /// The bundle's temporal nets (empty: the key net runs every frame).
+    pub temporal: Vec<PoseModel>,
+    schedule: Option<Schedule>,
+    /// Keypoints of the previous pose below this score stay out of the prior.
+    prior_min_score: f32,
     pub tracker: Tracker,
+    /// The last frame's pose as the net gave it (before smoothing), while the
+    /// person is followed: what a temporal net propagates.
+    previous: Option<Pose>,
+    /// `spatial`, then each temporal net's file stem (`poses.jsonl`'s `net`).
+    names: Vec<String>,
+}
+
+/// What one frame ran and found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The crop was the whole frame (start, or after a loss).
+    pub fresh: bool,
+    /// The person was lost in this frame.
+    pub lost: bool,
+    pub net: NetChoice,
 }
 
 impl Estimator {
+    /// The key net on every frame.
     pub fn new(model: PoseModel, track: TrackConfig) -> Estimator {
-        Estimator { model, tracker: Tracker::new(track) }
+        Estimator {
+            model,
+            temporal: Vec::new(),
+            schedule: None,
+            prior_min_score: 0.0,
+            tracker: Tracker::new(track),
+            previous: None,
+            names: vec!["spatial".into()],
+        }
     }
 
-    /// Estimates the pose in `frame`; returns whether the tracker started afresh.
-    pub fn step(&mut self, frame: &Frame, dt: f32, pose: &mut Pose) -> Result<bool> {
-        Ok(track_step(&mut self.model, &mut self.tracker, frame, dt, pose)?.fresh)
+    /// A bundle's key net and its temporal nets ([`PoseModel::load_temporal`]),
+    /// on the bundle's cycle; with `budget_ms`, a controller adapts the cycle
+    /// to keep frames inside it ([`Schedule`]).
+    pub fn with_temporal(
+        model: PoseModel,
+        temporal: Vec<PoseModel>,
+        track: TrackConfig,
+        budget_ms: Option<f64>,
+    ) -> Result<Estimator> {
+        let mut est = Estimator::new(model, track);
+        if temporal.is_empty() {
+            return Ok(est);
+        }
+        let t = est
+            .model
+            .manifest
+            .temporal
+            .as_ref()
+            .context("temporal nets given, but the manifest has no temporal section")?;
+        anyhow::ensure!(
+            t.nets.len() == temporal.len(),
+            "{} temporal nets given, the manifest lists {}",
+            temporal.len(),
+            t.nets.len()
+        );
+        est.schedule = Some(Schedule::new(t, budget_ms));
+        est.prior_min_score = t.prior_min_score;
+        est.names.extend(t.nets.iter().map(|n| n.file.trim_end_matches(".onnx").to_string()));
+        est.temporal = temporal;
+        Ok(est)
+    }
+
+    /// Loads a bundle (or bare ONNX) with its temporal nets unless
+    /// `spatial_only`; `budget_ms` as in [`Estimator::with_temporal`].
+    pub fn load(
+        path: &Path,
+        threads: usize,
+        track: TrackConfig,
+        spatial_only: bool,
+        budget_ms: Option<f64>,
+    ) -> Result<Estimator> {
+        let model = PoseModel::load(path, threads)?;
+        let temporal = if spatial_only || !path.is_dir() {
+            Vec::new()
+        } else {
+            PoseModel::load_temporal(path, &model.manifest, threads)?
+        };
+        Self::with_temporal(model, temporal, track, budget_ms)
+    }
+
+    /// Estimates the pose in `frame`.
+    pub fn step(&mut self, frame: &Frame, dt: f32, pose: &mut Pose) -> Result<Step> {
+        let aspect = self.model.aspect();
+        let (roi, fresh) = self.tracker.next_roi(frame.width, frame.height, aspect);
+        let net = match &mut self.schedule {
+            Some(s) => s.choose(fresh || self.previous.is_none()),
+            None => NetChoice::Key,
+        };
+        match (net, &self.previous) {
+            (NetChoice::Temporal(k), Some(previous)) => {
+                self.temporal[k].propagate(frame, &roi, previous, self.prior_min_score, pose)?
+            }
+            _ => self.model.estimate(frame, &roi, pose)?,
+        }
+        if self.schedule.is_some() {
+            self.previous = Some(*pose);
+        }
+        let lost = self.tracker.update(pose, aspect, dt);
+        if lost {
+            self.previous = None;
+        }
+        Ok(Step { fresh, lost, net })
+    }
+
+    /// Takes the measured latency of a frame (the budget controller's input).
+    pub fn observe(&mut self, net: NetChoice, latency_ms: f64) {
+        if let Some(s) = &mut self.schedule {
+            s.observe(net, latency_ms);
+        }
+    }
+
+    /// The name of a net in `poses.jsonl` and the summary.
+    pub fn net_name(&self, net: NetChoice) -> &str {
+        match net {
+            NetChoice::Key => &self.names[0],
+            NetChoice::Temporal(k) => &self.names[k + 1],
+        }
+    }
+
+    /// What the bundle's latencies for `board` (measured where recorded, else
+    /// predicted) say about `budget`, loudly, before the first frame: no net
+    /// meets it (every frame will be late), or the key net alone does not
+    /// (key frames will be late; the controller spaces them out).
+    pub fn budget_warnings(&self, board: &str, budget: FrameBudget) -> Vec<String> {
+        let latency = |measured: &std::collections::BTreeMap<String, f64>,
+                       predicted: &std::collections::BTreeMap<String, f64>| {
+            measured.get(board).map(|&ms| (ms, "measured")).or(predicted.get(board).map(|&ms| (ms, "predicted")))
+        };
+        let key = &self.model.manifest;
+        let mut nets: Vec<(String, (f64, &str))> = Vec::new();
+        nets.extend(latency(&key.measured_ms, &key.latency_ms).map(|l| (self.names[0].clone(), l)));
+        for (k, t) in self.temporal.iter().enumerate() {
+            let m = &t.manifest;
+            nets.extend(latency(&m.measured_ms, &m.latency_ms).map(|l| (self.names[k + 1].clone(), l)));
+        }
+        let mut warnings = Vec::new();
+        let over = |(ms, _): (f64, &str)| ms > budget.ms;
+        if nets.len() == self.nets() && nets.iter().all(|(_, l)| over(*l)) {
+            let (name, (ms, how)) = nets.iter().min_by(|a, b| a.1 .0.total_cmp(&b.1 .0)).expect("at least one net");
+            warnings.push(format!(
+                "no net of {} meets the {:.1} ms frame budget on {board}: the fastest, {name}, takes {ms:.1} ms ({how}); every frame will be late",
+                key.name, budget.ms
+            ));
+        } else if let (Some((_, l)), false) =
+            (nets.first().filter(|(n, _)| *n == self.names[0]), self.temporal.is_empty())
+        {
+            if over(*l) {
+                warnings.push(format!(
+                    "the key net of {} takes {:.1} ms ({}) on {board}, over the {:.1} ms frame budget: key frames will be late (the budget controller spaces them out)",
+                    key.name, l.0, l.1, budget.ms
+                ));
+            }
+        }
+        warnings
+    }
+
+    /// How many nets there are (the key net, then the temporal ones).
+    pub fn nets(&self) -> usize {
+        self.names.len()
     }
 }
 
@@ -85,6 +244,10 @@ pub struct RunSummary {
     /// after tracking was lost or the frame size changed): the frames whose
     /// `poses.jsonl` record says `"reinit":true`.
     pub reinits: u64,
+    /// Frames the key (spatial) net ran on.
+    pub key_frames: u64,
+    /// Frames per net, by name (`spatial`, then the temporal nets').
+    pub per_net: Vec<(String, u64)>,
     pub wall_s: f64,
     pub fps: f64,
     pub in_budget_pct: f64,
@@ -108,6 +271,16 @@ impl std::fmt::Display for RunSummary {
             self.mean_ms,
             self.wall_s
         )?;
+        if self.per_net.len() > 1 {
+            let nets: Vec<String> = self.per_net.iter().map(|(n, c)| format!("{n}:{c}")).collect();
+            writeln!(
+                f,
+                "key_frames={} propagated={} nets={}",
+                self.key_frames,
+                self.frames - self.key_frames,
+                nets.join(",")
+            )?;
+        }
         write!(
             f,
             "frames={} fps={:.1} in_budget={:.1}% p50_ms={:.2} p99_ms={:.2}",
@@ -136,6 +309,7 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
     let dt = 1.0 / source.fps().unwrap_or(30.0) as f32;
     let start = Instant::now();
     let (mut index, mut reinits) = (0u64, 0u64);
+    let mut per_net = vec![0u64; est.nets()];
     while opts.max_frames.is_none_or(|n| index < n) {
         if crate::shutdown::requested().is_some() {
             break;
@@ -154,14 +328,26 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
             FrameRead::Frame => {}
         }
         let t0 = Instant::now();
-        let reinit = est.step(&frame, dt, &mut pose)?;
-        reinits += reinit as u64;
+        let step = est.step(&frame, dt, &mut pose)?;
+        reinits += step.fresh as u64;
         if opts.overlay {
             draw_pose(&mut frame, &pose, opts.draw_min_score);
         }
         let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
         stats.record(latency_ms);
-        let record = FrameRecord { index, sequence: frame.sequence, key: true, reinit, net: "spatial", latency_ms };
+        est.observe(step.net, latency_ms);
+        per_net[match step.net {
+            NetChoice::Key => 0,
+            NetChoice::Temporal(k) => k + 1,
+        }] += 1;
+        let record = FrameRecord {
+            index,
+            sequence: frame.sequence,
+            key: step.net == NetChoice::Key,
+            reinit: step.fresh,
+            net: est.net_name(step.net),
+            latency_ms,
+        };
         sink.write(&record, &pose)?;
         if opts.overlay {
             save_png(&frame, &overlay_dir.join(format!("{index:06}.png")))?;
@@ -178,6 +364,13 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
         frames,
         source: source.stats(),
         reinits,
+        key_frames: per_net[0],
+        per_net: (0..est.nets())
+            .map(|k| {
+                let net = if k == 0 { NetChoice::Key } else { NetChoice::Temporal(k - 1) };
+                (est.net_name(net).to_string(), per_net[k])
+            })
+            .collect(),
         wall_s,
         fps: if wall_s > 0.0 { frames as f64 / wall_s } else { 0.0 },
         in_budget_pct: stats.in_budget_pct(),

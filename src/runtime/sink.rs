@@ -11,15 +11,16 @@ use super::pose::Pose;
 
 /// What the pipeline did for one frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct FrameRecord {
+pub struct FrameRecord<'a> {
     pub index: u64,
     /// The source's number for the frame ([`crate::runtime::frame::Frame::sequence`]).
     pub sequence: u64,
-    /// The spatial (key-frame) net ran (always, until temporal nets exist).
+    /// The spatial (key-frame) net ran.
     pub key: bool,
     /// The tracker restarted from the whole frame.
     pub reinit: bool,
-    pub net: &'static str,
+    /// `spatial`, or the temporal net's name.
+    pub net: &'a str,
     pub latency_ms: f64,
 }
 
@@ -134,7 +135,7 @@ impl JsonlSink {
 
     /// One line: `{"frame":…,"seq":…,"key":…,"reinit":…,"net":…,"latency_ms":…,"box":[x,y,w,h],
     /// "keypoints":[[x,y,score]×17]}`, coordinates in COCO pixel convention.
-    pub fn write(&mut self, r: &FrameRecord, pose: &Pose) -> Result<()> {
+    pub fn write(&mut self, r: &FrameRecord<'_>, pose: &Pose) -> Result<()> {
         self.line.clear();
         Self::format_line(&mut self.line, r, pose).expect("writing to a Vec cannot fail");
         // Whole lines reach the file as they are made: a live consumer can tail it.

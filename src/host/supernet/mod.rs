@@ -140,12 +140,21 @@ impl Supernet {
     /// batch reproduces training-mode outputs exactly) become the running
     /// statistics of the slices it uses. Run before evaluating or exporting.
     pub fn recalibrate(&mut self, net: &Network, batches: impl IntoIterator<Item = Tensor<4>>) -> Result<usize> {
+        self.recalibrate_with_prior(net, batches.into_iter().map(|x| (x, None)))
+    }
+
+    /// [`Supernet::recalibrate`] of a temporal net: each batch with its priors.
+    pub fn recalibrate_with_prior(
+        &mut self,
+        net: &Network,
+        batches: impl IntoIterator<Item = (Tensor<4>, Option<Tensor<4>>)>,
+    ) -> Result<usize> {
         let mut sums: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
         let mut n = 0usize;
-        for x in batches {
+        for (x, prior) in batches {
             let mut stats = BatchStats::new();
             // Values only: no graph is kept.
-            let _ = self.forward(net, x.detach(), Norm::Batch, Some(&mut stats));
+            let _ = self.forward_with_prior(net, x.detach(), prior.map(|p| p.detach()), Norm::Batch, Some(&mut stats));
             for (name, mean, var) in stats {
                 let e = sums.entry(name).or_insert_with(|| (vec![0.0; mean.len()], vec![0.0; var.len()]));
                 e.0.iter_mut().zip(&mean).for_each(|(s, v)| *s += *v as f64);

@@ -1,4 +1,5 @@
-//! Training targets in the runtime's codec: one Gaussian per keypoint on the
+//! Keypoints as heatmaps in the runtime's codec (training targets, and the
+//! previous pose a temporal net reads): one Gaussian per keypoint on the
 //! heatmap grid (a quarter of the input), centred at the keypoint's exact
 //! sub-pixel position — heatmap bin j covers input pixels [j·s, (j+1)·s), its
 //! centre is (j + 0.5)·s, as `runtime::decode` reads it (DARK's "unbiased"

@@ -116,6 +116,33 @@ fn key_frames_and_temporal_nets_alternate_on_the_bundles_cycle() {
 }
 
 #[test]
+fn a_key_worker_runs_key_frames_in_the_background() {
+    let dir = common::scratch("temporal_worker");
+    let b = bundle(&dir.join("bundle"), InputSize::new(128, 128).unwrap(), &[tnet(FusionOp::Add)], vec![0, 0, 0]);
+    let track = TrackConfig {
+        min_keypoint_score: f32::NEG_INFINITY,
+        reinit_below: f32::NEG_INFINITY,
+        ..TrackConfig::default()
+    };
+    let mut est = Estimator::load(&b, 1, track, false, None).unwrap();
+    est.start_key_worker(vipnas::runtime::PoseModel::load(&b, 1).unwrap()).unwrap();
+    let (summary, records) = run_clip(&mut est, &dir.join("out"), 12);
+    // Frame 0 has nothing to propagate: the key net, waited for. After it,
+    // temporal nets give every pose; frame 4 (a cycle on) is a key frame
+    // whose key net runs on the worker (idle then: its only job so far).
+    assert_eq!(records[0]["net"], "spatial");
+    assert!(records[1..].iter().all(|r| r["net"] == "temporal_0"), "{records:?}");
+    assert_eq!(records[4]["key"], true);
+    assert!(records[1..4].iter().all(|r| r["key"] == false));
+    assert_eq!(summary.per_net[0], ("spatial".into(), 1));
+    assert!(summary.key_frames >= 2, "{summary}");
+    // Without temporal nets there is nothing to run meanwhile.
+    let mut plain = Estimator::load(&repo(MOVENET), 1, TrackConfig::default(), false, None).unwrap();
+    let e = plain.start_key_worker(vipnas::runtime::PoseModel::load(&repo(MOVENET), 1).unwrap()).unwrap_err();
+    assert!(e.to_string().starts_with("a key-frame worker needs a temporal bundle"), "{e}");
+}
+
+#[test]
 fn spatial_only_runs_the_key_net_on_every_frame() {
     let dir = common::scratch("temporal_spatial_only");
     let b = bundle(&dir.join("bundle"), InputSize::new(128, 128).unwrap(), &[tnet(FusionOp::Mul)], vec![0, 0]);

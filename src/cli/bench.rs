@@ -28,6 +28,7 @@ enum BenchKind {
     Latency(LatencyArgs),
     Peers(PeersArgs),
     Train(super::bench_train::TrainArgs),
+    Temporal(TemporalArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -36,7 +37,111 @@ pub fn run(a: BenchArgs) -> Result<()> {
         BenchKind::Latency(l) => run_latency(l),
         BenchKind::Peers(p) => run_peers(p),
         BenchKind::Train(t) => super::bench_train::run(t),
+        BenchKind::Temporal(t) => run_temporal(t),
     }
+}
+
+/// Temporal bundle vs its spatial net on every frame, in one run: AP, cost per
+/// frame and keypoint jitter on a labelled sequence; frames in budget at a
+/// frame rate the key net alone cannot hold, idle and with the cores busy.
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  vipnas bench temporal --model models/movenet-temporal")]
+pub struct TemporalArgs {
+    /// A temporal bundle.
+    #[arg(long)]
+    model: PathBuf,
+    /// Labelled sequence (COCO keypoints, frames in file-name order) and its images.
+    #[arg(long, default_value = "tests/data/pose2sim-cam03.json")]
+    coco: PathBuf,
+    #[arg(long, default_value = "tests/data/pose2sim-cam03")]
+    images: PathBuf,
+    /// Frames for the budget runs (a directory of images).
+    #[arg(long, default_value = "tests/data/pose2sim-cam03")]
+    clip: PathBuf,
+    /// The frame budget as a share of the key net's mean time per frame (< 1:
+    /// a rate the key net alone cannot hold).
+    #[arg(long, default_value_t = 0.75)]
+    budget_share: f64,
+    /// Busy processes beside the run, one budget measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "0,2")]
+    loads: Vec<usize>,
+    /// Passes over the sequence per measurement.
+    #[arg(long, default_value_t = 3)]
+    passes: usize,
+    /// The per-frame latency plot.
+    #[arg(long, default_value = "out/bench-temporal.png")]
+    plot: PathBuf,
+}
+
+fn run_temporal(a: TemporalArgs) -> Result<()> {
+    use vipnas::host::temporal_bench::{accuracy, budget, plot_trace};
+    let gt = vipnas::host::coco::CocoDataset::load(&a.coco)?;
+    let rows = accuracy(&a.model, &gt, &a.images, a.passes)?;
+    outln!("== {} on {} ({} frames in order), 1 thread, same run", a.model.display(), a.coco.display(), rows[0].frames);
+    outln!(
+        "{:<14} {:>7} {:>8} {:>8} {:>9} {:>10} {:>10}",
+        "run",
+        "AP",
+        "PCK@0.1",
+        "PCK@0.2",
+        "ms/frame",
+        "jitter_px",
+        "key_frames"
+    );
+    for r in &rows {
+        outln!(
+            "{:<14} {:>7.4} {:>8.3} {:>8.3} {:>9.2} {:>10.2} {:>10}",
+            r.name,
+            r.ap,
+            r.pck01,
+            r.pck02,
+            r.ms_per_frame,
+            r.jitter_px,
+            r.key_frames
+        );
+    }
+    let (s, t) = (&rows[0], &rows[1]);
+    outln!(
+        "temporal / spatial-only: cost {:.3}x (goal <= 0.35x), AP {:.3}x (goal >= 0.97x), jitter {:.2}x",
+        t.ms_per_frame / s.ms_per_frame,
+        t.ap / s.ap,
+        t.jitter_px / s.jitter_px
+    );
+    let budget_ms = a.budget_share * s.ms_per_frame;
+    let fps = 1000.0 / budget_ms;
+    outln!(
+        "== frames in budget at {fps:.1} fps ({budget_ms:.1} ms = {:.2} x the key net's {:.1} ms), 1 thread, budget controller on",
+        a.budget_share,
+        s.ms_per_frame
+    );
+    let scratch = std::env::temp_dir().join(format!("vipnas-bench-temporal-{}", std::process::id()));
+    let rows = budget(&a.model, &a.clip, fps, &a.loads, a.passes, &scratch)?;
+    outln!(
+        "{:<16} {:>13} {:>10} {:>11} {:>15} {:>11}",
+        "busy processes",
+        "spatial-only",
+        "temporal",
+        "key frames",
+        "+ key thread",
+        "key frames"
+    );
+    for r in &rows {
+        outln!(
+            "{:<16} {:>12.1}% {:>9.1}% {:>11} {:>14.1}% {:>11}",
+            r.load,
+            r.spatial_pct,
+            r.temporal_pct,
+            format!("{}/{}", r.temporal_key_frames, r.frames),
+            r.async_pct,
+            format!("{}/{}", r.async_key_frames, r.frames)
+        );
+    }
+    if let Some(dir) = a.plot.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    outln!("plot: {}", plot_trace(&a.plot, &rows, budget_ms)?.display());
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
 }
 
 /// Runtime benchmark: tract (ours) vs onnxruntime (peer) on the same ONNX files

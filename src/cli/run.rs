@@ -16,7 +16,7 @@ use vipnas::runtime::{run_frames, Estimator, RunOptions};
 #[derive(Args, Debug)]
 #[command(
     args_override_self = true,
-    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --config /etc/vipnas/vipnas.toml --frames 100\n  vipnas run --source v4l:/dev/video0 --wait-source --rotate-mb 64 --out /var/lib/vipnas\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n  vipnas run --model models/my-temporal --fps 60             # key frames + temporal nets\n  vipnas run --model models/my-temporal --spatial-only       # its spatial net on every frame\n\nSources: v4l:/dev/videoN[@WxH][:YUYV|MJPG|RGB3], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
+    after_help = "Examples:\n  vipnas run --overlay                          # bundled model and clip\n  vipnas run --config /etc/vipnas/vipnas.toml --frames 100\n  vipnas run --source v4l:/dev/video0 --wait-source --rotate-mb 64 --out /var/lib/vipnas\n  vipnas run --source v4l:/dev/video0@640x480 --fps 30\n  vipnas run --model models/my-subnet --source y4m:clip.y4m --frames 300\n  vipnas run --model models/my-temporal --fps 60             # key frames + temporal nets\n  vipnas run --model models/my-temporal --spatial-only       # its spatial net on every frame\n  vipnas run --model models/my-temporal --threads 2 --async-key  # key net on its own thread\n\nSources: v4l:/dev/videoN[@WxH][:YUYV|MJPG|RGB3], dir:PATH (JPEG/PNG), y4m:PATH, synthetic[:N]"
 )]
 pub struct RunArgs {
     /// A TOML file of these options (long names as keys, e.g. `source = "v4l:/dev/video0"`,
@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// controller (by default late frames make cycles longer and nets lighter).
     #[arg(long, conflicts_with = "spatial_only")]
     fixed_cycle: bool,
+    /// A temporal bundle's key net on its own thread (needs --threads 2 or more: the
+    /// key net gets threads − 1, the temporal nets 1): temporal nets give every
+    /// frame's pose on time, key results refresh what they propagate.
+    #[arg(long, conflicts_with = "spatial_only")]
+    async_key: bool,
     /// Heatmap sub-pixel refinement.
     #[arg(long, value_enum, default_value_t = Refine::Quarter)]
     refine: Refine,
@@ -99,7 +104,18 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
     let track = TrackConfig { smoothing: (!a.no_smooth).then(OneEuroConfig::default), ..TrackConfig::default() };
     let budget = FrameBudget::from_fps(fps);
     let controller = (!a.fixed_cycle).then_some(budget.ms);
-    let mut est = Estimator::load(&vipnas::install::data_path(&a.model), threads, track, a.spatial_only, controller)?;
+    let model_path = vipnas::install::data_path(&a.model);
+    anyhow::ensure!(
+        !a.async_key || threads >= 2,
+        "--async-key needs --threads 2 or more (one for the key net's thread)"
+    );
+    let main_threads = if a.async_key { 1 } else { threads };
+    let mut est = Estimator::load(&model_path, main_threads, track, a.spatial_only, controller)?;
+    if a.async_key {
+        let mut key = vipnas::runtime::PoseModel::load(&model_path, threads - 1)?;
+        key.refine = a.refine;
+        est.start_key_worker(key).with_context(|| format!("--async-key: {}", a.model.display()))?;
+    }
     est.model.refine = a.refine;
     est.temporal.iter_mut().for_each(|t| t.refine = a.refine);
     let board_name = board.as_ref().map_or("host", |b| b.name.as_str());

@@ -13,7 +13,6 @@ use super::coco::{CocoAnnotation, CocoDataset, CocoResult};
 use crate::coco::{KEYPOINTS, KEYPOINT_NAMES};
 use crate::runtime::frame::load_image;
 use crate::runtime::preprocess::Roi;
-use crate::runtime::schedule::NetChoice;
 use crate::runtime::track::TrackConfig;
 use crate::runtime::{Estimator, Frame, Pose, PoseModel};
 
@@ -68,7 +67,7 @@ pub fn predict_with(mut est: Estimator, gt: &CocoDataset, images: &Path, roi: Ro
         match roi {
             RoiMode::Track => {
                 let step = est.step(&frame, 1.0 / 30.0, &mut pose)?;
-                key_frames += (step.net == NetChoice::Key) as usize;
+                key_frames += step.key as usize;
                 results.push(to_result(im.id, &pose));
                 estimates += 1;
             }

@@ -12,5 +12,6 @@ pub mod plot;
 pub mod sandwich;
 pub mod supernet;
 pub mod temporal;
+pub mod temporal_bench;
 pub mod train;
 pub mod train_bench;

@@ -292,6 +292,16 @@ pub fn train_temporal(
         losses.push((step, value));
         bar.set_message(format!("loss {value:.3e}"));
         bar.inc(1);
+        if bar.is_hidden() && (step + 1) % 50 == 0 {
+            let recent = &losses[losses.len() - 50..];
+            let mean = recent.iter().map(|l| l.1).sum::<f64>() / 50.0;
+            println!(
+                "step {}/{}: loss {mean:.3e} (mean of the last 50) | {:.2} s/step",
+                step + 1,
+                cfg.steps,
+                t0.elapsed().as_secs_f64() / (step + 1) as f64
+            );
+        }
         if crate::shutdown::requested().is_some() {
             log::warn!("stopping at step {} of {}: what is trained so far is written", step + 1, cfg.steps);
             break;

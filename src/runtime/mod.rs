@@ -6,6 +6,7 @@ pub mod decode;
 pub mod engine;
 pub mod frame;
 pub mod grouped_conv;
+pub mod key_worker;
 pub mod model;
 pub mod pose;
 pub mod preprocess;

@@ -24,7 +24,7 @@ use crate::coco::KEYPOINTS;
 /// and the previous pose as heatmaps in, see [`crate::arch::TemporalNet`]).
 pub struct PoseModel {
     pub manifest: Manifest,
-    engine: Box<dyn Engine>,
+    engine: Box<dyn Engine + Send>,
     input: InputTensor,
     /// A temporal net's second input, 17 × H/4 × W/4 (`None` for spatial nets).
     prior: Option<InputTensor>,
@@ -199,7 +199,7 @@ impl PoseModel {
 
     /// A model on any [`Engine`] whose input matches the manifest; checks that
     /// the engine's output is what the manifest's output kind needs.
-    pub fn from_engine(manifest: Manifest, engine: Box<dyn Engine>) -> Result<PoseModel> {
+    pub fn from_engine(manifest: Manifest, engine: Box<dyn Engine + Send>) -> Result<PoseModel> {
         let spec = &manifest.input;
         let (h, w) = (spec.height as usize, spec.width as usize);
         anyhow::ensure!(

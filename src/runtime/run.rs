@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use super::budget::{FrameBudget, LatencyStats};
 use super::frame::Frame;
+use super::key_worker::KeyWorker;
 use super::model::PoseModel;
 use super::pose::Pose;
 use super::render::{draw_pose, save_png};
@@ -34,6 +35,10 @@ pub struct Estimator {
     previous: Option<Pose>,
     /// `spatial`, then each temporal net's file stem (`poses.jsonl`'s `net`).
     names: Vec<String>,
+    /// The key net on its own thread ([`Estimator::start_key_worker`]).
+    worker: Option<KeyWorker>,
+    /// Bumped at every restart: key results from before it are stale.
+    generation: u64,
 }
 
 /// What one frame ran and found.
@@ -43,7 +48,11 @@ pub struct Step {
     pub fresh: bool,
     /// The person was lost in this frame.
     pub lost: bool,
+    /// The net whose pose this frame got.
     pub net: NetChoice,
+    /// A key frame: the key net ran on it (with a key worker, in the
+    /// background while `net`, a temporal net, gave the pose).
+    pub key: bool,
 }
 
 impl Estimator {
@@ -57,7 +66,22 @@ impl Estimator {
             tracker: Tracker::new(track),
             previous: None,
             names: vec!["spatial".into()],
+            worker: None,
+            generation: 0,
         }
+    }
+
+    /// Runs key frames on `key` (a second copy of the key net) on its own
+    /// thread from now on: temporal nets give every frame's pose, and each
+    /// key result, when it comes, is what the next frame propagates. Only a
+    /// restart (nothing to propagate) waits for the key net.
+    pub fn start_key_worker(&mut self, key: PoseModel) -> Result<()> {
+        anyhow::ensure!(
+            !self.temporal.is_empty(),
+            "a key-frame worker needs a temporal bundle: without temporal nets every frame waits for the key net"
+        );
+        self.worker = Some(KeyWorker::spawn(key)?);
+        Ok(())
     }
 
     /// A bundle's key net and its temporal nets ([`PoseModel::load_temporal`]),
@@ -114,10 +138,30 @@ impl Estimator {
     pub fn step(&mut self, frame: &Frame, dt: f32, pose: &mut Pose) -> Result<Step> {
         let aspect = self.model.aspect();
         let (roi, fresh) = self.tracker.next_roi(frame.width, frame.height, aspect);
+        if let Some(w) = &mut self.worker {
+            if let Some((generation, key_pose)) = w.poll()? {
+                if generation == self.generation && self.previous.is_some() {
+                    self.previous = Some(key_pose);
+                }
+            }
+        }
+        let restart = fresh || self.previous.is_none();
+        self.generation += restart as u64;
+        let mut key = false;
         let net = match &mut self.schedule {
-            Some(s) => s.choose(fresh || self.previous.is_none()),
             None => NetChoice::Key,
+            Some(s) => match (s.choose(restart), &mut self.worker) {
+                (NetChoice::Key, Some(w)) if !restart => {
+                    if !w.busy() {
+                        w.submit(frame, roi, self.generation)?;
+                        key = true;
+                    }
+                    s.choose(false)
+                }
+                (choice, _) => choice,
+            },
         };
+        key |= net == NetChoice::Key;
         match (net, &self.previous) {
             (NetChoice::Temporal(k), Some(previous)) => {
                 self.temporal[k].propagate(frame, &roi, previous, self.prior_min_score, pose)?
@@ -131,7 +175,7 @@ impl Estimator {
         if lost {
             self.previous = None;
         }
-        Ok(Step { fresh, lost, net })
+        Ok(Step { fresh, lost, net, key })
     }
 
     /// Takes the measured latency of a frame (the budget controller's input).
@@ -244,7 +288,8 @@ pub struct RunSummary {
     /// after tracking was lost or the frame size changed): the frames whose
     /// `poses.jsonl` record says `"reinit":true`.
     pub reinits: u64,
-    /// Frames the key (spatial) net ran on.
+    /// Key frames: the key (spatial) net ran on them (with a key worker, in
+    /// the background).
     pub key_frames: u64,
     /// Frames per net, by name (`spatial`, then the temporal nets').
     pub per_net: Vec<(String, u64)>,
@@ -277,7 +322,7 @@ impl std::fmt::Display for RunSummary {
                 f,
                 "key_frames={} propagated={} nets={}",
                 self.key_frames,
-                self.frames - self.key_frames,
+                self.frames - self.per_net[0].1,
                 nets.join(",")
             )?;
         }
@@ -310,6 +355,7 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
     let start = Instant::now();
     let (mut index, mut reinits) = (0u64, 0u64);
     let mut per_net = vec![0u64; est.nets()];
+    let mut key_frames = 0u64;
     while opts.max_frames.is_none_or(|n| index < n) {
         if crate::shutdown::requested().is_some() {
             break;
@@ -336,6 +382,7 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
         let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
         stats.record(latency_ms);
         est.observe(step.net, latency_ms);
+        key_frames += step.key as u64;
         per_net[match step.net {
             NetChoice::Key => 0,
             NetChoice::Temporal(k) => k + 1,
@@ -343,7 +390,7 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
         let record = FrameRecord {
             index,
             sequence: frame.sequence,
-            key: step.net == NetChoice::Key,
+            key: step.key,
             reinit: step.fresh,
             net: est.net_name(step.net),
             latency_ms,
@@ -364,7 +411,7 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
         frames,
         source: source.stats(),
         reinits,
-        key_frames: per_net[0],
+        key_frames,
         per_net: (0..est.nets())
             .map(|k| {
                 let net = if k == 0 { NetChoice::Key } else { NetChoice::Temporal(k - 1) };

@@ -303,7 +303,43 @@ fn check_latencies(prefix: &str, predicted: &BTreeMap<String, f64>, measured: &B
     Ok(())
 }
 
+impl TemporalNetSpec {
+    /// `net` at `input` with `weights` as a bundle's temporal net `k`: its
+    /// spec (no latencies yet) and ONNX bytes.
+    pub fn write(
+        net: &TemporalNet,
+        input: InputSize,
+        weights: &crate::arch::Weights,
+        k: usize,
+        provenance: Provenance,
+    ) -> Result<(TemporalNetSpec, Vec<u8>)> {
+        use crate::onnx::{to_bytes, write_network, WriteOptions};
+        let graph = net.network(input)?;
+        let opts = WriteOptions {
+            doc: serde_json::to_string(net)?,
+            graph_name: format!("vipnas-temporal-{}", net.subnet.space),
+            ..Default::default()
+        };
+        let model = write_network(&graph, weights, &opts)?;
+        let spec = TemporalNetSpec {
+            file: temporal_onnx(k),
+            net: net.clone(),
+            input: InputSpec::for_subnet(input),
+            flops: Some(graph.cost().flops),
+            latency_ms: BTreeMap::new(),
+            measured_ms: BTreeMap::new(),
+            provenance,
+        };
+        Ok((spec, to_bytes(&model)))
+    }
+}
+
 impl Temporal {
+    /// One net on every propagated frame of a `key_interval` cycle.
+    pub fn single(net: TemporalNetSpec, key_interval: u32, prior_min_score: f32) -> Temporal {
+        Temporal { key_interval, cycle: vec![0; key_interval as usize], nets: vec![net], prior_min_score }
+    }
+
     /// The longest propagation a bundle may ask for (a pose carried further
     /// drifts; a budget controller may still lengthen cycles at run time).
     pub const MAX_KEY_INTERVAL: u32 = 30;

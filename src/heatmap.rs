@@ -54,6 +54,13 @@ pub fn encode(
     }
 }
 
+/// A temporal net's prior: a unit Gaussian (σ = [`SIGMA`]) for each keypoint
+/// with v > 0 (input pixels of the crop), empty heatmaps for the others.
+pub fn encode_prior(keypoints: &[[f32; 3]; KEYPOINTS], input: InputSize, heatmaps: &mut [f32]) {
+    let mut unused = [0f32; KEYPOINTS];
+    encode(keypoints, input, SIGMA, &[1.0; KEYPOINTS], heatmaps, &mut unused);
+}
+
 /// Mirrors keypoints of a `width`-pixel-wide crop left to right (x → width − x
 /// in continuous pixel coordinates) and swaps left and right keypoints.
 pub fn flip_keypoints(keypoints: &mut [[f32; 3]; KEYPOINTS], width: f32) {

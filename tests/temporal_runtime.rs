@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use vipnas::arch::{Fusion, FusionOp, InputSize, Sample, SearchSpace, SpaceName, Subnet, TemporalNet, Weights};
-use vipnas::bundle::{temporal_onnx, write_temporal_bundle, InputSpec, Provenance, Temporal, TemporalNetSpec};
+use vipnas::bundle::{write_temporal_bundle, Provenance, Temporal, TemporalNetSpec};
 use vipnas::onnx::{to_bytes, write_network, WriteOptions};
 use vipnas::runtime::budget::FrameBudget;
 use vipnas::runtime::schedule::NetChoice;
@@ -50,22 +49,15 @@ fn bundle_with(
         let graph = net.network(input).unwrap();
         let mut weights = Weights::random(&graph, k as u64);
         edit(&mut weights);
-        let model = write_network(&graph, &weights, &WriteOptions::default()).unwrap();
-        files.push(to_bytes(&model));
-        specs.push(TemporalNetSpec {
-            file: temporal_onnx(k),
-            net: net.clone(),
-            input: InputSpec::for_subnet(input),
-            flops: Some(graph.cost().flops),
-            latency_ms: BTreeMap::new(),
-            measured_ms: BTreeMap::new(),
-            provenance: Provenance {
-                created_by: "tests".into(),
-                created_at: String::new(),
-                weights: format!("random (seed {k})"),
-                license: None,
-            },
-        });
+        let provenance = Provenance {
+            created_by: "tests".into(),
+            created_at: String::new(),
+            weights: format!("random (seed {k})"),
+            license: None,
+        };
+        let (spec, bytes) = TemporalNetSpec::write(net, input, &weights, k, provenance).unwrap();
+        specs.push(spec);
+        files.push(bytes);
     }
     let temporal = Temporal { key_interval: cycle.len() as u32, cycle, nets: specs, prior_min_score: 0.3 };
     write_temporal_bundle(&repo(MOVENET), dir, "movenet-temporal-test", temporal, files).unwrap();

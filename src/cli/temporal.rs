@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use vipnas::arch::{Fusion, TemporalNet};
-use vipnas::bundle::{write_temporal_bundle, Provenance, Temporal};
-use vipnas::host::temporal::{single_net_cycle, temporal_net_file, train_temporal, TemporalTrainConfig};
+use vipnas::bundle::{write_temporal_bundle, Provenance, Temporal, TemporalNetSpec};
+use vipnas::host::temporal::{train_temporal, TemporalTrainConfig};
 use vipnas::host::train::device::TrainDevice;
 
 use super::subnet_args::SubnetArgs;
@@ -133,7 +133,7 @@ pub fn run(a: TrainTemporalArgs) -> Result<()> {
         ),
         license: None,
     };
-    let (mut spec, onnx) = temporal_net_file(&net, input, &weights, 0, provenance)?;
+    let (mut spec, onnx) = TemporalNetSpec::write(&net, input, &weights, 0, provenance)?;
     let board = vipnas::board::BoardProfile::load(&a.board)?;
     let (_, table) = super::profile::board_table(&board, None)?;
     if let Some(ms) = vipnas::board::profiler::measure_if_here(&table, &net.network(input)?)? {
@@ -143,7 +143,7 @@ pub fn run(a: TrainTemporalArgs) -> Result<()> {
         a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "temporal".into())
     });
     let losses: String = summary.losses.iter().map(|(s, l)| format!("{s}\t{l:.6e}\n")).collect();
-    let temporal = single_net_cycle(spec, a.key_interval, a.prior_min_score);
+    let temporal = Temporal::single(spec, a.key_interval, a.prior_min_score);
     let path = write_temporal_bundle(&a.key, &a.out, &name, temporal, vec![onnx])?;
     vipnas::bundle::write_atomic(&a.out.join("temporal-losses.tsv"), format!("step\tloss\n{losses}").as_bytes())?;
     outln!(

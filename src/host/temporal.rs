@@ -36,10 +36,9 @@ use super::train::init::InitWeights;
 use super::train::optim::{Adam, AdamConfig, LrSchedule};
 use crate::arch::rng::Rng;
 use crate::arch::{InputSize, SupernetLayout, TemporalNet, Weights};
-use crate::bundle::{temporal_onnx, InputSpec, Provenance, Temporal, TemporalNetSpec};
+use crate::bundle::InputSpec;
 use crate::coco::KEYPOINTS;
-use crate::heatmap::{encode, SIGMA};
-use crate::onnx::{to_bytes, write_network, WriteOptions};
+use crate::heatmap::encode_prior;
 use crate::runtime::engine::InputTensor;
 use crate::runtime::frame::Frame;
 use crate::runtime::preprocess::{Affine, Roi};
@@ -179,8 +178,7 @@ fn batch(
         let crop = Affine::crop_to_image(&roi, cfg.input.width, cfg.input.height);
         let affine = prepare_at(&set.samples[pair.cur], &spec, crop, flip, frame, &mut x, &mut hm, &mut w)?;
         to_crop(&mut prior, &affine, flip);
-        let mut unused = [0f32; KEYPOINTS];
-        encode(&prior, cfg.input, SIGMA, &[1.0; KEYPOINTS], &mut pr, &mut unused);
+        encode_prior(&prior, cfg.input, &mut pr);
         let InputTensor::F32(v) = &x else { bail!("temporal nets take float input") };
         out.x.extend_from_slice(v);
         out.prior.extend_from_slice(&pr);
@@ -329,38 +327,6 @@ pub fn train_temporal(
         losses,
     };
     Ok((weights, summary))
-}
-
-/// The net as a bundle's temporal net `k`: its spec and ONNX bytes.
-pub fn temporal_net_file(
-    net: &TemporalNet,
-    input: InputSize,
-    weights: &Weights,
-    k: usize,
-    provenance: Provenance,
-) -> Result<(TemporalNetSpec, Vec<u8>)> {
-    let graph = net.network(input)?;
-    let opts = WriteOptions {
-        doc: serde_json::to_string(net)?,
-        graph_name: format!("vipnas-temporal-{}", net.subnet.space),
-        ..Default::default()
-    };
-    let model = write_network(&graph, weights, &opts)?;
-    let spec = TemporalNetSpec {
-        file: temporal_onnx(k),
-        net: net.clone(),
-        input: InputSpec::for_subnet(input),
-        flops: Some(graph.cost().flops),
-        latency_ms: BTreeMap::new(),
-        measured_ms: BTreeMap::new(),
-        provenance,
-    };
-    Ok((spec, to_bytes(&model)))
-}
-
-/// A temporal section with one net on every propagated frame.
-pub fn single_net_cycle(spec: TemporalNetSpec, key_interval: u32, prior_min_score: f32) -> Temporal {
-    Temporal { key_interval, cycle: vec![0; key_interval as usize], nets: vec![spec], prior_min_score }
 }
 
 #[cfg(test)]

@@ -266,7 +266,7 @@ impl PoseModel {
     /// Runs a temporal model on `roi` of `frame` with `previous` (the pose of
     /// the frame before, image coordinates) drawn into the crop as its prior:
     /// keypoints scoring at least `min_score` as unit Gaussians
-    /// ([`crate::heatmap::encode`], σ as in training), the others absent.
+    /// ([`crate::heatmap::encode_prior`], σ as in training), the others absent.
     pub fn propagate(
         &mut self,
         frame: &Frame,
@@ -286,8 +286,7 @@ impl PoseModel {
             *k = [u, v, if p[2] >= min_score { 1.0 } else { 0.0 }];
         }
         let size = crate::arch::InputSize { height: spec.height, width: spec.width };
-        let mut weights = [0.0; KEYPOINTS];
-        crate::heatmap::encode(&kps, size, crate::heatmap::SIGMA, &[1.0; KEYPOINTS], prior, &mut weights);
+        crate::heatmap::encode_prior(&kps, size, prior);
         self.infer(frame, roi, pose)
     }
 

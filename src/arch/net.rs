@@ -240,6 +240,11 @@ impl NetBuilder {
         self.push(name, Op::Prior, Vec::new(), shape)
     }
 
+    /// The value of the [`Op::Prior`] input, if there is one yet.
+    pub fn prior_value(&self) -> Option<ValueId> {
+        self.net.nodes.iter().position(|n| n.op == Op::Prior).map(|i| i + 1)
+    }
+
     /// Channel concatenation; heights and widths must agree.
     pub fn concat(&mut self, name: String, xs: Vec<ValueId>) -> ValueId {
         let first = self.shape(xs[0]);

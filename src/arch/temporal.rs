@@ -12,6 +12,9 @@
 //!
 //! The rest of the subnet and its head follow unchanged, so parameter names
 //! outside `fusion.*` are the supernet's and a T-net inherits its weights.
+//! Last, the prior is added to the output heatmaps (`fusion.skip`): the net
+//! learns a correction of the previous pose, and with the near-zero final
+//! layer it starts out as that pose held.
 
 use std::fmt;
 use std::str::FromStr;
@@ -103,6 +106,15 @@ impl TemporalNet {
 /// The prior's shape at `input`: one heatmap per keypoint at a quarter of it.
 pub fn prior_shape(input: Shape) -> Shape {
     Shape { c: KEYPOINTS as u32, h: input.h / 4, w: input.w / 4 }
+}
+
+/// After the final layer: the output is `heatmaps` + the prior, where the
+/// network has one (a temporal net).
+pub(super) fn skip(b: &mut NetBuilder, heatmaps: ValueId) {
+    let prior = b.prior_value();
+    if let Some(prior) = prior {
+        b.sum("fusion.skip".into(), vec![heatmaps, prior], false);
+    }
 }
 
 /// Called by every backbone after each stage: the fused value where `fusion`

@@ -13,9 +13,10 @@
 //! output (the paper's S-ViPNet heatmaps), which makes it independent of the
 //! key net: any bundle can be the key (approximation, said in the docs).
 //! Gaps g of 1..=`max_gap` frames stand for faster motion and lower frame
-//! rates. Frames of one sequence are the images of one directory, in file
-//! name order; a person is followed from frame to frame by the nearest box
-//! centre (within half the box's size).
+//! rates; gap 0 (a person's own label, noisy) teaches correcting a pose from
+//! the image alone and makes stills samples too. Frames of one sequence are
+//! the images of one directory, in file name order; a person is followed
+//! from frame to frame by the nearest box centre (within half the box's size).
 //!
 //! Training is Adam on the weighted heatmap MSE, mmpose's schedule, the net
 //! trained alone (its own layout); BatchNorm is recalibrated on training
@@ -74,7 +75,9 @@ pub struct Pair {
     pub gap: usize,
 }
 
-/// Every (earlier, later) pair of one person up to `max_gap` frames apart.
+/// Every (earlier, later) pair of one person up to `max_gap` frames apart,
+/// and every person with itself (gap 0: its own label, made noisy, as the
+/// prior — a still image is a sample too).
 pub fn pairs(set: &TrainSet, max_gap: usize) -> Vec<Pair> {
     // Sequence (directory) → frame (rank of the file name) → samples.
     let mut frames: BTreeMap<&Path, BTreeMap<&std::ffi::OsStr, Vec<usize>>> = BTreeMap::new();
@@ -91,6 +94,7 @@ pub fn pairs(set: &TrainSet, max_gap: usize) -> Vec<Pair> {
         let seq: Vec<&Vec<usize>> = seq.values().collect();
         for (t, people) in seq.iter().enumerate() {
             for &cur in people.iter() {
+                out.push(Pair { prev: cur, cur, gap: 0 });
                 let (cx, cy, size) = centre(cur);
                 for gap in 1..=max_gap.min(t) {
                     let nearest = seq[t - gap].iter().map(|&p| {
@@ -339,12 +343,14 @@ mod tests {
     fn pairs_follow_one_person_across_consecutive_frames() {
         let set = TrainSet::load(Path::new(&format!("{CLIP}.json")), Path::new(CLIP)).unwrap();
         let p = pairs(&set, 2);
-        // 50 frames, one person each: 49 pairs one frame apart, 48 two apart.
+        // 50 frames, one person each: 50 with itself, 49 pairs one frame
+        // apart, 48 two apart.
+        assert_eq!(p.iter().filter(|p| p.gap == 0 && p.prev == p.cur).count(), 50);
         assert_eq!(p.iter().filter(|p| p.gap == 1).count(), 49);
         assert_eq!(p.iter().filter(|p| p.gap == 2).count(), 48);
         for q in &p {
             let name = |i: usize| set.samples[i].image.file_name().unwrap().to_owned();
-            assert!(name(q.prev) < name(q.cur), "{q:?}");
+            assert!(q.gap == 0 || name(q.prev) < name(q.cur), "{q:?}");
         }
     }
 }

@@ -90,7 +90,8 @@ impl Subnet {
             Some(head) => deconv_head(&mut b, features, head),
             None => features,
         };
-        final_layer(&mut b, x);
+        let heatmaps = final_layer(&mut b, x);
+        super::temporal::skip(&mut b, heatmaps);
         Ok(b.finish())
     }
 

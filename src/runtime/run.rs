@@ -164,7 +164,13 @@ impl Estimator {
         key |= net == NetChoice::Key;
         match (net, &self.previous) {
             (NetChoice::Temporal(k), Some(previous)) => {
-                self.temporal[k].propagate(frame, &roi, previous, self.prior_min_score, pose)?
+                self.temporal[k].propagate(frame, &roi, previous, self.prior_min_score, pose)?;
+                // A propagated keypoint is no more certain than the one it came
+                // from: the net's own heatmap peak says how well it found it
+                // again, not how right the key net was.
+                for (k, p) in pose.keypoints.iter_mut().zip(&previous.keypoints) {
+                    k[2] = k[2].min(p[2]);
+                }
             }
             _ => self.model.estimate(frame, &roi, pose)?,
         }

@@ -43,6 +43,8 @@ pub struct TrainSample {
     pub weights: [f32; KEYPOINTS],
     /// `ANN.json annotations[i] (id N)`, for error messages.
     pub item: String,
+    /// The image's `frame_index`: a frame of a video (its directory), not a still.
+    pub frame: Option<u64>,
 }
 
 /// mmpose's top-down training augmentations; `Augment::NONE` for evaluation
@@ -84,15 +86,16 @@ impl TrainSet {
     /// under `images`; person annotations with no labelled keypoint are not samples.
     pub fn load(ann: &Path, images: &Path) -> Result<TrainSet> {
         let d = CocoDataset::load(ann)?;
-        let files: std::collections::HashMap<u64, &str> =
-            d.images.iter().map(|im| (im.id, im.file_name.as_str())).collect();
+        let files: std::collections::HashMap<u64, (&str, Option<u64>)> =
+            d.images.iter().map(|im| (im.id, (im.file_name.as_str(), im.frame_index))).collect();
         let (mut samples, mut skipped) = (Vec::new(), Vec::new());
         for (i, a) in d.annotations.iter().enumerate() {
             let item = format!("{} annotations[{i}] (id {})", ann.display(), a.id);
             if a.iscrowd != 0 || !a.keypoints.chunks(3).any(|k| k[2] > 0.0) {
                 continue;
             }
-            let image = images.join(files[&a.image_id]);
+            let (file, frame) = files[&a.image_id];
+            let image = images.join(file);
             if !image.is_file() {
                 skipped.push(format!("{item}: image {} is missing", image.display()));
                 continue;
@@ -107,7 +110,7 @@ impl TrainSet {
             if let Some(w) = &a.keypoint_weights {
                 weights.iter_mut().zip(w).for_each(|(d, s)| *d = *s as f32);
             }
-            samples.push(TrainSample { image, bbox: b, keypoints, weights, item });
+            samples.push(TrainSample { image, bbox: b, keypoints, weights, item, frame });
         }
         let set = TrainSet { samples, skipped };
         set.check_skips(ann)?;

@@ -14,9 +14,10 @@
 //! key net: any bundle can be the key (approximation, said in the docs).
 //! Gaps g of 1..=`max_gap` frames stand for faster motion and lower frame
 //! rates; gap 0 (a person's own label, noisy) teaches correcting a pose from
-//! the image alone and makes stills samples too. Frames of one sequence are
-//! the images of one directory, in file name order; a person is followed
-//! from frame to frame by the nearest box centre (within half the box's size).
+//! the image alone and makes stills samples too. A video is the images of
+//! one directory that have a `frame_index`, and a gap is a difference of
+//! frame indices; a person is followed from frame to frame by the nearest
+//! box centre (within half the box's size).
 //!
 //! Training is Adam on the weighted heatmap MSE, mmpose's schedule, the net
 //! trained alone (its own layout); BatchNorm is recalibrated on training
@@ -75,35 +76,37 @@ pub struct Pair {
     pub gap: usize,
 }
 
-/// Every (earlier, later) pair of one person up to `max_gap` frames apart,
-/// and every person with itself (gap 0: its own label, made noisy, as the
-/// prior — a still image is a sample too).
+/// Every (earlier, later) pair of one person in one video up to `max_gap`
+/// frames apart (by the images' `frame_index`; a video is the frames of one
+/// directory), and every person with itself (gap 0: its own label, made
+/// noisy, as the prior — stills are samples this way only).
 pub fn pairs(set: &TrainSet, max_gap: usize) -> Vec<Pair> {
-    // Sequence (directory) → frame (rank of the file name) → samples.
-    let mut frames: BTreeMap<&Path, BTreeMap<&std::ffi::OsStr, Vec<usize>>> = BTreeMap::new();
+    // Video (directory) → frame index → samples.
+    let mut videos: BTreeMap<&Path, BTreeMap<u64, Vec<usize>>> = BTreeMap::new();
+    let mut out = Vec::new();
     for (i, s) in set.samples.iter().enumerate() {
-        let (Some(dir), Some(name)) = (s.image.parent(), s.image.file_name()) else { continue };
-        frames.entry(dir).or_default().entry(name).or_default().push(i);
+        out.push(Pair { prev: i, cur: i, gap: 0 });
+        if let (Some(dir), Some(frame)) = (s.image.parent(), s.frame) {
+            videos.entry(dir).or_default().entry(frame).or_default().push(i);
+        }
     }
     let centre = |i: usize| {
         let [x, y, w, h] = set.samples[i].bbox;
         (x + w / 2.0, y + h / 2.0, w.max(h))
     };
-    let mut out = Vec::new();
-    for seq in frames.values() {
-        let seq: Vec<&Vec<usize>> = seq.values().collect();
-        for (t, people) in seq.iter().enumerate() {
-            for &cur in people.iter() {
-                out.push(Pair { prev: cur, cur, gap: 0 });
+    for frames in videos.values() {
+        for (&t, people) in frames {
+            for &cur in people {
                 let (cx, cy, size) = centre(cur);
-                for gap in 1..=max_gap.min(t) {
-                    let nearest = seq[t - gap].iter().map(|&p| {
+                for gap in 1..=max_gap as u64 {
+                    let Some(before) = t.checked_sub(gap).and_then(|f| frames.get(&f)) else { continue };
+                    let nearest = before.iter().map(|&p| {
                         let (px, py, _) = centre(p);
                         (p, (px - cx).hypot(py - cy))
                     });
                     if let Some((prev, d)) = nearest.min_by(|a, b| a.1.total_cmp(&b.1)) {
                         if d < 0.5 * size {
-                            out.push(Pair { prev, cur, gap });
+                            out.push(Pair { prev, cur, gap: gap as usize });
                         }
                     }
                 }

@@ -34,7 +34,8 @@ pub struct TrainTemporalArgs {
     /// The key bundle (its spatial net runs on key frames; any bundle or model with a manifest).
     #[arg(long, value_name = "DIR")]
     key: PathBuf,
-    /// COCO person-keypoints file of video frames (images of a sequence share a directory).
+    /// COCO person-keypoints file: video frames (a video: one directory, images with a
+    /// `frame_index`) and stills (trained as their own previous frame).
     #[arg(long, value_name = "ANN.json")]
     coco: PathBuf,
     /// Directory the annotation's `file_name`s are relative to.

@@ -7,13 +7,13 @@
 # (pose2sim cam03, never trained on): AP, cost, jitter, frames in budget idle and
 # loaded (`vipnas bench temporal`).
 #
-#   scripts/train-temporal.sh [OUT (default runs/movenet-temporal)] [INPUT (96x96)] [STEPS (1200)]
-# ~15 min of training on a 2-vCPU machine at 96×96.
+#   scripts/train-temporal.sh [OUT (default runs/movenet-temporal)] [INPUT (96x96)] [STEPS (1500)]
+# ~15 min of training on a 2-vCPU machine at 96×96 (with LSPet: VIPNAS_LSPET, see fetch-data.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/movenet-temporal}
 INPUT=${2:-96x96}
-STEPS=${3:-1200}
+STEPS=${3:-1500}
 D=.cache/data
 cargo build --release --features host
 scripts/fetch-data.sh "$D"

@@ -419,10 +419,10 @@ pub fn write_temporal_bundle(
     let spatial = key.join(&manifest.spatial);
     let bytes = fs::read(&spatial).with_context(|| format!("cannot read {}", spatial.display()))?;
     manifest.name = name.into();
-    let mut files = vec![(manifest.spatial.clone(), bytes)];
-    files.extend(temporal.nets.iter().map(|n| n.file.clone()).zip(onnx));
     manifest.temporal = Some(temporal);
-    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let t = manifest.temporal.as_ref().expect("just set");
+    let names = std::iter::once(manifest.spatial.as_str()).chain(t.nets.iter().map(|n| n.file.as_str()));
+    let files: Vec<(&str, Vec<u8>)> = names.zip(std::iter::once(bytes).chain(onnx)).collect();
     write_bundle(out, &manifest, &files)
 }
 

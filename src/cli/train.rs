@@ -8,6 +8,7 @@ use clap::Args;
 use vipnas::arch::{InputSize, SpaceName};
 use vipnas::host::dataset::TrainSet;
 use vipnas::host::train::device::TrainDevice;
+use vipnas::host::train::optim::LrSchedule;
 use vipnas::host::train::teacher::training_set;
 use vipnas::host::train::{train, TrainConfig, TrainOptions, CHECKPOINT, LOSSES, LOSS_PNG};
 
@@ -102,7 +103,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let n = TrainSet::load(&coco, &images)?.samples.len();
         config.steps = ((a.epochs * n as f64) / a.batch as f64).ceil() as u64;
     }
-    config.warmup = a.warmup.unwrap_or((config.steps / 10).min(500));
+    config.warmup = a.warmup.unwrap_or(LrSchedule::default_warmup(config.steps));
     let opts = TrainOptions {
         checkpoint_every: a.checkpoint_every,
         stop_after: a.stop_after,

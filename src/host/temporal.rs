@@ -31,11 +31,13 @@ use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::{Tensor, TensorData};
 
 use super::dataset::{prepare_at, to_crop, TrainSet};
-use super::sandwich::heatmap_loss;
+use super::sandwich::{heatmap_loss, Batch};
 use super::supernet::{Norm, Supernet};
+use super::train::batches::BatchPlan;
 use super::train::device::TrainDevice;
 use super::train::init::InitWeights;
 use super::train::optim::{Adam, AdamConfig, LrSchedule};
+use super::train::progress_bar;
 use crate::arch::rng::Rng;
 use crate::arch::{InputSize, SupernetLayout, TemporalNet, Weights};
 use crate::bundle::InputSpec;
@@ -160,13 +162,13 @@ struct HostPairs {
     weights: Vec<f32>,
 }
 
-/// Prepares the pairs `pick` into one batch (flip with p 0.5).
+/// Prepares one batch: each slot's pair with its own augmentation seed
+/// ([`BatchPlan::slots`]; flip with p 0.5).
 fn batch(
     set: &TrainSet,
     pairs: &[Pair],
-    pick: &[usize],
+    slots: &[(usize, u64)],
     cfg: &TemporalTrainConfig,
-    rng: &mut Rng,
     frame: &mut Frame,
 ) -> Result<HostPairs> {
     let spec = InputSpec::for_subnet(cfg.input);
@@ -177,8 +179,9 @@ fn batch(
     let mut x = InputTensor::for_spec(&spec);
     let (mut hm, mut pr) = (vec![0f32; plane], vec![0f32; plane]);
     let mut w = [0f32; KEYPOINTS];
-    for &i in pick {
+    for &(i, seed) in slots {
         let pair = pairs[i];
+        let rng = &mut Rng::new(seed);
         let mut prior = noisy_prior(set, pair, cfg, rng);
         let roi = tracked_roi(&prior, set.samples[pair.prev].bbox, aspect, rng);
         let flip = rng.uniform() < 0.5;
@@ -255,41 +258,20 @@ pub fn train_temporal(
     let device = device.autodiff();
     let mut sn = Supernet::from_weights(layout.clone(), &initial_weights(cfg, &layout)?, &device)?;
     let mut adam = Adam::new(AdamConfig::default(), &sn);
-    let schedule = LrSchedule { base: cfg.lr, warmup: (cfg.steps / 10).min(500), steps: cfg.steps };
-    let (h, w) = (cfg.input.height as usize, cfg.input.width as usize);
-    let tensor = |v: Vec<f32>, shape: [usize; 4]| Tensor::<4>::from_data(TensorData::new(v, shape), &device);
-    let mut rng = Rng::new(cfg.seed);
+    let schedule = LrSchedule { base: cfg.lr, warmup: LrSchedule::default_warmup(cfg.steps), steps: cfg.steps };
+    let (b, h, w) = (cfg.batch, cfg.input.height as usize, cfg.input.width as usize);
+    let prior = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [b, KEYPOINTS, h / 4, w / 4]), &device);
+    let plan = BatchPlan { samples: pairs.len(), batch: b, seed: cfg.seed };
+    let mut epoch_order = None;
     let mut frame = Frame::default();
-    let bar = if progress { indicatif::ProgressBar::new(cfg.steps) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps | {msg} | ETA {eta}").expect("valid"),
-    );
+    let bar = progress_bar(progress, 0, cfg.steps);
     let t0 = Instant::now();
     let mut losses = Vec::new();
-    let b = cfg.batch;
-    let mut order: Vec<usize> = Vec::new();
     for step in 0..cfg.steps {
-        if order.len() < b {
-            let mut perm: Vec<usize> = (0..pairs.len()).collect();
-            for i in (1..perm.len()).rev() {
-                perm.swap(i, rng.below(i + 1));
-            }
-            order.extend(perm);
-        }
-        let pick: Vec<usize> = order.drain(..b).collect();
-        let hb = batch(&set, &pairs, &pick, cfg, &mut rng, &mut frame)?;
-        let out = sn.forward_with_prior(
-            &net,
-            tensor(hb.x, [b, 3, h, w]),
-            Some(tensor(hb.prior, [b, KEYPOINTS, h / 4, w / 4])),
-            Norm::Batch,
-            None,
-        );
-        let loss = heatmap_loss(
-            out,
-            tensor(hb.targets, [b, KEYPOINTS, h / 4, w / 4]),
-            tensor(hb.weights, [b, KEYPOINTS, 1, 1]),
-        );
+        let hb = batch(&set, &pairs, &plan.slots(step, &mut epoch_order), cfg, &mut frame)?;
+        let Batch { x, targets, weights } = Batch::from_host(hb.x, hb.targets, hb.weights, (b, h, w), &device);
+        let out = sn.forward_with_prior(&net, x, Some(prior(hb.prior)), Norm::Batch, None);
+        let loss = heatmap_loss(out, targets, weights);
         let value = loss.clone().into_scalar::<f32>() as f64;
         ensure!(value.is_finite(), "step {step}: the loss is not finite");
         let grads = loss.backward();
@@ -313,12 +295,12 @@ pub fn train_temporal(
         }
     }
     bar.finish_and_clear();
-    // BatchNorm recalibration on 8 training batches, no augmentation noise beyond the pairs'.
+    // BatchNorm recalibration on the first 8 batches of the plan (at most an epoch).
     let mut calib = Vec::new();
     for k in 0..8.min(pairs.len() / b).max(1) {
-        let pick: Vec<usize> = (k * b..(k + 1) * b).map(|i| i % pairs.len()).collect();
-        let hb = batch(&set, &pairs, &pick, cfg, &mut rng, &mut frame)?;
-        calib.push((tensor(hb.x, [b, 3, h, w]), Some(tensor(hb.prior, [b, KEYPOINTS, h / 4, w / 4]))));
+        let hb = batch(&set, &pairs, &plan.slots(k as u64, &mut epoch_order), cfg, &mut frame)?;
+        let x = Batch::from_host(hb.x, hb.targets, hb.weights, (b, h, w), &device).x;
+        calib.push((x, Some(prior(hb.prior))));
     }
     sn.recalibrate_with_prior(&net, calib)?;
     let weights = sn.to_weights()?;

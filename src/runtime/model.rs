@@ -139,14 +139,18 @@ impl PoseModel {
         } else {
             bail!("{}: no such model bundle or ONNX file", path.display());
         };
+        Self::with_tract(manifest, &proto, &source.display().to_string(), threads)
+    }
+
+    /// `proto` in tract at the manifest's input; errors name `source`.
+    fn with_tract(manifest: Manifest, proto: &pb::ModelProto, source: &str, threads: usize) -> Result<PoseModel> {
         let shape = input_shape(&manifest.input);
         let datum = manifest.input.dtype;
-        let source = source.display().to_string();
         let engine =
-            TractEngine::from_proto_with(&proto, &shape, &EngineOptions::new(datum, threads)).with_context(|| {
+            TractEngine::from_proto_with(proto, &shape, &EngineOptions::new(datum, threads)).with_context(|| {
                 format!("{source}: the model does not accept input {shape:?} ({:?})", manifest.input.dtype)
             })?;
-        Self::from_engine(manifest, Box::new(engine)).with_context(|| source.clone())
+        Self::from_engine(manifest, Box::new(engine)).with_context(|| source.to_string())
     }
 
     /// The temporal nets of the bundle at `dir` whose manifest is `key`, in
@@ -183,12 +187,7 @@ impl PoseModel {
                 temporal: None,
                 ..key.clone()
             };
-            let proto = read_proto(&onnx)?;
-            let shape = input_shape(&spec.input);
-            let engine = TractEngine::from_proto_with(&proto, &shape, &EngineOptions::new(InputType::F32, threads))
-                .with_context(|| format!("{}: the model does not accept input {shape:?}", onnx.display()))?;
-            let model =
-                Self::from_engine(net_manifest, Box::new(engine)).with_context(|| onnx.display().to_string())?;
+            let model = Self::with_tract(net_manifest, &read_proto(&onnx)?, &onnx.display().to_string(), threads)?;
             if !model.is_temporal() {
                 bail!("{}: one input: a temporal net also takes the previous pose ({field})", onnx.display());
             }

@@ -193,10 +193,7 @@ impl Estimator {
 
     /// The name of a net in `poses.jsonl` and the summary.
     pub fn net_name(&self, net: NetChoice) -> &str {
-        match net {
-            NetChoice::Key => &self.names[0],
-            NetChoice::Temporal(k) => &self.names[k + 1],
-        }
+        &self.names[net.index()]
     }
 
     /// What the bundle's latencies for `board` (measured where recorded, else
@@ -209,31 +206,31 @@ impl Estimator {
             measured.get(board).map(|&ms| (ms, "measured")).or(predicted.get(board).map(|&ms| (ms, "predicted")))
         };
         let key = &self.model.manifest;
-        let mut nets: Vec<(String, (f64, &str))> = Vec::new();
-        nets.extend(latency(&key.measured_ms, &key.latency_ms).map(|l| (self.names[0].clone(), l)));
-        for (k, t) in self.temporal.iter().enumerate() {
-            let m = &t.manifest;
-            nets.extend(latency(&m.measured_ms, &m.latency_ms).map(|l| (self.names[k + 1].clone(), l)));
+        // Per net, key net first (`names` order); `None` where nothing is known.
+        let nets: Vec<Option<(f64, &str)>> = std::iter::once(&self.model)
+            .chain(&self.temporal)
+            .map(|m| latency(&m.manifest.measured_ms, &m.manifest.latency_ms))
+            .collect();
+        let over = |l: &Option<(f64, &str)>| l.is_some_and(|(ms, _)| ms > budget.ms);
+        if nets.iter().all(over) {
+            let (k, (ms, how)) = nets
+                .iter()
+                .enumerate()
+                .filter_map(|(k, l)| l.map(|l| (k, l)))
+                .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
+                .expect("every net has a latency");
+            return vec![format!(
+                "no net of {} meets the {:.1} ms frame budget on {board}: the fastest, {}, takes {ms:.1} ms ({how}); every frame will be late",
+                key.name, budget.ms, self.names[k]
+            )];
         }
-        let mut warnings = Vec::new();
-        let over = |(ms, _): (f64, &str)| ms > budget.ms;
-        if nets.len() == self.nets() && nets.iter().all(|(_, l)| over(*l)) {
-            let (name, (ms, how)) = nets.iter().min_by(|a, b| a.1 .0.total_cmp(&b.1 .0)).expect("at least one net");
-            warnings.push(format!(
-                "no net of {} meets the {:.1} ms frame budget on {board}: the fastest, {name}, takes {ms:.1} ms ({how}); every frame will be late",
+        match nets[0] {
+            Some((ms, how)) if !self.temporal.is_empty() && ms > budget.ms => vec![format!(
+                "the key net of {} takes {ms:.1} ms ({how}) on {board}, over the {:.1} ms frame budget: key frames will be late (the budget controller spaces them out)",
                 key.name, budget.ms
-            ));
-        } else if let (Some((_, l)), false) =
-            (nets.first().filter(|(n, _)| *n == self.names[0]), self.temporal.is_empty())
-        {
-            if over(*l) {
-                warnings.push(format!(
-                    "the key net of {} takes {:.1} ms ({}) on {board}, over the {:.1} ms frame budget: key frames will be late (the budget controller spaces them out)",
-                    key.name, l.0, l.1, budget.ms
-                ));
-            }
+            )],
+            _ => Vec::new(),
         }
-        warnings
     }
 
     /// How many nets there are (the key net, then the temporal ones).
@@ -389,10 +386,7 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
         stats.record(latency_ms);
         est.observe(step.net, latency_ms);
         key_frames += step.key as u64;
-        per_net[match step.net {
-            NetChoice::Key => 0,
-            NetChoice::Temporal(k) => k + 1,
-        }] += 1;
+        per_net[step.net.index()] += 1;
         let record = FrameRecord {
             index,
             sequence: frame.sequence,
@@ -418,12 +412,7 @@ pub fn run_frames(source: &mut dyn FrameSource, est: &mut Estimator, opts: &RunO
         source: source.stats(),
         reinits,
         key_frames,
-        per_net: (0..est.nets())
-            .map(|k| {
-                let net = if k == 0 { NetChoice::Key } else { NetChoice::Temporal(k - 1) };
-                (est.net_name(net).to_string(), per_net[k])
-            })
-            .collect(),
+        per_net: est.names.iter().cloned().zip(per_net).collect(),
         wall_s,
         fps: if wall_s > 0.0 { frames as f64 / wall_s } else { 0.0 },
         in_budget_pct: stats.in_budget_pct(),

@@ -26,6 +26,16 @@ pub enum NetChoice {
     Temporal(usize),
 }
 
+impl NetChoice {
+    /// The key net 0, temporal net `k` at `k + 1` (the order of per-net tables).
+    pub fn index(self) -> usize {
+        match self {
+            NetChoice::Key => 0,
+            NetChoice::Temporal(k) => k + 1,
+        }
+    }
+}
+
 /// Per-frame choice of net for a temporal bundle.
 #[derive(Clone, Debug)]
 pub struct Schedule {
@@ -53,18 +63,12 @@ impl Schedule {
             cycle: temporal.cycle.clone(),
             nets: temporal.nets.len(),
             interval: temporal.key_interval,
-            since_key: 0,
+            // The first frame is always a key frame.
+            since_key: temporal.key_interval,
             lighter: 0,
             budget_ms,
             on_time: 0,
         }
-        .restarted()
-    }
-
-    /// The first frame is always a key frame.
-    fn restarted(mut self) -> Schedule {
-        self.since_key = self.interval;
-        self
     }
 
     /// The net for the next frame; `restart`: there is no pose to propagate

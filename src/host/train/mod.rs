@@ -88,7 +88,7 @@ impl TrainConfig {
             batch: 16,
             steps,
             lr: 1e-3,
-            warmup: (steps / 10).min(500),
+            warmup: LrSchedule::default_warmup(steps),
             randoms: 2,
             seed: 0,
             augment: true,
@@ -279,7 +279,7 @@ fn report(bar: &indicatif::ProgressBar, line: String) {
     }
 }
 
-fn progress_bar(show: bool, start: u64, steps: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(show: bool, start: u64, steps: u64) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }

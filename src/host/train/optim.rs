@@ -78,6 +78,12 @@ pub struct LrSchedule {
 }
 
 impl LrSchedule {
+    /// The warm-up a run of `steps` gets unless told otherwise: mmpose's 500
+    /// iterations, at most a tenth of the run.
+    pub fn default_warmup(steps: u64) -> u64 {
+        (steps / 10).min(500)
+    }
+
     /// mmpose's COCO schedule (210 epochs, ×0.1 at 170 and 200, 500 warm-up
     /// iterations from 0.001·lr), with the milestones as fractions of `steps`.
     pub fn at(&self, step: u64) -> f64 {

@@ -201,6 +201,46 @@ fn the_prior_is_the_previous_pose_drawn_into_the_crop() {
 }
 
 #[test]
+fn a_net_that_keeps_its_prior_gives_the_previous_pose_back() {
+    // Output layer zeroed: the heatmaps are the prior alone (the output skip).
+    // Temporal nets decode with DARK, exact for the prior's Gaussians, so the
+    // pose comes back where it was; a quarter-bin step would move it.
+    let dir = common::scratch("temporal_keep");
+    let zero_head = |w: &mut Weights| {
+        for t in ["head.final.weight", "head.final.bias"] {
+            w.tensors.get_mut(t).unwrap().data.fill(0.0);
+        }
+    };
+    let input = InputSize::new(128, 128).unwrap();
+    let b = bundle_with(&dir.join("bundle"), input, &[tnet(FusionOp::Add)], vec![0], zero_head);
+    let est = Estimator::load(&b, 1, TrackConfig::default(), false, None).unwrap();
+    let mut model = est.temporal.into_iter().next().unwrap();
+    assert_eq!(model.refine, vipnas::runtime::decode::Refine::Dark, "temporal nets decode with DARK");
+    let mut frame = Frame::default();
+    vipnas::runtime::frame::load_image(&repo(CLIP).join("000000.jpg"), &mut frame).unwrap();
+    let mut previous = Pose::default();
+    for (k, p) in previous.keypoints.iter_mut().enumerate() {
+        *p = [90.0 + 7.3 * k as f32, 140.0 + 8.9 * k as f32, 0.9];
+    }
+    let roi = vipnas::runtime::preprocess::Roi { cx: 150.0, cy: 210.0, w: 200.0, h: 200.0 };
+    let worst = |model: &mut vipnas::runtime::PoseModel| {
+        let mut pose = Pose::default();
+        model.propagate(&frame, &roi, &previous, 0.3, &mut pose).unwrap();
+        (0..17)
+            .map(|k| {
+                let (a, b) = (pose.keypoints[k], previous.keypoints[k]);
+                (a[0] - b[0]).abs().max((a[1] - b[1]).abs())
+            })
+            .fold(0f32, f32::max)
+    };
+    let dark = worst(&mut model);
+    assert!(dark < 0.2, "DARK: a keypoint moved {dark} px");
+    model.refine = vipnas::runtime::decode::Refine::Quarter;
+    let quarter = worst(&mut model);
+    assert!(quarter > 1.0, "a quarter step moves keypoints off the Gaussian's centre ({quarter} px)");
+}
+
+#[test]
 fn bundles_with_broken_temporal_nets_are_refused_by_name() {
     let dir = common::scratch("temporal_refused");
     let input = InputSize::new(128, 128).unwrap();

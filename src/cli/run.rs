@@ -81,9 +81,10 @@ pub struct RunArgs {
     /// frame's pose on time, key results refresh what they propagate.
     #[arg(long, conflicts_with = "spatial_only")]
     async_key: bool,
-    /// Heatmap sub-pixel refinement.
-    #[arg(long, value_enum, default_value_t = Refine::Quarter)]
-    refine: Refine,
+    /// Heatmap sub-pixel refinement for every net [default: quarter for
+    /// spatial nets, dark for temporal nets].
+    #[arg(long, value_enum)]
+    refine: Option<Refine>,
 }
 
 pub fn run_cmd(a: RunArgs) -> Result<()> {
@@ -113,11 +114,13 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
     let mut est = Estimator::load(&model_path, main_threads, track, a.spatial_only, controller)?;
     if a.async_key {
         let mut key = vipnas::runtime::PoseModel::load(&model_path, threads - 1)?;
-        key.refine = a.refine;
+        key.refine = a.refine.unwrap_or(key.refine);
         est.start_key_worker(key).with_context(|| format!("--async-key: {}", a.model.display()))?;
     }
-    est.model.refine = a.refine;
-    est.temporal.iter_mut().for_each(|t| t.refine = a.refine);
+    if let Some(refine) = a.refine {
+        est.model.refine = refine;
+        est.temporal.iter_mut().for_each(|t| t.refine = refine);
+    }
     let board_name = board.as_ref().map_or("host", |b| b.name.as_str());
     for warning in est.budget_warnings(board_name, budget) {
         log::warn!("{warning}");

@@ -30,6 +30,11 @@ pub struct PoseModel {
     prior: Option<InputTensor>,
     output: Vec<f32>,
     scratch: Vec<f32>,
+    /// Sub-pixel refinement of the heatmap peaks: [`Refine::Quarter`] for a
+    /// spatial net (mmpose's default), [`Refine::Dark`] for a temporal net —
+    /// its prior is a Gaussian per keypoint, which DARK decodes exactly, so a
+    /// net that leaves its prior alone returns the pose it was given (with a
+    /// quarter step it would move each keypoint up to a bin every frame).
     pub refine: Refine,
     /// The crop → image map of the last `estimate`.
     last_affine: Affine,
@@ -236,12 +241,12 @@ impl PoseModel {
         let plane = out.iter().skip(2).product::<usize>();
         Ok(PoseModel {
             input: InputTensor::for_spec(spec),
+            refine: if prior.is_some() { Refine::Dark } else { Refine::Quarter },
             prior,
             output: vec![0.0; out.iter().product()],
             scratch: vec![0.0; plane.max(9)],
             engine,
             manifest,
-            refine: Refine::default(),
             last_affine: Affine([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
         })
     }

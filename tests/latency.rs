@@ -78,8 +78,29 @@ fn bad_boards_and_tables_are_refused() {
         "{}",
         text(&o).1
     );
+    // The shipped rpi4 table is an estimate: it predicts, with a loud warning.
     let o = vipnas(&["predict", "--board", "rpi4", "--space", "mbv3"]);
-    assert!(!o.status.success() && text(&o).1.contains("vipnas profile --board rpi4"), "{}", text(&o).1);
+    let (out, err) = text(&o);
+    assert!(
+        o.status.success() && err.contains("rpi4.lut.json is an ESTIMATE") && out.contains("predicted_ms"),
+        "{err}"
+    );
+    // A board with neither a table nor published numbers: told to measure.
+    let rpi4 =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards/rpi4.toml")).unwrap();
+    let zero = dir.join("pi-zero.toml");
+    let profile = rpi4.split("\n[estimate]").next().unwrap().replace("rpi4", "pi-zero");
+    std::fs::write(&zero, profile).unwrap();
+    let o = vipnas(&["predict", "--board", zero.to_str().unwrap(), "--space", "mbv3"]);
+    assert!(!o.status.success() && text(&o).1.contains("vipnas profile --board pi-zero"), "{}", text(&o).1);
+    let o = vipnas(&["profile", "--board", zero.to_str().unwrap(), "--estimate-from", "host"]);
+    assert!(!o.status.success() && text(&o).1.contains("no [estimate] section"), "{}", text(&o).1);
+    // An estimate is written from the host's measured table, flagged.
+    let est = dir.join("rpi5.lut.json");
+    let o = vipnas(&["profile", "--board", "rpi5", "--estimate-from", "host", "--out", est.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let t = vipnas::board::LatencyTable::load(&est).unwrap();
+    assert!(!t.measured && t.board == "rpi5" && t.method.unwrap().contains("ESTIMATED"));
     // Away from the checkout and not installed: no boards directory at all.
     let o = common::vipnas_command()
         .env_remove("VIPNAS_BOARDS")

@@ -74,6 +74,29 @@ fn a_flops_search_fits_every_budget_and_resumes_from_its_log() {
 }
 
 #[test]
+fn every_space_can_be_searched_on_the_host_table_and_an_estimated_board_warns() {
+    let dir = common::scratch("search-spaces");
+    for space in ["resnet50", "hrnet-w32"] {
+        let out = dir.join(space);
+        let text = ok(search(&out, &["--space", space]));
+        let pareto: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("pareto.json")).unwrap()).unwrap();
+        for b in pareto["budgets"].as_array().unwrap() {
+            let best: Candidate = serde_json::from_value(b["best"].clone()).unwrap();
+            assert!(best.ms <= b["budget_ms"].as_f64().unwrap() && best.gflops > 0.0, "{space}: {text}");
+        }
+    }
+    // A board whose shipped table is an estimate: searched, with a loud warning.
+    let o = common::vipnas_command()
+        .args(["search", "--board", "rpi5", "--budget-ms", "40", "--fitness", "flops", "--population", "20"])
+        .args(["--generations", "2", "--out", dir.join("rpi5").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("WARNING: ") && err.contains("is an ESTIMATE"), "{err}");
+}
+
+#[test]
 fn bad_search_input_is_refused_on_one_line() {
     let dir = common::scratch("search-bad");
     let out = dir.join("x");

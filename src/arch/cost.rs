@@ -99,7 +99,7 @@ pub fn node_cost(net: &Network, node: &Node) -> Cost {
         Op::Sum { relu } => Cost { flops: if relu { out.numel() } else { 0 }, ..Cost::default() },
         Op::MaxPool { .. } => Cost { flops: input.numel(), ..Cost::default() },
         Op::Upsample { .. } | Op::Product => Cost { flops: out.numel(), ..Cost::default() },
-        Op::Prior | Op::Concat => Cost::default(),
+        Op::Prior | Op::Concat | Op::Input { .. } => Cost::default(),
     }
 }
 

@@ -110,6 +110,12 @@ pub enum Op {
     Concat,
     /// Elementwise product of two inputs of one shape.
     Product,
+    /// Graph input `index` (≥ 1) of a block cut out of a network
+    /// ([`Network::extract`] of a block that reads several values, for
+    /// profiling HRNet's fusions). Reads no value; its output is that input.
+    Input {
+        index: u32,
+    },
 }
 
 /// Index of a value: 0 is the network input, `i + 1` the output of node `i`.
@@ -127,7 +133,8 @@ pub struct Node {
 }
 
 /// A directed acyclic layer graph with one input and one output (the last
-/// node); a temporal net's [`Op::Prior`] node is its second input.
+/// node); a temporal net's [`Op::Prior`] node is its second input, a cut-out
+/// block's [`Op::Input`] nodes its further ones.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Network {
     pub input: Shape,

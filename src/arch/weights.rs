@@ -94,9 +94,13 @@ impl Node {
                 v.extend(fc_specs(n, "fc2", p, c));
                 v
             }
-            Op::Sum { .. } | Op::MaxPool { .. } | Op::Upsample { .. } | Op::Prior | Op::Concat | Op::Product => {
-                Vec::new()
-            }
+            Op::Sum { .. }
+            | Op::MaxPool { .. }
+            | Op::Upsample { .. }
+            | Op::Prior
+            | Op::Concat
+            | Op::Product
+            | Op::Input { .. } => Vec::new(),
         }
     }
 }

@@ -22,6 +22,42 @@ pub struct BudgetSpec {
     pub fps: f64,
 }
 
+/// One model's published latency on this board and on a reference machine,
+/// same framework and settings: their ratio scales a measured table's blocks
+/// of one op class into an estimate for this board.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedPair {
+    pub model: String,
+    pub board_ms: f64,
+    pub reference_ms: f64,
+}
+
+impl PublishedPair {
+    /// How many times slower this board is than the reference.
+    pub fn ratio(&self) -> f64 {
+        self.board_ms / self.reference_ms
+    }
+}
+
+/// Published numbers that turn a measured table into this board's estimate
+/// (`vipnas profile --board B --estimate-from host`; [`super::estimate`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateSpec {
+    /// Where the numbers are published.
+    pub source: String,
+    /// The runs behind `board_ms`: machine and threads.
+    pub board_run: String,
+    /// The runs behind `reference_ms`, and why they stand for the machine the
+    /// scaled table was measured on.
+    pub reference_run: String,
+    /// Scales blocks with a grouped convolution (depthwise included).
+    pub depthwise: PublishedPair,
+    /// Scales every other block.
+    pub dense: PublishedPair,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoardProfile {
@@ -36,6 +72,10 @@ pub struct BoardProfile {
     pub latency_table: String,
     pub camera: CameraDefaults,
     pub budget: BudgetSpec,
+    /// How to estimate the board's latency table before anyone measured on
+    /// it (absent: only a measured table will do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<EstimateSpec>,
     /// Where the profile was read from (not in the file).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -88,6 +128,18 @@ impl BoardProfile {
         }
         crate::runtime::budget::FrameBudget::check_fps(p.budget.fps)
             .with_context(|| format!("{}: budget.fps", path.display()))?;
+        if let Some(e) = &p.estimate {
+            for (class, pair) in [("depthwise", &e.depthwise), ("dense", &e.dense)] {
+                for (field, ms) in [("board_ms", pair.board_ms), ("reference_ms", pair.reference_ms)] {
+                    if !(ms.is_finite() && ms > 0.0) {
+                        bail!(
+                            "{}: estimate.{class}.{field} = {ms}: a latency must be positive and finite",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
         p.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(p)
     }

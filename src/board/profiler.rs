@@ -82,20 +82,33 @@ fn row_choices(row: &BlockSpace) -> Vec<BlockChoice> {
     v
 }
 
-/// Sets a stage's width, keeping its other choices valid.
-fn set_width(row: &BlockSpace, stage: &mut StageChoice, width: u32) {
-    let b = &mut stage.branches[0];
-    b.width = width;
-    b.group = row.group.choices(row.grouped_channels(width, b.expansion))[0];
+/// Sets a branch's width, keeping its other choices valid.
+fn set_width(row: &BlockSpace, branch: &mut BlockChoice, width: u32) {
+    branch.width = width;
+    branch.group = row.group.choices(row.grouped_channels(width, branch.expansion))[0];
 }
 
-/// The distinct single-input blocks a space can produce at `input`, each with
-/// a network computing just that block.
+/// Every width of every branch of a stage at once: the cartesian product of
+/// the branches' width choices.
+fn width_vectors(rows: &[BlockSpace]) -> Vec<Vec<u32>> {
+    rows.iter().fold(vec![Vec::new()], |acc, row| {
+        acc.iter()
+            .flat_map(|v| {
+                row.width.choices().into_iter().map(move |w| {
+                    let mut v = v.clone();
+                    v.push(w);
+                    v
+                })
+            })
+            .collect()
+    })
+}
+
+/// The distinct blocks a space can produce at `input`, each with a network
+/// computing just that block (blocks reading several values, HRNet's fusion
+/// sums, get further graph inputs).
 pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Result<BTreeMap<String, Network>> {
     let s = SearchSpace::get(space);
-    if s.stages.iter().any(|st| st.branches.len() > 1) {
-        bail!("{space}: profiling multi-branch (HRNet) spaces is not supported yet: their fusion blocks have several inputs");
-    }
     let mut found = BTreeMap::new();
     let mut keep = |subnet: &Subnet, prefix: &str| -> Result<()> {
         let net = subnet.network(input)?;
@@ -105,7 +118,7 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
             .filter(|b| prefix.is_empty() || b.name == prefix || b.name.starts_with(&format!("{prefix}.")))
         {
             if !found.contains_key(&b.signature) {
-                found.insert(b.signature.clone(), net.extract(b).expect("single-input block"));
+                found.insert(b.signature.clone(), net.extract(b));
             }
         }
         Ok(())
@@ -123,19 +136,52 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
         keep(&sub, "stem")?;
     }
     for (i, stage) in s.stages.iter().enumerate() {
-        let row = &stage.branches[0];
-        let prev_widths = if i == 0 { s.stem.width.choices() } else { s.stages[i - 1].branches[0].width.choices() };
-        let depth = stage.depth.max.min(2);
-        for pw in prev_widths {
+        let prefix = format!("stage{}", stage.index);
+        let depth = stage.depth.max.min(2).max(stage.depth.min);
+        if let [row] = &stage.branches[..] {
+            // One branch: a block depends on its choice and the width it is given.
+            let prev_widths = if i == 0 { s.stem.width.choices() } else { s.stages[i - 1].branches[0].width.choices() };
+            for pw in prev_widths {
+                for choice in row_choices(row) {
+                    let mut sub = base.clone();
+                    if i == 0 {
+                        sub.stem.width = pw;
+                    } else {
+                        set_width(&s.stages[i - 1].branches[0], &mut sub.stages[i - 1].branches[0], pw);
+                    }
+                    sub.stages[i] = StageChoice { depth, branches: vec![choice] };
+                    keep(&sub, &prefix)?;
+                }
+            }
+            continue;
+        }
+        // Branches (HRNet): a branch's blocks depend on its own choice only
+        // (the transition gives it its width) ...
+        for (k, row) in stage.branches.iter().enumerate() {
             for choice in row_choices(row) {
                 let mut sub = base.clone();
-                if i == 0 {
-                    sub.stem.width = pw;
-                } else {
-                    set_width(&s.stages[i - 1].branches[0], &mut sub.stages[i - 1], pw);
+                sub.stages[i].branches[k] = choice;
+                keep(&sub, &prefix)?;
+            }
+        }
+        // ... transitions on a branch's width before and now, fusion terms on
+        // two branches' widths, sums on one: every width of every branch,
+        // against every width step of the stage before (all its branches at
+        // the same step). Kept whole: the next stage's transitions and the
+        // final layer read these widths too.
+        let before = &s.stages[i - 1].branches;
+        let steps = before.iter().map(|r| r.width.choices().len()).max().unwrap_or(1);
+        for step in 0..steps {
+            for widths in width_vectors(&stage.branches) {
+                let mut sub = base.clone();
+                for (r, b) in before.iter().zip(sub.stages[i - 1].branches.iter_mut()) {
+                    let choices = r.width.choices();
+                    set_width(r, b, choices[step.min(choices.len() - 1)]);
                 }
-                sub.stages[i] = StageChoice { depth, branches: vec![choice] };
-                keep(&sub, &format!("stage{}", stage.index))?;
+                for ((r, b), w) in stage.branches.iter().zip(sub.stages[i].branches.iter_mut()).zip(widths) {
+                    set_width(r, b, w);
+                }
+                keep(&sub, "")?;
             }
         }
     }
@@ -146,7 +192,7 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
             for hw in head.width.choices() {
                 for g in head.group.choices(hw) {
                     let mut sub = base.clone();
-                    set_width(last_row, &mut sub.stages[last], lw);
+                    set_width(last_row, &mut sub.stages[last].branches[0], lw);
                     sub.head = Some(HeadChoice { width: hw, group: g });
                     keep(&sub, "head")?;
                 }
@@ -301,7 +347,7 @@ mod tests {
 
     #[test]
     fn enumeration_covers_every_block_of_random_subnets() {
-        for space in [SpaceName::Mbv3, SpaceName::Resnet50] {
+        for space in [SpaceName::Mbv3, SpaceName::Resnet50, SpaceName::HrnetW32] {
             let input = InputSize::DEFAULT;
             let all = enumerate_blocks(space, input, false).unwrap();
             println!("{space}: {} distinct blocks at {input}", all.len());
@@ -322,7 +368,5 @@ mod tests {
                 assert!(net.blocks().iter().all(|b| all.contains_key(&b.signature)));
             }
         }
-        let e = enumerate_blocks(SpaceName::HrnetW32, InputSize::DEFAULT, false).unwrap_err();
-        assert!(e.to_string().contains("not supported yet"));
     }
 }

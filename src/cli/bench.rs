@@ -239,7 +239,7 @@ fn run_runtime(a: RuntimeArgs) -> Result<()> {
 /// scatter plot.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Example:\n  vipnas bench latency --board host --mbv3 50 --resnet50 20 --plot docs/latency-host.png"
+    after_help = "Example:\n  vipnas bench latency --board host --mbv3 50 --resnet50 20 --hrnet 20 --plot docs/latency-host.png"
 )]
 pub struct LatencyArgs {
     #[arg(long, default_value = "host")]
@@ -253,6 +253,9 @@ pub struct LatencyArgs {
     /// Random ResNet-50 subnets.
     #[arg(long, default_value_t = 20)]
     resnet50: usize,
+    /// Random HRNet-W32 subnets.
+    #[arg(long, default_value_t = 20)]
+    hrnet: usize,
     #[arg(long, default_value = "256x192")]
     input: InputSize,
     /// Timed runs per subnet.
@@ -269,7 +272,7 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
     let table = LatencyTable::load(&path)?;
     table.check_compatible(&path, &board.name, board.threads)?;
     let mut results = Vec::new();
-    for (space, n) in [(SpaceName::Mbv3, a.mbv3), (SpaceName::Resnet50, a.resnet50)] {
+    for (space, n) in [(SpaceName::Mbv3, a.mbv3), (SpaceName::Resnet50, a.resnet50), (SpaceName::HrnetW32, a.hrnet)] {
         if n == 0 {
             continue;
         }

@@ -19,7 +19,7 @@ use super::subnet_args::SubnetArgs;
 /// space can produce, timed in tract. Resumes an interrupted run.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  vipnas profile --board rpi4                  # on the Pi: boards/rpi4.lut.json\n  vipnas profile --board host --quick --out /tmp/host.lut.json"
+    after_help = "Examples:\n  vipnas profile --board rpi4                  # on the Pi: boards/rpi4.lut.json\n  vipnas profile --board host --quick --out /tmp/host.lut.json\n  vipnas profile --board rpi4 --estimate-from host   # no Pi at hand: an ESTIMATE from the host's table"
 )]
 pub struct ProfileArgs {
     /// Board profile name (boards/NAME.toml) or a .toml path.
@@ -40,11 +40,31 @@ pub struct ProfileArgs {
     /// Inference threads (default: the board's).
     #[arg(long)]
     threads: Option<usize>,
+    /// Measure nothing: write an estimate (`measured: false`) scaling board
+    /// SOURCE's measured 1-thread table by the published numbers in this
+    /// board's profile ([estimate]). Search and predict warn on it.
+    #[arg(long, value_name = "SOURCE", conflicts_with_all = ["quick", "threads"])]
+    estimate_from: Option<String>,
 }
 
 pub fn run_profile(a: ProfileArgs) -> Result<()> {
     let board = BoardProfile::load(&a.board)?;
     let out = a.out.clone().unwrap_or_else(|| board.latency_table_path());
+    if let Some(source) = &a.estimate_from {
+        let source = BoardProfile::load(source)?;
+        let (path, table) = board_table(&source, None)?;
+        let est = vipnas::board::estimate::estimate(&table, &path, &board)?;
+        est.save(&out)?;
+        outln!(
+            "wrote {}: {} entries, an ESTIMATE for board {} ({} thread(s))",
+            out.display(),
+            est.entries.len(),
+            est.board,
+            est.threads
+        );
+        outln!("{}", est.method.as_deref().unwrap_or_default());
+        return Ok(());
+    }
     let threads = a.threads.unwrap_or(board.threads);
     let opts = ProfileOptions::new(a.space, a.input, threads, a.quick);
     let bar = ProgressBar::new(0);

@@ -59,16 +59,16 @@ pub fn evaluate(
 
 /// Writes the predicted-vs-measured scatter of several spaces.
 pub fn scatter(path: &Path, board: &str, results: &[(SpaceName, Vec<LatencyPoint>)]) -> Result<()> {
-    use super::plot::{plot_png, Series, BLUE, ORANGE};
+    use super::plot::{plot_png, Series, BLUE, GREY, ORANGE};
     let pts: Vec<Vec<(f64, f64)>> =
         results.iter().map(|(_, v)| v.iter().map(|p| (p.predicted_ms, p.measured_ms)).collect()).collect();
     let labels: Vec<String> = results.iter().map(|(s, v)| format!("{s} ({} subnets)", v.len())).collect();
-    let colors = [ORANGE, BLUE];
+    let colors = [ORANGE, BLUE, GREY];
     let series: Vec<Series> = pts
         .iter()
         .zip(&labels)
         .enumerate()
-        .map(|(i, (p, l))| Series { label: l, color: colors[i % 2], points: p, line: false })
+        .map(|(i, (p, l))| Series { label: l, color: colors[i % colors.len()], points: p, line: false })
         .collect();
     plot_png(
         path,

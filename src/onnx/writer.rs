@@ -81,6 +81,7 @@ pub fn write_network(net: &Network, weights: &Weights, opts: &WriteOptions) -> R
                 g.node(&node.name, "Resize", &[inputs[0], "", &scales], attrs)
             }
             Op::Prior => opts.prior_name.clone(),
+            Op::Input { index } => format!("{}{index}", opts.input_name),
             Op::Concat => g.node(&node.name, "Concat", &inputs, vec![attr_int("axis", 1)]),
             Op::Product => g.node(&node.name, "Mul", &inputs, vec![]),
         };
@@ -92,6 +93,11 @@ pub fn write_network(net: &Network, weights: &Weights, opts: &WriteOptions) -> R
     let dims = |s: crate::arch::Shape| [b, s.c as i64, s.h as i64, s.w as i64];
     let mut graph_inputs = vec![value_info(&opts.input_name, &dims(net.input))];
     graph_inputs.extend(net.prior().map(|p| value_info(&opts.prior_name, &dims(p))));
+    for node in &net.nodes {
+        if let Op::Input { index } = node.op {
+            graph_inputs.push(value_info(&format!("{}{index}", opts.input_name), &dims(node.shape)));
+        }
+    }
     Ok(g.finish(&opts.graph_name, graph_inputs, value_info(&opts.output_name, &dims(net.output_shape())), &opts.doc))
 }
 

@@ -208,6 +208,7 @@ fn forward_node(node: &Node, xs: &[&Map], w: &Weights) -> Map {
             y
         }
         Op::Prior => unreachable!("read by forward_with_prior"),
+        Op::Input { .. } => unreachable!("cut-out blocks are profiled only"),
         Op::Upsample { factor } => {
             let f = factor as usize;
             let mut y = out;

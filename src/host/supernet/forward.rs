@@ -85,6 +85,7 @@ impl Supernet {
                 Op::Concat => Tensor::cat(node.inputs.iter().map(|&v| values[v].clone()).collect(), 1),
                 Op::Product => x * values[node.inputs[1]].clone(),
                 Op::Prior => unreachable!("handled above"),
+                Op::Input { .. } => unreachable!("cut-out blocks are profiled, not trained"),
             };
             values.push(y);
         }

@@ -8,11 +8,13 @@
 #
 #   cross/package.sh [arm64|amd64] [BINARY]     (default arm64)
 #
-# arm64 takes the device binary cross/build.sh builds (any of its routes);
+# arm64 takes the device binary `cross/build.sh --dist` builds (any of its
+# routes; the size-optimised `dist` profile);
 # amd64 the host build (`cargo build --release --features host`). BINARY is
-# one already built instead (scripts/test.sh passes the binaries its tests
-# ran: `cargo build` after `cargo test` would rebuild much of the dependency
-# graph, since dev-dependencies change some crates' features). Install with
+# one already built instead (scripts/test.sh passes the dist binary it built
+# and, for amd64, the host binary its tests ran: `cargo build` after `cargo
+# test` would rebuild much of the dependency graph, since dev-dependencies
+# change some crates' features). Install with
 #   sudo apt install ./vipnas_<version>_arm64.deb
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,7 @@ bin=${2:-}
 case "$arch" in
   arm64)
     if [[ -z $bin ]]; then
-      bin=$(cross/build.sh | sed -n 's/^cross: built \([^ ]*\) in .*/\1/p')
+      bin=$(cross/build.sh --dist | sed -n 's/^cross: built \([^ ]*\) in .*/\1/p')
       [[ -n $bin ]] || { echo "package: cross/build.sh did not say what it built" >&2; exit 1; }
     fi ;;
   amd64)

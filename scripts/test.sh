@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs what it needs, runs
 # the host tests (Python oracles required), then builds the device binary for
-# aarch64 and runs its tests under qemu, then builds the Debian packages and
-# boots the arm64 one in an emulated arm64 Debian with a camera.
+# aarch64 and runs its tests under qemu, then builds the shipped (size-optimised)
+# arm64 binary and the Debian packages and boots the arm64 one in an emulated
+# arm64 Debian with a camera.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -25,12 +26,16 @@ cargo test --release --all-targets --features host
 
 echo "== device build for aarch64, tests under qemu"
 cross/build.sh --test | tee target/cross-test.log
-device_bin=$(sed -n 's/^cross: built \([^ ]*\) in .*/\1/p' target/cross-test.log)
+
+echo "== the shipped arm64 binary (dist profile: fat LTO, dependencies optimised for size)"
+cross/build.sh --dist | tee target/cross-dist.log
+dist_bin=$(sed -n 's/^cross: built \([^ ]*\) in .*/\1/p' target/cross-dist.log)
 
 echo "== Debian packages (lintian-checked) and the arm64 system boot test"
-# The binaries the tests ran (a fresh `cargo build` would rebuild for minutes:
-# dev-dependencies change some crates' features).
-cross/package.sh arm64 "$device_bin"
+# arm64: the dist binary, which the boot test below runs as the service;
+# amd64: the host binary the tests ran (a fresh `cargo build` would rebuild
+# for minutes: dev-dependencies change some crates' features).
+cross/package.sh arm64 "$dist_bin"
 cross/package.sh amd64 target/release/vipnas
 set +e
 tests/deploy/vm.sh target/debian/vipnas_*_arm64.deb target/tmp/deploy-vm

@@ -19,7 +19,7 @@ use super::lut::{fit_correction, LatencyTable, LutEntry, Profiled, KERNEL_VERSIO
 use super::profile::BoardProfile;
 use crate::arch::space::BlockSpace;
 use crate::arch::subnet::{BlockChoice, HeadChoice, StageChoice};
-use crate::arch::{InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, Weights};
+use crate::arch::{Fusion, FusionOp, InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, TemporalNet, Weights};
 use crate::bundle::InputType;
 use crate::onnx::{write_network, WriteOptions};
 use crate::runtime::budget::quantile;
@@ -110,8 +110,7 @@ fn width_vectors(rows: &[BlockSpace]) -> Vec<Vec<u32>> {
 pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Result<BTreeMap<String, Network>> {
     let s = SearchSpace::get(space);
     let mut found = BTreeMap::new();
-    let mut keep = |subnet: &Subnet, prefix: &str| -> Result<()> {
-        let net = subnet.network(input)?;
+    let mut keep = |net: &Network, prefix: &str| {
         for b in net
             .blocks()
             .iter()
@@ -121,11 +120,10 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
                 found.insert(b.signature.clone(), net.extract(b));
             }
         }
-        Ok(())
     };
     if quick {
         for how in QUICK_SUBNETS {
-            keep(&Subnet::sample(&s, how), "")?;
+            keep(&Subnet::sample(&s, how).network(input)?, "");
         }
         return Ok(found);
     }
@@ -133,7 +131,7 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
     for w in s.stem.width.choices() {
         let mut sub = base.clone();
         sub.stem.width = w;
-        keep(&sub, "stem")?;
+        keep(&sub.network(input)?, "stem");
     }
     for (i, stage) in s.stages.iter().enumerate() {
         let prefix = format!("stage{}", stage.index);
@@ -150,7 +148,7 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
                         set_width(&s.stages[i - 1].branches[0], &mut sub.stages[i - 1].branches[0], pw);
                     }
                     sub.stages[i] = StageChoice { depth, branches: vec![choice] };
-                    keep(&sub, &prefix)?;
+                    keep(&sub.network(input)?, &prefix);
                 }
             }
             continue;
@@ -161,7 +159,7 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
             for choice in row_choices(row) {
                 let mut sub = base.clone();
                 sub.stages[i].branches[k] = choice;
-                keep(&sub, &prefix)?;
+                keep(&sub.network(input)?, &prefix);
             }
         }
         // ... transitions on a branch's width before and now, fusion terms on
@@ -181,7 +179,20 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
                 for ((r, b), w) in stage.branches.iter().zip(sub.stages[i].branches.iter_mut()).zip(widths) {
                     set_width(r, b, w);
                 }
-                keep(&sub, "")?;
+                keep(&sub.network(input)?, "");
+            }
+        }
+    }
+    // Temporal nets (`arch::temporal`): the fusion after every stage, each op,
+    // at every width of the stage (HRNet: its first branch), and the output
+    // skip; the rest of a temporal net is its subnet's blocks.
+    for (i, stage) in s.stages.iter().enumerate() {
+        for op in FusionOp::ALL {
+            for w in stage.branches[0].width.choices() {
+                let mut subnet = base.clone();
+                set_width(&stage.branches[0], &mut subnet.stages[i].branches[0], w);
+                let fusion = Fusion { stage: i as u32 + 1, op };
+                keep(&TemporalNet { subnet, fusion }.network(input)?, "fusion");
             }
         }
     }
@@ -194,7 +205,7 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
                     let mut sub = base.clone();
                     set_width(last_row, &mut sub.stages[last].branches[0], lw);
                     sub.head = Some(HeadChoice { width: hw, group: g });
-                    keep(&sub, "head")?;
+                    keep(&sub.network(input)?, "head");
                 }
             }
         }
@@ -346,6 +357,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_host_table_predicts_temporal_nets_of_every_space() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards/host.lut.json");
+        let table = LatencyTable::load(&path).unwrap();
+        for space in [SpaceName::Mbv3, SpaceName::Resnet50, SpaceName::HrnetW32] {
+            let subnet = Subnet::sample(&SearchSpace::get(space), Sample::Min);
+            let plain = table.predict(&subnet.network(InputSize::DEFAULT).unwrap(), space).unwrap();
+            for op in FusionOp::ALL {
+                let t = TemporalNet { subnet: subnet.clone(), fusion: Fusion { stage: 2, op } };
+                let p = table.predict(&t.network(InputSize::DEFAULT).unwrap(), space).unwrap();
+                assert!(p.sum_ms > plain.sum_ms && p.blocks == plain.blocks + 2, "{space} {op:?}: {p:?} vs {plain:?}");
+            }
+        }
+    }
+
+    #[test]
     fn enumeration_covers_every_block_of_random_subnets() {
         for space in [SpaceName::Mbv3, SpaceName::Resnet50, SpaceName::HrnetW32] {
             let input = InputSize::DEFAULT;
@@ -366,6 +392,16 @@ mod tests {
             for how in [Sample::Max, Sample::Min] {
                 let net = Subnet::sample(&s, how).network(input).unwrap();
                 assert!(net.blocks().iter().all(|b| all.contains_key(&b.signature)));
+            }
+            // Temporal nets: any subnet, any fusion stage and op.
+            for seed in 0..30u64 {
+                let subnet = Subnet::sample(&s, Sample::Random(seed));
+                let stage = 1 + (seed % s.stages.len() as u64) as u32;
+                let fusion = Fusion { stage, op: FusionOp::ALL[(seed / 7 % 3) as usize] };
+                let net = TemporalNet { subnet, fusion }.network(input).unwrap();
+                for b in net.blocks() {
+                    assert!(all.contains_key(&b.signature), "{space} {fusion}: {} [{}]", b.name, b.signature);
+                }
             }
         }
     }

@@ -256,6 +256,10 @@ pub struct LatencyArgs {
     /// Random HRNet-W32 subnets.
     #[arg(long, default_value_t = 20)]
     hrnet: usize,
+    /// Every subnet as a temporal net (its fusion after a stage, op and stage
+    /// varying with the seed): the table's fusion entries checked too.
+    #[arg(long)]
+    temporal: bool,
     #[arg(long, default_value = "256x192")]
     input: InputSize,
     /// Timed runs per subnet.
@@ -276,13 +280,15 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
         if n == 0 {
             continue;
         }
-        let pts =
-            evaluate(&table, space, a.input, n, board.threads, a.runs, |i| eprint!("\r{space}: {i}/{n} subnets"))?;
+        let pts = evaluate(&table, space, a.input, n, board.threads, a.runs, a.temporal, |i| {
+            eprint!("\r{space}: {i}/{n} subnets")
+        })?;
         eprintln!();
         let before = error_stats(pts.iter().map(|p| (p.sum_ms, p.measured_ms)));
         let after = error_stats(pts.iter().map(|p| (p.predicted_ms, p.measured_ms)));
         let c = table.corrections.get(&space);
-        outln!("== {space}: {n} random subnets at {}, {} thread(s), board {}", a.input, board.threads, board.name);
+        let what = if a.temporal { "temporal nets" } else { "subnets" };
+        outln!("== {space}: {n} random {what} at {}, {} thread(s), board {}", a.input, board.threads, board.name);
         outln!("{:<28} {:>8} {:>8} {:>8}", "|pred - meas| / meas", "median", "p90", "max");
         outln!(
             "{:<28} {:>7.1}% {:>7.1}% {:>7.1}%",

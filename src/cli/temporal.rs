@@ -71,8 +71,9 @@ pub struct TrainTemporalArgs {
     /// Keypoints of the previous pose scoring below this stay out of the prior.
     #[arg(long, default_value_t = 0.3)]
     prior_min_score: f32,
-    /// Also measure the net here as this board (`measured_ms.<board>`) when the
-    /// board's table was measured on this machine's CPU.
+    /// The board whose latency table predicts the net's latency
+    /// (`latency_ms.<board>`); the net is also measured here as this board
+    /// (`measured_ms.<board>`) when the table was measured on this machine's CPU.
     #[arg(long, value_name = "BOARD", default_value = "host")]
     board: String,
     /// Training device: cpu, or cuda[:N] (built with --features cuda).
@@ -136,8 +137,16 @@ pub fn run(a: TrainTemporalArgs) -> Result<()> {
     };
     let (mut spec, onnx) = TemporalNetSpec::write(&net, input, &weights, 0, provenance)?;
     let board = vipnas::board::BoardProfile::load(&a.board)?;
-    let (_, table) = super::profile::board_table(&board, None)?;
-    if let Some(ms) = vipnas::board::profiler::measure_if_here(&table, &net.network(input)?)? {
+    let (table_path, table) = super::profile::board_table(&board, None)?;
+    let graph = net.network(input)?;
+    // Predicted where the table covers the net's blocks (its input size and fusion).
+    match table.predict(&graph, net.subnet.space) {
+        Ok(p) => {
+            spec.latency_ms = BTreeMap::from([(board.name.clone(), p.ms)]);
+        }
+        Err(e) => log::warn!("{}: no predicted latency for the temporal net: {e:#}", table_path.display()),
+    }
+    if let Some(ms) = vipnas::board::profiler::measure_if_here(&table, &graph)? {
         spec.measured_ms = BTreeMap::from([(board.name.clone(), ms)]);
     }
     let name = a.name.clone().unwrap_or_else(|| {

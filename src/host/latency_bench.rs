@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::arch::{InputSize, Sample, SearchSpace, SpaceName, Subnet};
+use crate::arch::{Fusion, FusionOp, InputSize, Sample, SearchSpace, SpaceName, Subnet, TemporalNet};
 use crate::board::profiler::measure;
 use crate::board::LatencyTable;
 use crate::runtime::budget::quantile;
@@ -35,7 +35,9 @@ pub fn error_stats(pairs: impl Iterator<Item = (f64, f64)>) -> ErrorStats {
 }
 
 /// Predicts and measures `n` random subnets of `space` (seeds 0..n, apart from
-/// the profiler's calibration seeds).
+/// the profiler's calibration seeds); with `temporal`, each as a temporal net
+/// fusing after stage 1 + seed mod stages with op seed mod 3.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     table: &LatencyTable,
     space: SpaceName,
@@ -43,12 +45,20 @@ pub fn evaluate(
     n: usize,
     threads: usize,
     runs: usize,
+    temporal: bool,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<LatencyPoint>> {
     let s = SearchSpace::get(space);
     (0..n as u64)
         .map(|seed| {
-            let net = Subnet::sample(&s, Sample::Random(seed)).network(input)?;
+            let subnet = Subnet::sample(&s, Sample::Random(seed));
+            let net = if temporal {
+                let fusion =
+                    Fusion { stage: 1 + (seed % s.stages.len() as u64) as u32, op: FusionOp::ALL[seed as usize % 3] };
+                TemporalNet { subnet, fusion }.network(input)?
+            } else {
+                subnet.network(input)?
+            };
             let p = table.predict(&net, space)?;
             let m = measure(&net, threads, 3, runs)?;
             progress(seed as usize + 1);

@@ -154,9 +154,7 @@ fn crop(s: &TrainSample, input: InputSize, aug: &Augment, rng: &mut Rng) -> Affi
             .map(|(_, kp)| kp)
             .collect();
         if part.len() >= 2 {
-            let (x0, x1) = part.iter().fold((f32::MAX, f32::MIN), |(a, b), k| (a.min(k[0]), b.max(k[0])));
-            let (y0, y1) = part.iter().fold((f32::MAX, f32::MIN), |(a, b), k| (a.min(k[1]), b.max(k[1])));
-            roi = Roi::from_box(x0, y0, x1 - x0, y1 - y0, aspect, 1.5);
+            roi = Roi::around(part, aspect, 1.5).expect("two keypoints");
         }
     }
     let factor = 1.0 + aug.scale * (2.0 * rng.uniform() as f32 - 1.0);

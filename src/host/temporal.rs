@@ -137,15 +137,15 @@ fn noisy_prior(set: &TrainSet, pair: Pair, cfg: &TemporalTrainConfig, rng: &mut 
 
 /// The tracker's box around a pose, a little off at random (±10 % size, ±5 % shift).
 fn tracked_roi(kps: &[[f32; 3]; KEYPOINTS], fallback: [f32; 4], aspect: f32, rng: &mut Rng) -> Roi {
-    let seen: Vec<&[f32; 3]> = kps.iter().filter(|k| k[2] > 0.0).collect();
-    let [x, y, w, h] = if seen.len() >= 2 {
-        let (x0, x1) = seen.iter().fold((f32::MAX, f32::MIN), |(a, b), k| (a.min(k[0]), b.max(k[0])));
-        let (y0, y1) = seen.iter().fold((f32::MAX, f32::MIN), |(a, b), k| (a.min(k[1]), b.max(k[1])));
-        [x0, y0, x1 - x0, y1 - y0]
-    } else {
-        fallback
+    let padding = TrackConfig::default().padding;
+    let seen = || kps.iter().filter(|k| k[2] > 0.0);
+    let mut roi = match Roi::around(seen(), aspect, padding) {
+        Some(roi) if seen().count() >= 2 => roi,
+        _ => {
+            let [x, y, w, h] = fallback;
+            Roi::from_box(x, y, w, h, aspect, padding)
+        }
     };
-    let mut roi = Roi::from_box(x, y, w, h, aspect, TrackConfig::default().padding);
     let f = 1.0 + 0.1 * (2.0 * rng.uniform() as f32 - 1.0);
     roi.cx += 0.05 * roi.w * (2.0 * rng.uniform() as f32 - 1.0);
     roi.cy += 0.05 * roi.h * (2.0 * rng.uniform() as f32 - 1.0);

@@ -31,6 +31,17 @@ impl Roi {
         Roi { cx, cy, w: w * padding, h: h * padding }
     }
 
+    /// The box around `points` (x, y of each keypoint, whatever its score),
+    /// grown and padded as [`Roi::from_box`]; `None` without points. The one
+    /// keypoint box of the tracker, the half-body crop and temporal training.
+    pub fn around<'a>(points: impl IntoIterator<Item = &'a [f32; 3]>, aspect: f32, padding: f32) -> Option<Roi> {
+        let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+        for k in points {
+            (x0, y0, x1, y1) = (x0.min(k[0]), y0.min(k[1]), x1.max(k[0]), y1.max(k[1]));
+        }
+        (x0 <= x1).then(|| Roi::from_box(x0, y0, x1 - x0, y1 - y0, aspect, padding))
+    }
+
     /// The whole frame at the model's aspect (padded, never cropped).
     pub fn full_frame(width: u32, height: u32, aspect: f32) -> Roi {
         Roi::from_box(0.0, 0.0, width as f32, height as f32, aspect, 1.0)
@@ -150,6 +161,14 @@ pub fn crop_into(frame: &Frame, affine: &Affine, spec: &InputSpec, out: &mut Inp
 mod tests {
     use super::*;
     use crate::bundle::{InputType, IMAGENET_MEAN, IMAGENET_STD};
+
+    #[test]
+    fn the_box_around_keypoints_is_their_extent_grown_and_padded() {
+        let kps = [[10.0, 140.0, 0.9], [40.0, 20.0, 0.2], [25.0, 80.0, 0.0]];
+        assert_eq!(Roi::around(&kps, 0.75, 1.25), Some(Roi::from_box(10.0, 20.0, 30.0, 120.0, 0.75, 1.25)));
+        assert_eq!(Roi::around(&kps[..1], 1.0, 1.0).map(|r| (r.cx, r.cy)), Some((10.0, 140.0)));
+        assert_eq!(Roi::around(&[], 0.75, 1.25), None);
+    }
 
     #[test]
     fn roi_grows_to_aspect_and_pads() {

@@ -129,15 +129,9 @@ impl Tracker {
     /// Returns whether the person was lost in this frame.
     pub fn update(&mut self, pose: &mut Pose, aspect: f32, dt: f32) -> bool {
         let c = &self.cfg;
-        let (mut x0, mut y0, mut x1, mut y1, mut n) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN, 0);
-        for k in pose.keypoints.iter().filter(|k| k[2] >= c.min_keypoint_score) {
-            x0 = x0.min(k[0]);
-            y0 = y0.min(k[1]);
-            x1 = x1.max(k[0]);
-            y1 = y1.max(k[1]);
-            n += 1;
-        }
-        let lost = n < c.min_keypoints || pose.mean_score() < c.reinit_below;
+        let seen = || pose.keypoints.iter().filter(|k| k[2] >= c.min_keypoint_score);
+        let roi = Roi::around(seen(), aspect, c.padding);
+        let lost = seen().count() < c.min_keypoints || pose.mean_score() < c.reinit_below;
         if lost {
             if self.roi.is_some() {
                 self.reinits += 1;
@@ -146,8 +140,7 @@ impl Tracker {
                 self.roi = None;
             }
             self.filters.iter_mut().flatten().for_each(OneEuro::reset);
-        } else {
-            let roi = Roi::from_box(x0, y0, x1 - x0, y1 - y0, aspect, c.padding);
+        } else if let Some(roi) = roi {
             self.roi = Some(match self.frame {
                 Some((w, h)) => roi.within(w, h, aspect),
                 None => roi,

@@ -101,6 +101,12 @@ fn bad_boards_and_tables_are_refused() {
     assert!(o.status.success(), "{}", text(&o).1);
     let t = vipnas::board::LatencyTable::load(&est).unwrap();
     assert!(!t.measured && t.board == "rpi5" && t.method.unwrap().contains("ESTIMATED"));
+    // ... but never over a measured table.
+    let measured = dir.join("measured.lut.json");
+    std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards/host.lut.json"), &measured).unwrap();
+    let o = vipnas(&["profile", "--board", "rpi5", "--estimate-from", "host", "--out", measured.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).1.contains("an estimate never replaces one"), "{}", text(&o).1);
+    assert!(vipnas::board::LatencyTable::load(&measured).unwrap().measured, "the measured table is untouched");
     // Away from the checkout and not installed: no boards directory at all.
     let o = common::vipnas_command()
         .env_remove("VIPNAS_BOARDS")

@@ -6,9 +6,11 @@
 //! (`stage2.block3.dw` belongs to block `stage2.block3`,
 //! `stage3.module0.fuse1.from2.up` to `stage3.module0.fuse1.from2`). A fusion
 //! is cut into its terms so that each block depends on at most two branch
-//! widths: whole fusions would be one block per combination of all widths. Its *signature* describes its computation
-//! completely (input shape, every op with its shapes and wiring) and nothing
-//! else, so two blocks with one signature cost the same wherever they sit.
+//! widths: whole fusions would be one block per combination of all widths.
+//!
+//! A block's *signature* describes its computation completely (input shapes,
+//! every op with its shapes and wiring) and nothing else, so two blocks with
+//! one signature cost the same wherever they sit.
 
 use std::fmt::Write;
 
@@ -164,8 +166,8 @@ impl Network {
         for &i in &b.nodes {
             let mut node = self.nodes[i].clone();
             for v in node.inputs.iter_mut() {
+                // Block input k is value k of the cut-out (0: its input, k ≥ 1: Input node k − 1).
                 *v = match b.inputs.iter().position(|x| x == v) {
-                    Some(0) => 0,
                     Some(k) => k,
                     None => extra + b.nodes.iter().position(|&n| n == *v - 1).expect("inside") + 1,
                 };

@@ -51,12 +51,12 @@ pub fn run_profile(a: ProfileArgs) -> Result<()> {
     let board = BoardProfile::load(&a.board)?;
     let out = a.out.clone().unwrap_or_else(|| board.latency_table_path());
     if let Some(source) = &a.estimate_from {
-        let source = BoardProfile::load(source)?;
-        let (path, table) = board_table(&source, None)?;
-        let est = vipnas::board::estimate::estimate(&table, &path, &board)?;
         if out.is_file() && LatencyTable::load(&out).is_ok_and(|t| t.measured) {
             anyhow::bail!("{}: a measured table: an estimate never replaces one (choose another --out)", out.display());
         }
+        let source = BoardProfile::load(source)?;
+        let (path, table) = board_table(&source, None)?;
+        let est = vipnas::board::estimate::estimate(&table, &path, &board)?;
         est.save(&out)?;
         outln!(
             "wrote {}: {} entries, an ESTIMATE for board {} ({} thread(s))",

@@ -130,7 +130,6 @@ impl Tracker {
     pub fn update(&mut self, pose: &mut Pose, aspect: f32, dt: f32) -> bool {
         let c = &self.cfg;
         let seen = || pose.keypoints.iter().filter(|k| k[2] >= c.min_keypoint_score);
-        let roi = Roi::around(seen(), aspect, c.padding);
         let lost = seen().count() < c.min_keypoints || pose.mean_score() < c.reinit_below;
         if lost {
             if self.roi.is_some() {
@@ -140,7 +139,7 @@ impl Tracker {
                 self.roi = None;
             }
             self.filters.iter_mut().flatten().for_each(OneEuro::reset);
-        } else if let Some(roi) = roi {
+        } else if let Some(roi) = Roi::around(seen(), aspect, c.padding) {
             self.roi = Some(match self.frame {
                 Some((w, h)) => roi.within(w, h, aspect),
                 None => roi,

@@ -255,3 +255,93 @@ fn an_export_for_a_board_carries_its_predicted_latency() {
         .unwrap();
     fails_with(o, "host.lut.json: no prediction for --board host: the latency table lacks");
 }
+
+/// A pool of two temporal bundles (random weights, MoveNet as the key net)
+/// whose manifests record latencies for `host` — key net 20 ms, the add net
+/// 6 ms, the mul net 2 ms — so that the search times nothing.
+fn temporal_pool(dir: &Path) -> Vec<std::path::PathBuf> {
+    use common::temporal::{bundle, tnet};
+    use vipnas::arch::{FusionOp, InputSize};
+    let input = InputSize::new(64, 64).unwrap();
+    [("add", FusionOp::Add, 6.0), ("mul", FusionOp::Mul, 2.0)]
+        .into_iter()
+        .map(|(name, op, ms)| {
+            let b = bundle(&dir.join(name), input, &[tnet(op)], vec![0]);
+            let path = b.join("manifest.json");
+            let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            m["latency_ms"] = serde_json::json!({"host": 20.0});
+            m["temporal"]["nets"][0]["latency_ms"] = serde_json::json!({"host": ms});
+            std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+            b
+        })
+        .collect()
+}
+
+fn search_temporal(pool: &[std::path::PathBuf], out: &Path, budget: &str) -> Output {
+    let nets = pool.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>().join(",");
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    common::vipnas_command()
+        .args(["search-temporal", "--nets", &nets, "--board", "host", "--budget-ms", budget, "--max-interval", "4"])
+        .args(["--population", "4", "--generations", "1", "--evals", "6", "--out", out.to_str().unwrap()])
+        .arg("--coco")
+        .arg(clip.join("pose2sim-cam03.json"))
+        .arg("--images")
+        .arg(clip.join("pose2sim-cam03"))
+        .output()
+        .expect("vipnas runs")
+}
+
+#[test]
+fn a_temporal_search_picks_a_cycle_within_the_budget_writes_its_bundle_and_resumes() {
+    let dir = common::scratch("search-temporal");
+    let pool = temporal_pool(&dir);
+    let out = dir.join("out");
+    let first = ok(search_temporal(&pool, &out, "10"));
+    // Within 10 ms per frame a cycle propagates at least 2 frames: (20 + 2 + 2) / 3 = 8 ms.
+    let log = std::fs::read_to_string(out.join("candidates.jsonl")).unwrap();
+    let cands: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(cands.len() >= 4, "{first}");
+    for c in &cands {
+        let cycle: Vec<usize> = serde_json::from_value(c["cycle"].clone()).unwrap();
+        let ms = (20.0 + cycle.iter().map(|&k| [6.0, 2.0][k]).sum::<f64>()) / (cycle.len() + 1) as f64;
+        assert!((c["ms"].as_f64().unwrap() - ms).abs() < 1e-9 && ms <= 10.0, "{c}");
+        assert!((2..=4).contains(&cycle.len()) && c["ap"].as_f64().is_some(), "{c}");
+    }
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("best-10.json")).unwrap()).unwrap();
+    let cycle: Vec<usize> = serde_json::from_value(best["best"]["cycle"].clone()).unwrap();
+    let best_ap = best["best"]["ap"].as_f64().unwrap();
+    assert!(cands.iter().any(|c| c["cycle"] == best["best"]["cycle"] && c["ap"].as_f64() == Some(best_ap)), "logged");
+    // Its bundle: that cycle, the nets it uses heaviest first, and it runs.
+    let m = vipnas::bundle::Manifest::load(&out.join("bundle-10")).unwrap();
+    let t = m.temporal.unwrap();
+    assert_eq!(t.key_interval as usize, cycle.len());
+    let names = ["add", "mul"];
+    let used: Vec<&str> = t.cycle.iter().map(|&k| t.nets[k].net.fusion.op.name()).collect();
+    assert_eq!(used, cycle.iter().map(|&k| names[k]).collect::<Vec<_>>());
+    if t.nets.len() == 2 {
+        assert_eq!(t.nets[0].net.fusion.op.name(), "add", "heaviest first");
+    }
+    assert!(first.contains("spatial-only") && first.contains("held"), "{first}");
+    let run = common::vipnas_command()
+        .args(["run", "--model", out.join("bundle-10").to_str().unwrap(), "--frames", "6", "--out"])
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // The same command again measures nothing new.
+    let again = ok(search_temporal(&pool, &out, "10"));
+    assert_eq!(std::fs::read_to_string(out.join("candidates.jsonl")).unwrap(), log, "{again}");
+    assert!(
+        again.contains(&format!("{} cycles evaluated ({} from an earlier run)", cands.len(), cands.len())),
+        "{again}"
+    );
+
+    // Bad input, one line each.
+    fails_with(
+        search_temporal(&pool, &dir.join("tight"), "5"),
+        "no cycle within 5 ms per frame: the cheapest (4 frames propagated per key frame, all by mul) predicts 5.60 ms",
+    );
+    std::fs::write(pool[1].join("spatial.onnx"), b"another key net").unwrap();
+    fails_with(search_temporal(&pool, &dir.join("other"), "10"), "its key net (spatial.onnx) differs from");
+}

@@ -8,8 +8,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use vipnas::arch::{Fusion, FusionOp, InputSize, Sample, SearchSpace, SpaceName, Subnet, TemporalNet, Weights};
-use vipnas::bundle::{write_temporal_bundle, Provenance, Temporal, TemporalNetSpec};
+use common::temporal::{bundle, bundle_with, tnet, MOVENET};
+use vipnas::arch::{FusionOp, InputSize, Weights};
 use vipnas::onnx::{to_bytes, write_network, WriteOptions};
 use vipnas::runtime::budget::FrameBudget;
 use vipnas::runtime::schedule::NetChoice;
@@ -22,48 +22,6 @@ fn repo(p: &str) -> PathBuf {
 }
 
 const CLIP: &str = "tests/data/pose2sim-cam03";
-const MOVENET: &str = "models/movenet-lightning";
-
-fn tnet(op: FusionOp) -> TemporalNet {
-    let subnet = Subnet::sample(&SearchSpace::get(SpaceName::Mbv3), Sample::Min);
-    TemporalNet { subnet, fusion: Fusion { stage: 2, op } }
-}
-
-/// A temporal bundle in `dir`: MoveNet on key frames, `nets` (random
-/// weights, at `input`) on `cycle`.
-fn bundle(dir: &Path, input: InputSize, nets: &[TemporalNet], cycle: Vec<usize>) -> PathBuf {
-    bundle_with(dir, input, nets, cycle, |_| {})
-}
-
-/// [`bundle`], the random weights edited by `edit`.
-fn bundle_with(
-    dir: &Path,
-    input: InputSize,
-    nets: &[TemporalNet],
-    cycle: Vec<usize>,
-    edit: impl Fn(&mut Weights),
-) -> PathBuf {
-    let mut specs = Vec::new();
-    let mut files = Vec::new();
-    for (k, net) in nets.iter().enumerate() {
-        let graph = net.network(input).unwrap();
-        let mut weights = Weights::random(&graph, k as u64);
-        edit(&mut weights);
-        let provenance = Provenance {
-            created_by: "tests".into(),
-            created_at: String::new(),
-            weights: format!("random (seed {k})"),
-            license: None,
-        };
-        let (spec, bytes) = TemporalNetSpec::write(net, input, &weights, k, provenance).unwrap();
-        specs.push(spec);
-        files.push(bytes);
-    }
-    let temporal = Temporal { key_interval: cycle.len() as u32, cycle, nets: specs, prior_min_score: 0.3 };
-    write_temporal_bundle(&repo(MOVENET), dir, "movenet-temporal-test", temporal, files).unwrap();
-    dir.to_path_buf()
-}
-
 fn run_clip(est: &mut Estimator, out: &Path, frames: u64) -> (vipnas::runtime::RunSummary, Vec<serde_json::Value>) {
     let mut src = DirSource::open(&repo(CLIP)).unwrap();
     let opts = RunOptions {

@@ -223,9 +223,15 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
     let mut engine = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputType::F32, threads))?;
     let input =
         InputTensor::F32((0..shape.iter().product::<usize>()).map(|i| ((i % 97) as f32 - 48.0) / 24.0).collect());
+    time_engine(&mut engine, &input, warmup, runs)
+}
+
+/// Times a loaded engine on `input` (its further inputs, e.g. a temporal
+/// net's prior, zeros): p50/p90 of `runs` after `warmup`.
+pub fn time_engine(engine: &mut TractEngine, input: &InputTensor, warmup: usize, runs: usize) -> Result<LutEntry> {
     let zeros: Vec<InputTensor> =
         engine.input_shapes()[1..].iter().map(|s| InputTensor::F32(vec![0.0; s.iter().product()])).collect();
-    let mut inputs = vec![&input];
+    let mut inputs = vec![input];
     inputs.extend(&zeros);
     let mut out = vec![0.0; engine.output_shape().iter().product()];
     for _ in 0..warmup {
@@ -241,12 +247,17 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
     Ok(LutEntry { p50_ms: quantile(&times, 0.5), p90_ms: quantile(&times, 0.9), count: times.len() })
 }
 
+/// Whether `table` was measured on this machine's CPU: the board is this machine.
+pub fn is_here(table: &LatencyTable) -> bool {
+    table.measured && table.cpu == cpu_string()
+}
+
 /// `net` measured here (p50 of 30 runs after 5 warm-ups, at the table's
 /// threads) when `table` was measured on this machine's CPU — the board is
 /// this machine — else `None`: a bundle made for a board carries the
 /// latency measured on it beside the table's prediction.
 pub fn measure_if_here(table: &LatencyTable, net: &Network) -> Result<Option<f64>> {
-    if !(table.measured && table.cpu == cpu_string()) {
+    if !is_here(table) {
         return Ok(None);
     }
     Ok(Some(measure(net, table.threads, 5, 30)?.p50_ms))

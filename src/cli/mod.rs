@@ -28,6 +28,8 @@ mod profile;
 mod run;
 #[cfg(feature = "host")]
 mod search;
+#[cfg(feature = "host")]
+mod search_temporal;
 mod space;
 mod subnet_args;
 #[cfg(feature = "host")]
@@ -78,6 +80,8 @@ enum Command {
     TrainTemporal(temporal::TrainTemporalArgs),
     #[cfg(feature = "host")]
     Search(search::SearchArgs),
+    #[cfg(feature = "host")]
+    SearchTemporal(search_temporal::SearchTemporalArgs),
 }
 
 #[cfg(feature = "host")]
@@ -130,6 +134,8 @@ pub fn main() -> ExitCode {
         Command::TrainTemporal(a) => temporal::run(a),
         #[cfg(feature = "host")]
         Command::Search(a) => search::run(a),
+        #[cfg(feature = "host")]
+        Command::SearchTemporal(a) => search_temporal::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -139,8 +139,11 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let mut predictor = match a.fitness {
         FitnessArg::Predictor => {
             let path = a.predictor_log.clone().unwrap_or_else(|| a.out.join("candidates.jsonl"));
-            let evaluated: Vec<Candidate> =
-                Candidates::open_read_only(&path)?.all.into_iter().filter(|c| c.measured.ap.is_some()).collect();
+            let evaluated: Vec<Candidate> = Candidates::<Candidate>::open_read_only(&path)?
+                .all
+                .into_iter()
+                .filter(|c| c.measured.ap.is_some())
+                .collect();
             let (p, tau, held) = fit_and_check(&SearchSpace::get(space), &evaluated, a.seed)
                 .with_context(|| format!("accuracy predictor from {}", path.display()))?;
             outln!(

@@ -13,5 +13,6 @@ pub mod sandwich;
 pub mod supernet;
 pub mod temporal;
 pub mod temporal_bench;
+pub mod temporal_search;
 pub mod train;
 pub mod train_bench;

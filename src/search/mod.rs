@@ -1,9 +1,10 @@
 //! Evolutionary architecture search over a space's subnets under a latency
-//! budget, as once-for-all does it: a population (default 100) of subnets
-//! that fit the budget; each generation keeps the best quarter as parents and
-//! breeds the rest, half by mutation (each choice redrawn with probability
-//! 0.1, [`Subnet::mutate`]) and half by crossover ([`Subnet::crossover`]);
-//! a child over the budget is bred again.
+//! budget, as once-for-all does it ([`evolution`]): a population (default
+//! 100) of subnets that fit the budget; each generation keeps the best
+//! quarter as parents and breeds the rest, half by mutation (each choice
+//! redrawn with probability 0.1, [`Subnet::mutate`]) and half by crossover
+//! ([`Subnet::crossover`]); a child over the budget is bred again. The same
+//! loop searches temporal cycles ([`temporal`]).
 //!
 //! Latency is the board's [`LatencyTable`] prediction (with its correction);
 //! fitness is whatever a [`Fitness`] measures — OKS AP of the subnet with
@@ -15,10 +16,12 @@
 
 pub mod ap;
 pub mod candidates;
+pub mod evolution;
 pub mod pareto;
 pub mod predictor;
+pub mod temporal;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::rng::Rng;
@@ -126,18 +129,7 @@ impl EvolutionConfig {
     }
 }
 
-/// How many draws may fail the budget before the search gives up.
-const DRAWS: usize = 10_000;
-
-/// One evolution's outcome.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    pub best: Candidate,
-    /// Best fitness after each generation (the first included).
-    pub history: Vec<f64>,
-    /// Distinct subnets evaluated in this evolution (cached ones included).
-    pub evaluated: usize,
-}
+pub type Outcome = evolution::Outcome<Candidate>;
 
 /// A search over one space at one input size against one latency table.
 pub struct Search<'a> {
@@ -156,16 +148,10 @@ impl Search<'_> {
 
     /// `subnet`'s candidate: from the log, or measured and logged.
     pub fn evaluate(&mut self, subnet: &Subnet, ms: f64) -> Result<Candidate> {
-        if let Some(c) = self.log.get(subnet, self.fitness.name()) {
+        if let Some(c) = self.log.get(&Candidate::key_of(subnet, self.fitness.name())) {
             return Ok(c.clone());
         }
-        // SIGINT/SIGTERM: stop between evaluations; the log holds every one so far.
-        if let Some(stop) = crate::shutdown::requested() {
-            return Err(anyhow::Error::new(stop).context(format!(
-                "search stopped after {} evaluations; the same command resumes it",
-                self.log.all.len()
-            )));
-        }
+        evolution::check_stop(self.log.all.len())?;
         let measured = self.fitness.measure(subnet)?;
         let gflops = subnet.network(self.input)?.cost().gflops();
         let c = Candidate { subnet: subnet.clone(), fitness: self.fitness.name().into(), ms, gflops, measured };
@@ -173,115 +159,54 @@ impl Search<'_> {
         Ok(c)
     }
 
-    /// The first of up to [`DRAWS`] subnets made by `make` that fits
-    /// `budget_ms`, with its latency.
-    fn within(
-        &self,
-        budget_ms: f64,
-        rng: &mut Rng,
-        mut make: impl FnMut(&mut Rng) -> Subnet,
-    ) -> Result<Option<(Subnet, f64)>> {
-        for _ in 0..DRAWS {
-            let s = make(rng);
-            let ms = self.latency(&s)?;
-            if ms <= budget_ms {
-                return Ok(Some((s, ms)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// A random subnet within `budget_ms` (and its latency).
-    fn draw(&self, budget_ms: f64, rng: &mut Rng) -> Result<(Subnet, f64)> {
-        if let Some(found) =
-            self.within(budget_ms, rng, |r| Subnet::sample(&self.space, Sample::Random(r.next_u64())))?
-        {
-            return Ok(found);
-        }
-        let min = self.latency(&Subnet::sample(&self.space, Sample::Min))?;
-        bail!(
-            "no subnet of {} within {budget_ms} ms in {DRAWS} random draws (the min subnet predicts {min:.2} ms)",
-            self.space.name
-        )
-    }
-
-    /// A child within budget: bred by `breed` until one fits (a random
-    /// subnet within budget if none does in [`DRAWS`] tries).
-    fn child(&self, budget_ms: f64, rng: &mut Rng, breed: impl FnMut(&mut Rng) -> Subnet) -> Result<(Subnet, f64)> {
-        match self.within(budget_ms, rng, breed)? {
-            Some(found) => Ok(found),
-            None => self.draw(budget_ms, rng),
-        }
-    }
-
     /// Runs one evolution for `budget_ms`; `progress(generation, best)` after each generation.
     pub fn evolve(
         &mut self,
         budget_ms: f64,
         cfg: &EvolutionConfig,
-        mut progress: impl FnMut(usize, &Candidate),
+        progress: impl FnMut(usize, &Candidate),
     ) -> Result<Outcome> {
-        cfg.check()?;
-        anyhow::ensure!(budget_ms.is_finite() && budget_ms > 0.0, "budget {budget_ms} ms: must be a positive number");
-        let mut rng = Rng::new(cfg.seed ^ budget_ms.to_bits().rotate_left(17));
-        let mut seen = std::collections::HashSet::new();
-        // Whether `s` may be evaluated under --evals (distinct subnets count).
-        let admit = |seen: &mut std::collections::HashSet<String>, s: &Subnet| -> bool {
-            seen.insert(s.to_string());
-            cfg.max_evals.is_none_or(|n| seen.len() <= n)
-        };
-        let mut population = Vec::with_capacity(cfg.population);
-        for _ in 0..cfg.population {
-            let (s, ms) = self.draw(budget_ms, &mut rng)?;
-            if !admit(&mut seen, &s) {
-                break;
-            }
-            population.push(self.evaluate(&s, ms)?);
+        evolution::evolve(self, budget_ms, cfg, progress)
+    }
+
+    /// Random search: `n` random subnets within budget, the best of them (the
+    /// baseline an evolution must beat at the same number of evaluations).
+    pub fn random(&mut self, budget_ms: f64, n: usize, seed: u64) -> Result<Candidate> {
+        evolution::random_search(self, budget_ms, n, seed)
+    }
+}
+
+impl evolution::Evolvable for Search<'_> {
+    type Genome = Subnet;
+    type Candidate = Candidate;
+
+    fn id(&self, s: &Subnet) -> String {
+        s.to_string()
+    }
+    fn latency(&self, s: &Subnet) -> Result<f64> {
+        Search::latency(self, s)
+    }
+    fn sample(&self, rng: &mut Rng) -> Subnet {
+        Subnet::sample(&self.space, Sample::Random(rng.next_u64()))
+    }
+    fn mutate(&self, s: &Subnet, prob: f64, rng: &mut Rng) -> Subnet {
+        s.mutate(&self.space, prob, rng)
+    }
+    fn crossover(&self, a: &Subnet, b: &Subnet, rng: &mut Rng) -> Subnet {
+        a.clone().crossover(b, rng)
+    }
+    fn evaluate(&mut self, s: &Subnet, ms: f64) -> Result<Candidate> {
+        Search::evaluate(self, s, ms)
+    }
+    fn nothing_within(&self, budget_ms: f64) -> anyhow::Error {
+        match self.latency(&Subnet::sample(&self.space, Sample::Min)) {
+            Ok(min) => anyhow::anyhow!(
+                "no subnet of {} within {budget_ms} ms in {} random draws (the min subnet predicts {min:.2} ms)",
+                self.space.name,
+                evolution::DRAWS
+            ),
+            Err(e) => e,
         }
-        let parents_n = ((cfg.parent_ratio * cfg.population as f64).round() as usize).max(2);
-        let mutations_n =
-            (cfg.mutation_ratio * (cfg.population - parents_n.min(cfg.population)) as f64).round() as usize;
-        let mut history = Vec::new();
-        let mut out_of_evals = population.len() < cfg.population;
-        for generation in 0..=cfg.generations {
-            sort_best_first(&mut population);
-            population.truncate(parents_n.min(population.len()));
-            history.push(population[0].value());
-            progress(generation, &population[0]);
-            if generation == cfg.generations || out_of_evals {
-                break;
-            }
-            let parents = population.clone();
-            let pick = |rng: &mut Rng| &parents[rng.below(parents.len())].subnet;
-            let children = cfg.population - parents.len().min(cfg.population);
-            let factor = cfg.screen.max(1);
-            let mut bred = Vec::with_capacity(children * factor);
-            for i in 0..children * factor {
-                bred.push(if i < mutations_n * factor {
-                    self.child(budget_ms, &mut rng, |r| pick(r).mutate(&self.space, cfg.mutate_prob, r))?
-                } else {
-                    self.child(budget_ms, &mut rng, |r| {
-                        let a = pick(r).clone();
-                        a.crossover(pick(r), r)
-                    })?
-                });
-            }
-            if factor > 1 {
-                bred = self.screen(bred, children, cfg.seed);
-            }
-            for (s, ms) in bred {
-                if !admit(&mut seen, &s) {
-                    out_of_evals = true;
-                    break;
-                }
-                population.push(self.evaluate(&s, ms)?);
-            }
-        }
-        Ok(Outcome {
-            best: population[0].clone(),
-            history,
-            evaluated: seen.len().min(cfg.max_evals.unwrap_or(usize::MAX)),
-        })
     }
 
     /// Pre-screening: the `keep` of `bred` that an accuracy predictor, fitted
@@ -311,27 +236,6 @@ impl Search<'_> {
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored.into_iter().map(|(_, b)| b).take(keep).collect()
     }
-
-    /// Random search: `n` random subnets within budget, the best of them (the
-    /// baseline an evolution must beat at the same number of evaluations).
-    pub fn random(&mut self, budget_ms: f64, n: usize, seed: u64) -> Result<Candidate> {
-        let mut rng = Rng::new(seed ^ 0x5EA5C4 ^ budget_ms.to_bits());
-        let mut all = Vec::new();
-        for _ in 0..n.max(1) {
-            let (s, ms) = self.draw(budget_ms, &mut rng)?;
-            all.push(self.evaluate(&s, ms)?);
-        }
-        sort_best_first(&mut all);
-        Ok(all.swap_remove(0))
-    }
-}
-
-/// Best first: by fitness, then its tie-break, then lower latency.
-fn sort_best_first(v: &mut [Candidate]) {
-    v.sort_by(|a, b| {
-        let (sa, sb) = (a.measured.score, b.measured.score);
-        sb.value.total_cmp(&sa.value).then(sb.tie.total_cmp(&sa.tie)).then(a.ms.total_cmp(&b.ms))
-    });
 }
 
 #[cfg(test)]

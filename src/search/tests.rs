@@ -86,11 +86,11 @@ fn a_stopped_search_resumes_from_its_log_without_measuring_again() {
     let resumed = run(&mut log, &mut f, budget, &small());
     assert_eq!(resumed.best, whole.best, "the resumed search ends where the whole one does");
     assert_eq!(f.calls + 49, log.all.len(), "only the subnets not in the log are measured");
-    assert_eq!(Candidates::open(&path).unwrap().all.len(), log.all.len(), "the log holds every candidate");
+    assert_eq!(Candidates::<Candidate>::open(&path).unwrap().all.len(), log.all.len(), "the log holds every candidate");
     // A damaged line elsewhere is refused by file and line.
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("\"fitness\"", "\"fitnes\"", 1)).unwrap();
-    let e = Candidates::open(&path).unwrap_err().to_string();
+    let e = Candidates::<Candidate>::open(&path).unwrap_err().to_string();
     assert!(e.starts_with(&format!("{}:1: not a candidate", path.display())), "{e}");
 }
 

@@ -4,6 +4,7 @@
 
 pub mod mutation;
 pub mod reference;
+pub mod temporal;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,12 +7,13 @@
 pub mod controls;
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use v4l::buffer::{Flags, Type};
-use v4l::io::traits::CaptureStream;
+use v4l::io::traits::{CaptureStream, Stream};
 use v4l::prelude::{Device, MmapStream};
 use v4l::video::capture::Parameters;
 use v4l::video::Capture;
@@ -44,8 +45,8 @@ pub struct V4lOpener {
 }
 
 pub struct V4lCamera {
-    // The stream holds the device handle; it must drop first.
-    stream: MmapStream<'static>,
+    // The stream holds the device handle; `Drop` below drops it first.
+    stream: ManuallyDrop<MmapStream<'static>>,
     _device: Device,
     format: (PixelFormat, u32, u32),
     fps: Option<f64>,
@@ -139,11 +140,36 @@ impl CameraOpener for V4lOpener {
             .with_context(|| format!("{}: cannot start mmap streaming", p.display()))?;
         stream.set_timeout(dequeue_timeout(fps));
         log::info!("{}: {} {}x{} at {:?} fps", p.display(), fmt.fourcc, fmt.width, fmt.height, fps);
-        Ok(V4lCamera { stream, _device: device, format: (pixel, fmt.width, fmt.height), fps })
+        Ok(V4lCamera {
+            stream: ManuallyDrop::new(stream),
+            _device: device,
+            format: (pixel, fmt.width, fmt.height),
+            fps,
+        })
     }
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+/// Linux's "no such device": the device is gone (unplugged, driver unbound).
+const ENODEV: i32 = 19;
+
+impl Drop for V4lCamera {
+    /// v4l's stream panics in its own drop when STREAMOFF fails with anything
+    /// but ENODEV, and the shipped binary aborts on a panic (`panic = "abort"`):
+    /// the stream is stopped here first, and if that fails so, it is leaked
+    /// (its buffers stay mapped, its handle open) rather than dropped. A
+    /// reconnect then opens the device anew.
+    fn drop(&mut self) {
+        match self.stream.stop() {
+            Err(e) if e.raw_os_error() != Some(ENODEV) => {
+                log::error!("V4L2: stopping the broken stream failed ({e}); leaving its buffers mapped")
+            }
+            // SAFETY: dropped once, here, and never used again.
+            _ => unsafe { ManuallyDrop::drop(&mut self.stream) },
+        }
     }
 }
 
@@ -157,7 +183,7 @@ impl Camera for V4lCamera {
     }
 
     fn next(&mut self) -> io::Result<RawFrame<'_>> {
-        let (buf, meta) = CaptureStream::next(&mut self.stream)?;
+        let (buf, meta) = CaptureStream::next(&mut *self.stream)?;
         let used = (meta.bytesused as usize).min(buf.len());
         Ok(RawFrame { data: &buf[..used], sequence: meta.sequence, error: meta.flags.contains(Flags::ERROR) })
     }

@@ -40,6 +40,10 @@ pub struct ProfileArgs {
     /// Inference threads (default: the board's).
     #[arg(long)]
     threads: Option<usize>,
+    /// Fit the space's correction again (whole subnets against their blocks
+    /// timed beside them), keeping the blocks already measured.
+    #[arg(long, conflicts_with = "estimate_from")]
+    recalibrate: bool,
     /// Measure nothing: write an estimate (`measured: false`) scaling board
     /// SOURCE's measured 1-thread table by the published numbers in this
     /// board's profile ([estimate]). Search and predict warn on it.
@@ -69,7 +73,7 @@ pub fn run_profile(a: ProfileArgs) -> Result<()> {
         return Ok(());
     }
     let threads = a.threads.unwrap_or(board.threads);
-    let opts = ProfileOptions::new(a.space, a.input, threads, a.quick);
+    let opts = ProfileOptions { recalibrate: a.recalibrate, ..ProfileOptions::new(a.space, a.input, threads, a.quick) };
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} blocks, ETA {eta} {msg}")

@@ -146,8 +146,7 @@ pub fn run(a: SearchTemporalArgs) -> Result<()> {
         let dir = a.out.join(format!("bundle-{budget}"));
         bundles.write(&best.cycle, &dir, &format!("vipnas-temporal-{}-{budget}ms", board.name))?;
         // The chosen cycle against the key net on every frame and the key net's pose held, same frames.
-        let gt = CocoDataset::load(&a.coco)?;
-        let rows = accuracy(&dir, &gt, &a.images, 1)?;
+        let rows = accuracy(&dir, &fitness.val, &a.images, 1)?;
         outln!(
             "bundle {} — on {} ({} frames), measured here at 1 thread:",
             dir.display(),

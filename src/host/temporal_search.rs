@@ -92,15 +92,6 @@ impl PoolBundles {
                     key_dir.display()
                 );
             }
-            if (m.input.width * key.input.height) != (key.input.width * m.input.height) {
-                bail!(
-                    "{}: input {}x{} has another aspect than {}'s key net",
-                    dir.display(),
-                    m.input.height,
-                    m.input.width,
-                    key_dir.display()
-                );
-            }
             prior_min_score.get_or_insert(t.prior_min_score);
             for (k, spec) in t.nets.iter().enumerate() {
                 let path = dir.join(&spec.file);

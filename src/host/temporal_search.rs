@@ -3,15 +3,17 @@
 //! latency on the board, a cycle written as a temporal bundle, and the OKS AP
 //! of a cycle on a labelled video as its fitness.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::coco::CocoDataset;
 use super::eval::{coco_stats, pck, predict_with, RoiMode};
+use crate::arch::{InputSize, Network, SpaceName};
 use crate::board::lut::LatencyTable;
 use crate::board::profiler::{is_here, time_engine};
-use crate::bundle::{temporal_onnx, write_temporal_bundle, Manifest, Temporal, TemporalNetSpec};
+use crate::bundle::{temporal_onnx, write_temporal_bundle, InputType, Manifest, Temporal, TemporalNetSpec};
 use crate::runtime::engine::{EngineOptions, InputTensor, TractEngine};
 use crate::runtime::model::input_shape;
 use crate::runtime::track::TrackConfig;
@@ -19,20 +21,23 @@ use crate::runtime::Estimator;
 use crate::search::temporal::{Cycle, CycleFitness, Pool, PoolNet};
 use crate::search::{Measured, Score};
 
-/// Where a latency came from: the board's table, a measurement on the board
-/// recorded in the bundle, or one taken now (the board is this machine).
+/// Where a latency came from: the board's table (its prediction now, or
+/// the one recorded in the bundle), a measurement on the board recorded in
+/// the bundle, or one taken now (the board is this machine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LatencySource {
     Table,
-    Recorded,
+    RecordedTable,
+    RecordedMeasurement,
     MeasuredNow,
 }
 
 impl LatencySource {
     pub fn name(self) -> &'static str {
         match self {
-            LatencySource::Table => "table",
-            LatencySource::Recorded => "measured on the board",
+            LatencySource::Table => "the board's table",
+            LatencySource::RecordedTable => "the table's, recorded in the bundle",
+            LatencySource::RecordedMeasurement => "measured on the board, recorded in the bundle",
             LatencySource::MeasuredNow => "measured now",
         }
     }
@@ -58,17 +63,27 @@ pub struct PoolBundles {
 
 impl PoolBundles {
     /// Every temporal net of every bundle in `dirs`; the bundles must share
-    /// the key net (the same spatial ONNX). Latencies on `board` (whose
-    /// table is `table`): the table's prediction recorded in the manifest,
-    /// else the latency measured on the board recorded there, else — when
-    /// the board is this machine — measured now at the table's threads.
+    /// the key net (the same spatial ONNX). Latencies on `board`: `table`'s
+    /// prediction (with its correction) where it covers the net, else the
+    /// table's prediction recorded in the manifest, else the latency measured
+    /// on the board recorded there, else — when the board is this machine —
+    /// measured now (p50 of 30 runs at the table's threads).
     pub fn load(dirs: &[PathBuf], board: &str, table: &LatencyTable, max_interval: usize) -> Result<PoolBundles> {
         let Some(key_dir) = dirs.first() else { bail!("--nets: no temporal bundles given") };
         let key = Manifest::load(key_dir)?;
         let key_bytes = read(&key_dir.join(&key.spatial))?;
         let here = is_here(table);
+        let key_net = match (&key.subnet, key.input.dtype) {
+            (Some(subnet), InputType::F32) => {
+                let net = InputSize::new(key.input.height, key.input.width)
+                    .map_err(anyhow::Error::msg)
+                    .and_then(|i| Ok(subnet.network(i)?));
+                predict(table, key_dir, net, subnet.space)
+            }
+            _ => None,
+        };
         let (key_ms, key_source) =
-            latency(key_dir, board, here, table.threads, &key.latency_ms, &key.measured_ms, || {
+            latency(key_dir, board, here, table.threads, key_net, &key.latency_ms, &key.measured_ms, || {
                 let path = key_dir.join(&key.spatial);
                 let options = EngineOptions::new(key.input.dtype, table.threads);
                 let mut engine = TractEngine::from_path_with(&path, &input_shape(&key.input), &options)?;
@@ -95,8 +110,12 @@ impl PoolBundles {
             prior_min_score.get_or_insert(t.prior_min_score);
             for (k, spec) in t.nets.iter().enumerate() {
                 let path = dir.join(&spec.file);
+                let net = InputSize::new(spec.input.height, spec.input.width)
+                    .map_err(anyhow::Error::msg)
+                    .and_then(|i| Ok(spec.net.network(i)?));
+                let predicted = predict(table, dir, net, spec.net.subnet.space);
                 let (ms, source) =
-                    latency(dir, board, here, table.threads, &spec.latency_ms, &spec.measured_ms, || {
+                    latency(dir, board, here, table.threads, predicted, &spec.latency_ms, &spec.measured_ms, || {
                         let options = EngineOptions::new(spec.input.dtype, table.threads);
                         let mut engine = TractEngine::from_path_with(&path, &input_shape(&spec.input), &options)?;
                         Ok(time_engine(&mut engine, &InputTensor::for_spec(&spec.input), 5, 30)?.p50_ms)
@@ -149,29 +168,45 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The table's prediction for `net`, when the table covers every block of it.
+fn predict(table: &LatencyTable, dir: &Path, net: Result<Network>, space: SpaceName) -> Option<f64> {
+    match net.and_then(|n| table.predict(&n, space)) {
+        Ok(p) => Some(p.ms),
+        Err(e) => {
+            log::info!("{}: the table does not predict it ({e:#})", dir.display());
+            None
+        }
+    }
+}
+
 /// A net's latency on `board` and its source (see [`PoolBundles::load`]).
+#[allow(clippy::too_many_arguments)]
 fn latency(
     dir: &Path,
     board: &str,
     here: bool,
     threads: usize,
-    predicted: &std::collections::BTreeMap<String, f64>,
-    measured: &std::collections::BTreeMap<String, f64>,
+    predicted: Option<f64>,
+    recorded: &BTreeMap<String, f64>,
+    measured: &BTreeMap<String, f64>,
     measure: impl FnOnce() -> Result<f64>,
 ) -> Result<(f64, LatencySource)> {
-    if let Some(&ms) = predicted.get(board) {
+    if let Some(ms) = predicted {
         return Ok((ms, LatencySource::Table));
     }
+    if let Some(&ms) = recorded.get(board) {
+        return Ok((ms, LatencySource::RecordedTable));
+    }
     if let Some(&ms) = measured.get(board) {
-        return Ok((ms, LatencySource::Recorded));
+        return Ok((ms, LatencySource::RecordedMeasurement));
     }
     if here {
         log::info!("{}: no latency for {board} recorded; measuring it here ({threads} thread(s))", dir.display());
         return Ok((measure()?, LatencySource::MeasuredNow));
     }
     bail!(
-        "{}: no latency for board {board} (neither `latency_ms.{board}` nor `measured_ms.{board}`), \
-         and {board} is not this machine: measure it on the board",
+        "{}: no latency for board {board}: the table does not cover it, the bundle records neither \
+         `latency_ms.{board}` nor `measured_ms.{board}`, and {board} is not this machine: measure it on the board",
         dir.display()
     )
 }

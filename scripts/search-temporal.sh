@@ -7,12 +7,12 @@
 # latency per frame (this machine: host), scored on the held-out camera
 # (pose2sim cam03, never trained on), and benchmark the chosen bundle.
 #
-#   scripts/search-temporal.sh [OUT (default runs/tsearch)] [BUDGET_MS (default 8)] [STEPS (default 600)]
+#   scripts/search-temporal.sh [OUT (default runs/tsearch)] [BUDGET_MS (default 7.5)] [STEPS (default 600)]
 # ~6 min per net on a 2-vCPU machine (6 nets), then ~10 min of search.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/tsearch}
-BUDGET=${2:-8}
+BUDGET=${2:-7.5}
 STEPS=${3:-600}
 D=.cache/data
 cargo build --release --features host
@@ -37,7 +37,7 @@ train min-concat2 concat@2 --sample min
 train min-add1 add@1 --sample min
 train min-add4 add@4 --sample min
 train s25-add2 add@2 --sample scaled --scale 25
-$V search-temporal --nets "$(IFS=,; echo "${nets[*]}")" --board host --budget-ms "$BUDGET" \
+$V search-temporal --nets "$(IFS=,; echo "${nets[*]}")" --board host --table boards/host-96x96.lut.json --budget-ms "$BUDGET" --evals 100 \
   --coco $D/splits/val.json --images $D --out "$OUT"
 $V bench temporal --model "$OUT/bundle-$BUDGET" --coco $D/splits/val.json --images $D \
   --clip $D/pose2sim/cam03 --plot "$OUT/bench-temporal.png"

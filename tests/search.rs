@@ -277,7 +277,7 @@ fn temporal_pool(dir: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-fn search_temporal(pool: &[std::path::PathBuf], out: &Path, budget: &str) -> Output {
+fn search_temporal(pool: &[std::path::PathBuf], out: &Path, budget: &str, extra: &[&str]) -> Output {
     let nets = pool.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>().join(",");
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     common::vipnas_command()
@@ -287,6 +287,7 @@ fn search_temporal(pool: &[std::path::PathBuf], out: &Path, budget: &str) -> Out
         .arg(clip.join("pose2sim-cam03.json"))
         .arg("--images")
         .arg(clip.join("pose2sim-cam03"))
+        .args(extra)
         .output()
         .expect("vipnas runs")
 }
@@ -296,7 +297,7 @@ fn a_temporal_search_picks_a_cycle_within_the_budget_writes_its_bundle_and_resum
     let dir = common::scratch("search-temporal");
     let pool = temporal_pool(&dir);
     let out = dir.join("out");
-    let first = ok(search_temporal(&pool, &out, "10"));
+    let first = ok(search_temporal(&pool, &out, "10", &[]));
     // Within 10 ms per frame a cycle propagates at least 2 frames: (20 + 2 + 2) / 3 = 8 ms.
     let log = std::fs::read_to_string(out.join("candidates.jsonl")).unwrap();
     let cands: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -330,7 +331,7 @@ fn a_temporal_search_picks_a_cycle_within_the_budget_writes_its_bundle_and_resum
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     // The same command again measures nothing new.
-    let again = ok(search_temporal(&pool, &out, "10"));
+    let again = ok(search_temporal(&pool, &out, "10", &[]));
     assert_eq!(std::fs::read_to_string(out.join("candidates.jsonl")).unwrap(), log, "{again}");
     assert!(
         again.contains(&format!("{} cycles evaluated ({} from an earlier run)", cands.len(), cands.len())),
@@ -339,9 +340,14 @@ fn a_temporal_search_picks_a_cycle_within_the_budget_writes_its_bundle_and_resum
 
     // Bad input, one line each.
     fails_with(
-        search_temporal(&pool, &dir.join("tight"), "5"),
+        search_temporal(&pool, &dir.join("tight"), "5", &[]),
         "no cycle within 5 ms per frame: the cheapest (4 frames propagated per key frame, all by mul) predicts 5.60 ms",
     );
+    // The key net's latency as given on the command line.
+    fails_with(
+        search_temporal(&pool, &dir.join("slow-key"), "10", &["--key-ms", "60"]),
+        "no cycle within 10 ms per frame: the cheapest (4 frames propagated per key frame, all by mul) predicts 13.60 ms (key net 60.00 ms)",
+    );
     std::fs::write(pool[1].join("spatial.onnx"), b"another key net").unwrap();
-    fails_with(search_temporal(&pool, &dir.join("other"), "10"), "its key net (spatial.onnx) differs from");
+    fails_with(search_temporal(&pool, &dir.join("other"), "10", &[]), "its key net (spatial.onnx) differs from");
 }

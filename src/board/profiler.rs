@@ -225,9 +225,15 @@ pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Res
     let s = net.input;
     let shape = [1, s.c as usize, s.h as usize, s.w as usize];
     let mut engine = TractEngine::from_proto_with(&model, &shape, &EngineOptions::new(InputType::F32, threads))?;
-    let input =
-        InputTensor::F32((0..shape.iter().product::<usize>()).map(|i| ((i % 97) as f32 - 48.0) / 24.0).collect());
-    time_engine(&mut engine, &input, warmup, runs)
+    time_engine(&mut engine, &test_input(InputType::F32, shape.iter().product()), warmup, runs)
+}
+
+/// A varied input of `n` values to time a net on (the same for every net).
+pub fn test_input(dtype: InputType, n: usize) -> InputTensor {
+    match dtype {
+        InputType::F32 => InputTensor::F32((0..n).map(|i| ((i % 97) as f32 - 48.0) / 24.0).collect()),
+        InputType::I32 => InputTensor::I32((0..n).map(|i| (i * 37 % 256) as i32).collect()),
+    }
 }
 
 /// Times a loaded engine on `input` (its further inputs, e.g. a temporal

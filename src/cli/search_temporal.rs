@@ -41,6 +41,11 @@ pub struct SearchTemporalArgs {
     /// Latency table (default: the board profile's); decides whether the board is this machine.
     #[arg(long)]
     table: Option<PathBuf>,
+    /// The key net's latency on the board, ms (default: the table's prediction,
+    /// else the latency recorded in the bundle, else measured here when the
+    /// board is this machine) — e.g. `vipnas run`'s p50 on the board.
+    #[arg(long, value_name = "MS")]
+    key_ms: Option<f64>,
     /// Budgets: the mean latency per frame of a cycle, ms, comma-separated; one configuration per budget.
     #[arg(long, value_name = "MS[,MS…]", value_delimiter = ',', required = true)]
     budget_ms: Vec<f64>,
@@ -79,7 +84,10 @@ pub fn run(a: SearchTemporalArgs) -> Result<()> {
     }
     let board = BoardProfile::load(&a.board)?;
     let (table_path, table) = board_table(&board, a.table.as_deref())?;
-    let bundles = PoolBundles::load(&a.nets, &board.name, &table, a.max_interval)?;
+    if let Some(ms) = a.key_ms {
+        anyhow::ensure!(ms.is_finite() && ms > 0.0, "--key-ms {ms}: must be a positive number of ms");
+    }
+    let bundles = PoolBundles::load(&a.nets, &board.name, &table, a.max_interval, a.key_ms)?;
     let val = CocoDataset::load(&a.coco)?;
     anyhow::ensure!(!val.annotations.is_empty(), "{}: no annotations to score cycles on", a.coco.display());
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;

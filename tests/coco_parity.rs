@@ -209,11 +209,13 @@ fn teacher_labels_agree_with_the_real_labels() {
         min_score: 0.4,
         min_keypoints: 5,
         starts: vec![StartBox { frame: 0, bbox: b }],
+        detect_every: 1,
+        stills: false,
         max_frames: Some(30),
         description: "test".into(),
     };
     let model = PoseModel::load(&repo("models/movenet-lightning"), 1).unwrap();
-    let (labels, stats) = label(model, &repo("tests/data/pose2sim-cam03"), &opts).unwrap();
+    let (labels, stats) = label(model, None, &repo("tests/data/pose2sim-cam03"), &opts).unwrap();
     assert_eq!(stats.frames, 30);
     assert!(stats.annotations >= 28, "{stats:?}");
     assert!(labels.annotations.iter().all(|a| a.num_keypoints >= 5 && a.bbox[2] > 0.0));
@@ -239,6 +241,92 @@ fn teacher_labels_agree_with_the_real_labels() {
     );
     assert!(p30.overall[0] > 0.9, "{}", p30.overall[0]);
     assert!(p.overall[0] < p30.overall[0], "unlabelled frames count as misses");
+}
+
+/// Replays the human boxes of a labelled set as detections: it recognises
+/// the frame it is given by its pixels.
+struct LabelBoxes {
+    /// Per frame: a hash of its pixels, its boxes.
+    frames: Vec<(u64, Vec<[f32; 4]>)>,
+    /// The frames it was called on.
+    calls: Vec<usize>,
+}
+
+impl vipnas::host::detect::PersonDetector for LabelBoxes {
+    fn detect(&mut self, f: &vipnas::runtime::Frame) -> anyhow::Result<Vec<vipnas::host::detect::Detection>> {
+        let i = self.frames.iter().position(|(h, _)| *h == pixels_hash(f)).expect("a frame of the set");
+        self.calls.push(i);
+        Ok(self.frames[i].1.iter().map(|&bbox| vipnas::host::detect::Detection { bbox, score: 1.0 }).collect())
+    }
+}
+
+fn pixels_hash(f: &vipnas::runtime::Frame) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    f.rgb.hash(&mut h);
+    h.finish()
+}
+
+#[test]
+fn a_detector_starts_one_track_per_person_and_the_teacher_labels_both() {
+    use vipnas::host::label::{label, LabelOptions};
+    let shared = repo("../shared/data/pose2sim_demo");
+    if !shared.is_dir() {
+        eprintln!("\n!!!!!!!! SKIPPING: {} is absent (CI has it) !!!!!!!!\n", shared.display());
+        return;
+    }
+    // pose2sim cam01: the runner and a person in the background, both labelled by hand.
+    let gt = CocoDataset::load(&shared.join("annotations/person_keypoints_cam01.json")).unwrap();
+    let dir = common::scratch("label-detector");
+    let frames = dir.join("cam01");
+    std::fs::create_dir_all(&frames).unwrap();
+    let images: Vec<_> = gt.images_in_order().into_iter().take(30).cloned().collect();
+    let mut detector = LabelBoxes { frames: Vec::new(), calls: Vec::new() };
+    let mut frame = vipnas::runtime::Frame::default();
+    for im in &images {
+        let name = Path::new(&im.file_name).file_name().unwrap();
+        std::fs::copy(shared.join("frames").join(&im.file_name), frames.join(name)).unwrap();
+        vipnas::runtime::frame::load_image(&frames.join(name), &mut frame).unwrap();
+        let boxes = gt.annotations.iter().filter(|a| a.image_id == im.id).map(|a| a.bbox.map(|v| v as f32)).collect();
+        detector.frames.push((pixels_hash(&frame), boxes));
+    }
+    let every = 5;
+    let opts = LabelOptions {
+        min_score: 0.4,
+        min_keypoints: 5,
+        starts: Vec::new(),
+        detect_every: every,
+        stills: false,
+        max_frames: None,
+        description: "test".into(),
+    };
+    let model = PoseModel::load(&repo("models/movenet-lightning"), 1).unwrap();
+    let (labels, stats) = label(model, Some(&mut detector), &frames, &opts).unwrap();
+    println!("{stats:?}");
+    assert_eq!(detector.calls, (0..30).step_by(every as usize).collect::<Vec<_>>(), "detector every {every} frames");
+    assert_eq!(stats.frames, 30);
+    // Both people followed from frame 0; the later detections of them start nothing.
+    assert_eq!(stats.people, 2, "{stats:?}");
+    assert!(stats.annotations >= 56, "{stats:?}");
+    assert!(labels.images.iter().all(|im| labels.annotations.iter().filter(|a| a.image_id == im.id).count() <= 2));
+    // Each person's labels land on that person: PCK@0.1 against the human labels.
+    let as_results: Vec<CocoResult> = labels
+        .annotations
+        .iter()
+        .map(|a| {
+            let file = &labels.images.iter().find(|i| i.id == a.image_id).unwrap().file_name;
+            let image_id = images.iter().find(|i| i.file_name.ends_with(file.as_str())).unwrap().id;
+            CocoResult { image_id, category_id: 1, keypoints: a.keypoints.clone(), score: 1.0 }
+        })
+        .collect();
+    let mut sub = gt.clone();
+    sub.annotations.retain(|a| images.iter().any(|i| i.id == a.image_id));
+    let p = pck(&sub, &as_results, &[0.1]);
+    println!(
+        "teacher labels of both people vs the human labels: PCK@0.1 = {:.3} over {} keypoints",
+        p.overall[0], p.keypoints
+    );
+    assert!(p.overall[0] > 0.8, "{}", p.overall[0]);
 }
 
 #[test]

@@ -1,16 +1,18 @@
 //! `vipnas label`: pseudo-labels for unlabelled frames from a teacher model run
 //! through the runtime's crop tracking. Confident keypoints keep visibility 2,
 //! the rest are written as (0, 0, 0); a person with too few confident
-//! keypoints in a frame gets no annotation there. Several people are followed
-//! from hand-given starting boxes, each by its own tracker.
+//! keypoints in a frame gets no annotation there. Several people are followed,
+//! each by its own tracker, from hand-given starting boxes or from a person
+//! detector's boxes (a track for everyone who appears, ended when they leave).
 
 use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use super::coco::{CocoAnnotation, CocoCategory, CocoDataset, CocoImage};
 use super::dataset::SKIP_CAP;
+use super::detect::{iou, PersonDetector};
 use crate::coco::KEYPOINTS;
 use crate::runtime::frame::load_image;
 use crate::runtime::preprocess::Roi;
@@ -45,19 +47,34 @@ pub struct LabelOptions {
     pub min_score: f32,
     /// Fewer kept keypoints than this: no annotation for that person and frame.
     pub min_keypoints: usize,
-    /// People to follow; empty = one person, found on the whole frame.
+    /// People to follow from given boxes; with neither these nor a detector,
+    /// one person, found on the whole frame.
     pub starts: Vec<StartBox>,
+    /// With a detector: look for people no track covers every this many frames.
+    pub detect_every: u64,
+    /// Every image is a scene of its own (still images): no track carries over.
+    pub stills: bool,
     pub max_frames: Option<u64>,
     pub description: String,
 }
 
 /// Counts for the report.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LabelStats {
     pub frames: usize,
     pub annotations: usize,
+    /// Frames in which a followed person was lost or too uncertain: no annotation.
     pub skipped: usize,
     pub keypoints: usize,
+    /// Tracks with at least one annotation: distinct people, counted once per
+    /// track (someone lost for good and found again later counts twice).
+    pub people: usize,
+    /// People the detector reported (each detection frame, all of them).
+    pub detections: usize,
+    /// Tracks ended because they had converged on a person another track follows.
+    pub merged: usize,
+    /// Frames that could not be read (`file: why`), skipped.
+    pub unreadable: Vec<String>,
 }
 
 fn annotation(id: u64, image: &CocoImage, pose: &Pose, opts: &LabelOptions) -> Option<CocoAnnotation> {
@@ -96,20 +113,62 @@ fn annotation(id: u64, image: &CocoImage, pose: &Pose, opts: &LabelOptions) -> O
     })
 }
 
+/// A person followed by [`label`].
+struct Track {
+    tracker: Tracker,
+    /// Started by a detection: ends after [`MAX_MISSES`] lost frames in a row
+    /// (a start box is followed to the end, holding its crop while lost).
+    detected: bool,
+    misses: u32,
+    annotations: usize,
+}
+
+impl Track {
+    fn end(self, stats: &mut LabelStats) {
+        stats.people += usize::from(self.annotations > 0);
+    }
+}
+
+/// A detected person lost this many frames in a row has left: the track ends.
+const MAX_MISSES: u32 = 10;
+/// A detection overlapping a followed person's box this much (IoU) is that person.
+const SAME_PERSON_DETECTION: f32 = 0.3;
+/// Two followed people whose boxes overlap this much are one: the younger track ends.
+const SAME_PERSON_TRACKS: f32 = 0.6;
+
 /// Labels every frame of `dir` (JPEG/PNG, name order); file names in the
-/// output are relative to `dir`.
-pub fn label(mut model: PoseModel, dir: &Path, opts: &LabelOptions) -> Result<(CocoDataset, LabelStats)> {
+/// output are relative to `dir`. People are followed from `opts.starts`, from
+/// `detector`'s detections (a new track for each person no track covers,
+/// every `opts.detect_every` frames), or, with neither, one person from the
+/// whole frame.
+pub fn label(
+    mut model: PoseModel,
+    mut detector: Option<&mut dyn PersonDetector>,
+    dir: &Path,
+    opts: &LabelOptions,
+) -> Result<(CocoDataset, LabelStats)> {
     let files = DirSource::open(dir)?.files().to_vec();
-    let people = if opts.starts.is_empty() { vec![None] } else { opts.starts.iter().map(Some).collect() };
-    let cfg = TrackConfig { hold_on_loss: !opts.starts.is_empty(), ..TrackConfig::default() };
-    let mut trackers: Vec<Tracker> = people.iter().map(|_| Tracker::new(cfg)).collect();
+    let followed = !opts.starts.is_empty() || detector.is_some();
+    let cfg = TrackConfig { hold_on_loss: followed, ..TrackConfig::default() };
+    let new_track = |detected| Track { tracker: Tracker::new(cfg), detected, misses: 0, annotations: 0 };
+    let mut tracks: Vec<Track> = if followed { Vec::new() } else { vec![new_track(false)] };
     let aspect = model.aspect();
     let (mut frame, mut pose) = (Frame::default(), Pose::default());
     let mut images = Vec::new();
     let mut annotations = Vec::new();
     let mut stats = LabelStats::default();
-    for (i, path) in files.iter().enumerate().take(opts.max_frames.map_or(usize::MAX, |n| n as usize)) {
-        load_image(path, &mut frame).with_context(|| format!("{}: cannot load", path.display()))?;
+    let files = &files[..files.len().min(opts.max_frames.map_or(usize::MAX, |n| n as usize))];
+    for (i, path) in files.iter().enumerate() {
+        if let Err(e) = load_image(path, &mut frame) {
+            // Skipped and counted: the tracks go on with the next frame. Past
+            // SKIP_CAP of the frames the labelling stops.
+            log::warn!("skipped {}: {e:#}", path.display());
+            stats.unreadable.push(format!("{}: {e:#}", path.display()));
+            if stats.unreadable.len() as f64 > (SKIP_CAP * files.len() as f64).max(1.0) {
+                bail!("{} of {} frames unreadable, e.g. {}", stats.unreadable.len(), files.len(), stats.unreadable[0]);
+            }
+            continue;
+        }
         let name = path.strip_prefix(dir).unwrap_or(path).to_string_lossy().into_owned();
         let image = CocoImage {
             id: i as u64 + 1,
@@ -118,27 +177,78 @@ pub fn label(mut model: PoseModel, dir: &Path, opts: &LabelOptions) -> Result<(C
             height: frame.height,
             frame_index: Some(i as u64),
         };
-        for (start, tracker) in people.iter().zip(trackers.iter_mut()) {
-            if let Some(s) = start {
-                if (i as u64) < s.frame {
+        if opts.stills {
+            tracks.drain(..).for_each(|t| t.end(&mut stats));
+        }
+        for s in opts.starts.iter().filter(|s| s.frame == i as u64) {
+            let mut t = new_track(false);
+            let [x, y, w, h] = s.bbox;
+            t.tracker.start_at(Roi::from_box(x, y, w, h, aspect, 1.25));
+            tracks.push(t);
+        }
+        // This frame's annotation of each track, in track order.
+        let mut found: Vec<Option<CocoAnnotation>> = Vec::with_capacity(tracks.len());
+        for t in tracks.iter_mut() {
+            found.push(step(&mut model, &mut t.tracker, &frame, &image, opts, &mut pose)?);
+        }
+        let detect_now = opts.stills || (i as u64) % opts.detect_every.max(1) == 0;
+        if let Some(d) = detector.as_deref_mut().filter(|_| detect_now) {
+            let mut people = d.detect(&frame)?;
+            people.sort_by(|a, b| b.score.total_cmp(&a.score));
+            stats.detections += people.len();
+            for p in people {
+                if found.iter().flatten().any(|a| iou(&p.bbox, &a.bbox.map(|v| v as f32)) >= SAME_PERSON_DETECTION) {
                     continue;
                 }
-                if i as u64 == s.frame {
-                    let [x, y, w, h] = s.bbox;
-                    tracker.start_at(Roi::from_box(x, y, w, h, aspect, 1.25));
-                }
-            }
-            let lost = track_step(&mut model, tracker, &frame, 1.0 / 30.0, &mut pose)?.lost;
-            match (!lost).then(|| annotation(annotations.len() as u64 + 1, &image, &pose, opts)).flatten() {
-                Some(a) => {
-                    stats.keypoints += a.num_keypoints as usize;
-                    annotations.push(a);
-                }
-                None => stats.skipped += 1,
+                let mut t = new_track(true);
+                let [x, y, w, h] = p.bbox;
+                t.tracker.start_at(Roi::from_box(x, y, w, h, aspect, 1.25));
+                found.push(step(&mut model, &mut t.tracker, &frame, &image, opts, &mut pose)?);
+                tracks.push(t);
             }
         }
+        // Two tracks on one person (one drifted onto the other): the younger ends.
+        let mut keep = vec![true; tracks.len()];
+        for j in 0..tracks.len() {
+            for k in 0..j {
+                if let (true, Some(a), Some(b)) = (keep[k], &found[k], &found[j]) {
+                    if iou(&a.bbox.map(|v| v as f32), &b.bbox.map(|v| v as f32)) >= SAME_PERSON_TRACKS {
+                        keep[j] = false;
+                        stats.merged += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        let mut kept = Vec::with_capacity(tracks.len());
+        for ((mut t, a), keep) in tracks.drain(..).zip(found).zip(keep) {
+            match (keep, a) {
+                (false, _) => {
+                    t.end(&mut stats);
+                    continue;
+                }
+                (true, Some(mut a)) => {
+                    a.id = annotations.len() as u64 + 1;
+                    stats.keypoints += a.num_keypoints as usize;
+                    annotations.push(a);
+                    t.annotations += 1;
+                    t.misses = 0;
+                }
+                (true, None) => {
+                    stats.skipped += 1;
+                    t.misses += 1;
+                }
+            }
+            if t.detected && t.misses > MAX_MISSES {
+                t.end(&mut stats);
+            } else {
+                kept.push(t);
+            }
+        }
+        tracks = kept;
         images.push(image);
     }
+    tracks.into_iter().for_each(|t| t.end(&mut stats));
     if images.is_empty() {
         bail!("{}: no frames", dir.display());
     }
@@ -153,6 +263,21 @@ pub fn label(mut model: PoseModel, dir: &Path, opts: &LabelOptions) -> Result<(C
     };
     dataset.check()?;
     Ok((dataset, stats))
+}
+
+/// One frame of one track: the teacher's pose in the tracker's crop, as an
+/// annotation (id 0, set when kept) when the person is not lost and enough
+/// keypoints are confident.
+fn step(
+    model: &mut PoseModel,
+    tracker: &mut Tracker,
+    frame: &Frame,
+    image: &CocoImage,
+    opts: &LabelOptions,
+    pose: &mut Pose,
+) -> Result<Option<CocoAnnotation>> {
+    let lost = track_step(model, tracker, frame, 1.0 / 30.0, pose)?.lost;
+    Ok((!lost).then(|| annotation(0, image, pose, opts)).flatten())
 }
 
 /// Counts of [`fill`], for the report.
@@ -248,6 +373,51 @@ pub fn fill(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` frames of the bundled clip in a fresh directory, the frames in `broken` overwritten with text.
+    fn clip(name: &str, n: usize, broken: &[usize]) -> std::path::PathBuf {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = repo.join("target/tmp").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            let to = dir.join(format!("{i:06}.jpg"));
+            std::fs::copy(repo.join(format!("tests/data/pose2sim-cam03/{i:06}.jpg")), &to).unwrap();
+            if broken.contains(&i) {
+                std::fs::write(&to, "not a JPEG").unwrap();
+            }
+        }
+        dir
+    }
+
+    fn options() -> LabelOptions {
+        LabelOptions {
+            min_score: 0.4,
+            min_keypoints: 5,
+            starts: Vec::new(),
+            detect_every: 1,
+            stills: false,
+            max_frames: None,
+            description: "test".into(),
+        }
+    }
+
+    #[test]
+    fn unreadable_frames_are_skipped_and_counted_up_to_the_cap() {
+        let model =
+            || PoseModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning"), 1).unwrap();
+        let dir = clip("label-unreadable", 20, &[7]);
+        let (set, stats) = label(model(), None, &dir, &options()).unwrap();
+        assert_eq!(stats.unreadable.len(), 1);
+        assert!(stats.unreadable[0].contains("000007.jpg"), "{:?}", stats.unreadable);
+        assert_eq!(set.images.len(), 19);
+        assert!(set.images.iter().all(|im| im.file_name != "000007.jpg"));
+        assert!(stats.annotations >= 18, "{stats:?}");
+        // 2 of 20 is past 5 %: stop, naming a file.
+        let dir = clip("label-unreadable-2", 20, &[3, 9]);
+        let err = label(model(), None, &dir, &options()).unwrap_err().to_string();
+        assert!(err.starts_with("2 of 20 frames unreadable, e.g. ") && err.contains("000003.jpg"), "{err}");
+    }
 
     #[test]
     fn start_boxes_parse() {

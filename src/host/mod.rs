@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod coco;
 pub mod dataset;
+pub mod detect;
 pub mod eval;
 pub mod label;
 pub mod latency_bench;

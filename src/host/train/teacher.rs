@@ -38,10 +38,12 @@ pub fn training_set(config: &TrainConfig, out: &Path) -> Result<(PathBuf, PathBu
             min_score: 0.4,
             min_keypoints: 5,
             starts: Vec::new(),
+            detect_every: 1,
+            stills: false,
             max_frames: None,
             description: format!("pseudo-labels by the teacher {} for vipnas train", teacher.display()),
         };
-        let (set, stats) = label(model, dir, &opts)?;
+        let (set, stats) = label(model, None, dir, &opts)?;
         println!(
             "teacher {}: {} of {} frames of {} labelled ({:.1} keypoints each)",
             teacher.display(),

@@ -58,9 +58,13 @@ pub struct TrainArgs {
     /// Seed of the initial weights, batch order, augmentation and sampled subnets.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Train without augmentation (flip, scale, rotation, half body).
+    /// Train without augmentation (flip, scale, rotation, half body, and the photometric ones).
     #[arg(long)]
     no_augment: bool,
+    /// Train without the photometric augmentations (colour jitter, blur, noise,
+    /// random erasing); the geometric ones stay.
+    #[arg(long)]
+    no_photometric: bool,
     /// Teacher model (bundle or ONNX, e.g. MoveNet) that labels the --unlabelled frames.
     #[arg(long, value_name = "MODEL", requires = "unlabelled")]
     teacher: Option<PathBuf>,
@@ -93,6 +97,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     config.randoms = a.randoms;
     config.seed = a.seed;
     config.augment = !a.no_augment;
+    config.photometric = !a.no_augment && !a.no_photometric;
     config.teacher = a.teacher.as_ref().map(abs).transpose()?;
     config.unlabelled = a.unlabelled.iter().map(abs).collect::<Result<_>>()?;
     config.init = a.init.as_ref().map(abs).transpose()?;

@@ -2,8 +2,9 @@
 //! unchanged): one sample per person annotation with at least one labelled
 //! keypoint, cropped top-down around its box with mmpose's augmentations —
 //! random scale, rotation, horizontal flip (COCO's left/right pairs), and
-//! half-body crops — warped to the network input and normalised, with
-//! Gaussian heatmap targets ([`super::heatmap`]).
+//! half-body crops — warped to the network input and normalised, then
+//! photometric ones ([`super::photometric`]), with Gaussian heatmap targets
+//! ([`crate::heatmap`]).
 //!
 //! Bad samples (an image that is missing or does not decode) are skipped and
 //! counted; past [`SKIP_CAP`] of the set the run aborts rather than train on
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::coco::CocoDataset;
+use super::photometric::Photometric;
 use crate::arch::rng::Rng;
 use crate::arch::InputSize;
 use crate::bundle::InputSpec;
@@ -60,16 +62,33 @@ pub struct Augment {
     pub rotate_prob: f32,
     /// Probability of cropping the upper or lower body only (when ≥ 8 keypoints are labelled).
     pub half_body: f32,
+    /// Colour jitter, blur, noise, random erasing on the crop.
+    pub photometric: Photometric,
 }
 
 impl Augment {
-    pub const NONE: Augment = Augment { flip: 0.0, scale: 0.0, rotation: 0.0, rotate_prob: 0.0, half_body: 0.0 };
+    pub const NONE: Augment = Augment {
+        flip: 0.0,
+        scale: 0.0,
+        rotation: 0.0,
+        rotate_prob: 0.0,
+        half_body: 0.0,
+        photometric: Photometric::NONE,
+    };
 }
 
 impl Default for Augment {
-    /// mmpose's COCO top-down defaults: flip 0.5, scale ±35 %, rotation ±40° with p 0.6, half body p 0.3.
+    /// mmpose's COCO top-down defaults: flip 0.5, scale ±35 %, rotation ±40° with p 0.6, half body p 0.3;
+    /// [`Photometric::default`].
     fn default() -> Augment {
-        Augment { flip: 0.5, scale: 0.35, rotation: 40.0, rotate_prob: 0.6, half_body: 0.3 }
+        Augment {
+            flip: 0.5,
+            scale: 0.35,
+            rotation: 40.0,
+            rotate_prob: 0.6,
+            half_body: 0.3,
+            photometric: Photometric::default(),
+        }
     }
 }
 
@@ -182,6 +201,7 @@ pub fn prepare(
     let affine = crop(s, input, aug, rng);
     let flip = (rng.uniform() as f32) < aug.flip;
     prepare_at(s, spec, affine, flip, frame, x, heatmaps, weights)?;
+    aug.photometric.apply(x, spec, rng);
     Ok(())
 }
 
@@ -316,6 +336,20 @@ mod tests {
         // Left shoulder (5) of the flipped sample = the mirrored right shoulder (6).
         let (l, r) = (flipped.kps[5], plain.kps[6]);
         assert!((l[0] - (w as f32 - r[0])).abs() < 0.1 && (l[1] - r[1]).abs() < 0.1, "{l:?} vs {r:?}");
+    }
+
+    #[test]
+    fn photometric_augmentation_changes_pixels_not_targets() {
+        let set = clip();
+        let s = &set.samples[5];
+        let geometric = Augment { photometric: Photometric::NONE, ..Augment::default() };
+        let mut changed = 0;
+        for seed in 0..4 {
+            let (a, b) = (prepared(s, &Augment::default(), seed), prepared(s, &geometric, seed));
+            assert_eq!((a.kps, a.weights), (b.kps, b.weights), "seed {seed}");
+            changed += usize::from(a.x.iter().zip(&b.x).any(|(p, q)| (p - q).abs() > 1e-3));
+        }
+        assert!(changed >= 3, "photometric changes moved the pixels of {changed} of 4 samples");
     }
 
     #[test]

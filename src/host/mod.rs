@@ -9,6 +9,7 @@ pub mod eval;
 pub mod label;
 pub mod latency_bench;
 pub mod openpose;
+pub mod photometric;
 pub mod plot;
 pub mod sandwich;
 pub mod supernet;

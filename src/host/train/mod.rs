@@ -33,6 +33,7 @@ pub use self::losses::LossRow;
 use self::losses::{plot_losses, read_losses, write_losses};
 use self::optim::{Adam, AdamConfig, LrSchedule};
 use super::dataset::{Augment, TrainSet};
+use super::photometric::Photometric;
 use super::sandwich::{sandwich_loss, Batch};
 use super::supernet::Supernet;
 use crate::arch::{InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, SupernetLayout};
@@ -67,6 +68,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// mmpose's augmentations (flip, scale, rotation, half body); default on.
     pub augment: bool,
+    /// The photometric ones besides ([`crate::host::photometric`]); default on,
+    /// off in checkpoints written before they existed.
+    #[serde(default)]
+    pub photometric: bool,
     /// A teacher model that labels `unlabelled` frame directories ([`teacher`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<PathBuf>,
@@ -92,6 +97,7 @@ impl TrainConfig {
             randoms: 2,
             seed: 0,
             augment: true,
+            photometric: true,
             teacher: None,
             unlabelled: Vec::new(),
             init: None,
@@ -197,7 +203,11 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
     let schedule = LrSchedule { base: config.lr, warmup: config.warmup, steps: config.steps };
     let spec = InputSpec::for_subnet(config.input);
     let plan = BatchPlan { samples: set.samples.len(), batch: config.batch, seed: config.seed };
-    let aug = if config.augment { Augment::default() } else { Augment::NONE };
+    let aug = match (config.augment, config.photometric) {
+        (false, _) => Augment::NONE,
+        (true, true) => Augment::default(),
+        (true, false) => Augment { photometric: Photometric::NONE, ..Augment::default() },
+    };
     let rx = batches::prefetch(set.clone(), spec, aug, plan, (start, end), 3);
     let (h, w) = (config.input.height as usize, config.input.width as usize);
     let bar = progress_bar(opts.progress, start, config.steps);

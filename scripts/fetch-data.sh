@@ -183,7 +183,8 @@ done
 # people every few frames, a track starts for each one no track follows yet, and Thunder
 # labels every track's crop (`vipnas label --detector`; a track ends when its person is
 # lost for 10 frames). vtest.avi: all 795 frames (pedestrians 35–85 px tall: the
-# detector sees the frame at its own size). pose2sim's multi-person demo: 4 views × 100
+# detector sees the frame at its own size; the photos' people, filling the frame,
+# are found at MultiPose's usual 256 and missed at 640). pose2sim's multi-person demo: 4 views × 100
 # frames at 60 fps, 2 people. Still photos (--stills: each image on its own): messi5.jpg,
 # basketball1/2.png (opencv-doc), astronaut.png, camera.png (scikit-image 0.26.0 wheel).
 MP="$OUT/models/movenet-multipose.onnx"
@@ -212,7 +213,7 @@ if [[ ! -f "$OUT/labels/vtest-all.json" || ! -f "$OUT/labels/stills.json" || ! -
   mkdir -p "$OUT/stills"
   unzip -q -o -j "$DL/$sk" skimage/data/astronaut.png skimage/data/camera.png -d "$OUT/stills"
   cp -u /usr/share/doc/opencv-doc/examples/data/{messi5.jpg,basketball1.png,basketball2.png} "$OUT/stills/"
-  label_all "$OUT/stills" "$OUT/labels/stills.json" 480x640 --stills
+  label_all "$OUT/stills" "$OUT/labels/stills.json" 256x256 --stills
 fi
 multi=()
 for cam in "${MULTI[@]}"; do multi+=("$OUT/labels/pose2sim-multi-$cam.json:pose2sim-multi/$cam"); done

@@ -206,13 +206,9 @@ fn teacher_labels_agree_with_the_real_labels() {
     let first = gt.annotations.iter().find(|a| a.image_id == gt.images_in_order()[0].id).unwrap();
     let b = first.bbox.map(|v| v as f32);
     let opts = LabelOptions {
-        min_score: 0.4,
-        min_keypoints: 5,
         starts: vec![StartBox { frame: 0, bbox: b }],
-        detect_every: 1,
-        stills: false,
         max_frames: Some(30),
-        description: "test".into(),
+        ..LabelOptions::new("test")
     };
     let model = PoseModel::load(&repo("models/movenet-lightning"), 1).unwrap();
     let (labels, stats) = label(model, None, &repo("tests/data/pose2sim-cam03"), &opts).unwrap();
@@ -291,15 +287,7 @@ fn a_detector_starts_one_track_per_person_and_the_teacher_labels_both() {
         detector.frames.push((pixels_hash(&frame), boxes));
     }
     let every = 5;
-    let opts = LabelOptions {
-        min_score: 0.4,
-        min_keypoints: 5,
-        starts: Vec::new(),
-        detect_every: every,
-        stills: false,
-        max_frames: None,
-        description: "test".into(),
-    };
+    let opts = LabelOptions { detect_every: every, ..LabelOptions::new("test") };
     let model = PoseModel::load(&repo("models/movenet-lightning"), 1).unwrap();
     let (labels, stats) = label(model, Some(&mut detector), &frames, &opts).unwrap();
     println!("{stats:?}");

@@ -58,6 +58,22 @@ pub struct LabelOptions {
     pub description: String,
 }
 
+impl LabelOptions {
+    /// `vipnas label`'s defaults: keypoints scoring ≥ 0.4, people with ≥ 5 of
+    /// them, one person from the whole frame, every frame.
+    pub fn new(description: impl Into<String>) -> LabelOptions {
+        LabelOptions {
+            min_score: 0.4,
+            min_keypoints: 5,
+            starts: Vec::new(),
+            detect_every: 1,
+            stills: false,
+            max_frames: None,
+            description: description.into(),
+        }
+    }
+}
+
 /// Counts for the report.
 #[derive(Clone, Debug, Default)]
 pub struct LabelStats {
@@ -390,24 +406,12 @@ mod tests {
         dir
     }
 
-    fn options() -> LabelOptions {
-        LabelOptions {
-            min_score: 0.4,
-            min_keypoints: 5,
-            starts: Vec::new(),
-            detect_every: 1,
-            stills: false,
-            max_frames: None,
-            description: "test".into(),
-        }
-    }
-
     #[test]
     fn unreadable_frames_are_skipped_and_counted_up_to_the_cap() {
         let model =
             || PoseModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning"), 1).unwrap();
         let dir = clip("label-unreadable", 20, &[7]);
-        let (set, stats) = label(model(), None, &dir, &options()).unwrap();
+        let (set, stats) = label(model(), None, &dir, &LabelOptions::new("test")).unwrap();
         assert_eq!(stats.unreadable.len(), 1);
         assert!(stats.unreadable[0].contains("000007.jpg"), "{:?}", stats.unreadable);
         assert_eq!(set.images.len(), 19);
@@ -415,7 +419,7 @@ mod tests {
         assert!(stats.annotations >= 18, "{stats:?}");
         // 2 of 20 is past 5 %: stop, naming a file.
         let dir = clip("label-unreadable-2", 20, &[3, 9]);
-        let err = label(model(), None, &dir, &options()).unwrap_err().to_string();
+        let err = label(model(), None, &dir, &LabelOptions::new("test")).unwrap_err().to_string();
         assert!(err.starts_with("2 of 20 frames unreadable, e.g. ") && err.contains("000003.jpg"), "{err}");
     }
 

@@ -34,15 +34,7 @@ pub fn training_set(config: &TrainConfig, out: &Path) -> Result<(PathBuf, PathBu
     let mut parts = vec![(CocoDataset::load(&config.coco)?, abs(&config.images))];
     for dir in &config.unlabelled {
         let model = PoseModel::load(teacher, 1).with_context(|| format!("teacher {}", teacher.display()))?;
-        let opts = LabelOptions {
-            min_score: 0.4,
-            min_keypoints: 5,
-            starts: Vec::new(),
-            detect_every: 1,
-            stills: false,
-            max_frames: None,
-            description: format!("pseudo-labels by the teacher {} for vipnas train", teacher.display()),
-        };
+        let opts = LabelOptions::new(format!("pseudo-labels by the teacher {} for vipnas train", teacher.display()));
         let (set, stats) = label(model, None, dir, &opts)?;
         println!(
             "teacher {}: {} of {} frames of {} labelled ({:.1} keypoints each)",

@@ -211,7 +211,7 @@ fn teacher_labels_agree_with_the_real_labels() {
         ..LabelOptions::new("test")
     };
     let model = PoseModel::load(&repo("models/movenet-lightning"), 1).unwrap();
-    let (labels, stats) = label(model, None, &repo("tests/data/pose2sim-cam03"), &opts).unwrap();
+    let (labels, stats) = label(model, None, &repo("tests/data/pose2sim-cam03"), &opts, |_, _| {}).unwrap();
     assert_eq!(stats.frames, 30);
     assert!(stats.annotations >= 28, "{stats:?}");
     assert!(labels.annotations.iter().all(|a| a.num_keypoints >= 5 && a.bbox[2] > 0.0));
@@ -289,7 +289,7 @@ fn a_detector_starts_one_track_per_person_and_the_teacher_labels_both() {
     let every = 5;
     let opts = LabelOptions { detect_every: every, ..LabelOptions::new("test") };
     let model = PoseModel::load(&repo("models/movenet-lightning"), 1).unwrap();
-    let (labels, stats) = label(model, Some(&mut detector), &frames, &opts).unwrap();
+    let (labels, stats) = label(model, Some(&mut detector), &frames, &opts, |_, _| {}).unwrap();
     println!("{stats:?}");
     assert_eq!(detector.calls, (0..30).step_by(every as usize).collect::<Vec<_>>(), "detector every {every} frames");
     assert_eq!(stats.frames, 30);

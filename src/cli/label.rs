@@ -103,7 +103,15 @@ pub fn run(a: LabelArgs) -> Result<()> {
         ),
     };
     let detector = detector.as_mut().map(|d| d as &mut dyn PersonDetector);
-    let (dataset, stats) = label(model, detector, dir, &opts)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} frames | ETA {eta}").expect("valid template"),
+    );
+    let (dataset, stats) = label(model, detector, dir, &opts, |i, n| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+    })?;
+    bar.finish_and_clear();
     vipnas::bundle::write_atomic(&a.out, &serde_json::to_vec(&dataset)?)?;
     outln!(
         "wrote {}: {} frames ({} unreadable, skipped), {} people (tracks), {} annotations ({} person-frames skipped, {} tracks merged into another), {:.1} keypoints per annotation",

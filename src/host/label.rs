@@ -156,12 +156,13 @@ const SAME_PERSON_TRACKS: f32 = 0.6;
 /// output are relative to `dir`. People are followed from `opts.starts`, from
 /// `detector`'s detections (a new track for each person no track covers,
 /// every `opts.detect_every` frames), or, with neither, one person from the
-/// whole frame.
+/// whole frame. `progress(frames done, frames)` is called before each frame.
 pub fn label(
     mut model: PoseModel,
     mut detector: Option<&mut dyn PersonDetector>,
     dir: &Path,
     opts: &LabelOptions,
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<(CocoDataset, LabelStats)> {
     let files = DirSource::open(dir)?.files().to_vec();
     let followed = !opts.starts.is_empty() || detector.is_some();
@@ -175,6 +176,7 @@ pub fn label(
     let mut stats = LabelStats::default();
     let files = &files[..files.len().min(opts.max_frames.map_or(usize::MAX, |n| n as usize))];
     for (i, path) in files.iter().enumerate() {
+        progress(i, files.len());
         if let Err(e) = load_image(path, &mut frame) {
             // Skipped and counted: the tracks go on with the next frame. Past
             // SKIP_CAP of the frames the labelling stops.
@@ -207,7 +209,7 @@ pub fn label(
         for t in tracks.iter_mut() {
             found.push(step(&mut model, &mut t.tracker, &frame, &image, opts, &mut pose)?);
         }
-        let detect_now = opts.stills || (i as u64) % opts.detect_every.max(1) == 0;
+        let detect_now = opts.stills || (i as u64).is_multiple_of(opts.detect_every.max(1));
         if let Some(d) = detector.as_deref_mut().filter(|_| detect_now) {
             let mut people = d.detect(&frame)?;
             people.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -411,7 +413,7 @@ mod tests {
         let model =
             || PoseModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning"), 1).unwrap();
         let dir = clip("label-unreadable", 20, &[7]);
-        let (set, stats) = label(model(), None, &dir, &LabelOptions::new("test")).unwrap();
+        let (set, stats) = label(model(), None, &dir, &LabelOptions::new("test"), |_, _| {}).unwrap();
         assert_eq!(stats.unreadable.len(), 1);
         assert!(stats.unreadable[0].contains("000007.jpg"), "{:?}", stats.unreadable);
         assert_eq!(set.images.len(), 19);
@@ -419,7 +421,7 @@ mod tests {
         assert!(stats.annotations >= 18, "{stats:?}");
         // 2 of 20 is past 5 %: stop, naming a file.
         let dir = clip("label-unreadable-2", 20, &[3, 9]);
-        let err = label(model(), None, &dir, &LabelOptions::new("test")).unwrap_err().to_string();
+        let err = label(model(), None, &dir, &LabelOptions::new("test"), |_, _| {}).unwrap_err().to_string();
         assert!(err.starts_with("2 of 20 frames unreadable, e.g. ") && err.contains("000003.jpg"), "{err}");
     }
 

@@ -35,7 +35,7 @@ pub fn training_set(config: &TrainConfig, out: &Path) -> Result<(PathBuf, PathBu
     for dir in &config.unlabelled {
         let model = PoseModel::load(teacher, 1).with_context(|| format!("teacher {}", teacher.display()))?;
         let opts = LabelOptions::new(format!("pseudo-labels by the teacher {} for vipnas train", teacher.display()));
-        let (set, stats) = label(model, None, dir, &opts)?;
+        let (set, stats) = label(model, None, dir, &opts, |_, _| {})?;
         println!(
             "teacher {}: {} of {} frames of {} labelled ({:.1} keypoints each)",
             teacher.display(),

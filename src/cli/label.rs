@@ -73,19 +73,18 @@ pub fn run(a: LabelArgs) -> Result<()> {
         bail!("--stills needs --detector (each image's people are found by the detector)");
     }
     let model = PoseModel::load(&a.teacher, a.threads)?;
-    let mut detector = match &a.detector {
-        Some(path) => Some(MultiPose::load(path, a.detector_input, a.threads, a.min_detection)?),
-        None => None,
-    };
-    let detector_note = match &a.detector {
-        Some(d) => format!(
-            ", detector {} at {} every {} frames, min score {}",
-            d.display(),
-            a.detector_input,
-            a.detect_every,
-            a.min_detection
+    let (mut detector, detector_note) = match &a.detector {
+        Some(path) => (
+            Some(MultiPose::load(path, a.detector_input, a.threads, a.min_detection)?),
+            format!(
+                ", detector {} at {} every {} frames, min score {}",
+                path.display(),
+                a.detector_input,
+                a.detect_every,
+                a.min_detection
+            ),
         ),
-        None => String::new(),
+        None => (None, String::new()),
     };
     let opts = LabelOptions {
         min_score: a.min_score,

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 
 use super::coco::{CocoAnnotation, CocoCategory, CocoDataset, CocoImage};
-use super::dataset::SKIP_CAP;
+use super::dataset::{PADDING, SKIP_CAP};
 use super::detect::{iou, PersonDetector};
 use crate::coco::KEYPOINTS;
 use crate::runtime::frame::load_image;
@@ -201,7 +201,7 @@ pub fn label(
         for s in opts.starts.iter().filter(|s| s.frame == i as u64) {
             let mut t = new_track(false);
             let [x, y, w, h] = s.bbox;
-            t.tracker.start_at(Roi::from_box(x, y, w, h, aspect, 1.25));
+            t.tracker.start_at(Roi::from_box(x, y, w, h, aspect, PADDING));
             tracks.push(t);
         }
         // This frame's annotation of each track, in track order.
@@ -220,7 +220,7 @@ pub fn label(
                 }
                 let mut t = new_track(true);
                 let [x, y, w, h] = p.bbox;
-                t.tracker.start_at(Roi::from_box(x, y, w, h, aspect, 1.25));
+                t.tracker.start_at(Roi::from_box(x, y, w, h, aspect, PADDING));
                 found.push(step(&mut model, &mut t.tracker, &frame, &image, opts, &mut pose)?);
                 tracks.push(t);
             }
@@ -357,7 +357,7 @@ pub fn fill(
             continue;
         }
         let [x, y, w, h] = a.bbox.map(|v| v as f32);
-        model.estimate(&frame, &Roi::from_box(x, y, w, h, aspect, 1.25), &mut pose)?;
+        model.estimate(&frame, &Roi::from_box(x, y, w, h, aspect, PADDING), &mut pose)?;
         let size = w.max(h) as f64;
         let mut weights = a.keypoint_weights.clone().unwrap_or_else(|| vec![1.0; KEYPOINTS]);
         for (k, (kp, t)) in a.keypoints.chunks_mut(3).zip(&pose.keypoints).enumerate() {
@@ -393,13 +393,11 @@ mod tests {
     use super::*;
 
     /// `n` frames of the bundled clip in a fresh directory, the frames in `broken` overwritten with text.
-    fn clip(name: &str, n: usize, broken: &[usize]) -> std::path::PathBuf {
+    fn clip(n: usize, broken: &[usize]) -> tempfile::TempDir {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = repo.join("target/tmp").join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         for i in 0..n {
-            let to = dir.join(format!("{i:06}.jpg"));
+            let to = dir.path().join(format!("{i:06}.jpg"));
             std::fs::copy(repo.join(format!("tests/data/pose2sim-cam03/{i:06}.jpg")), &to).unwrap();
             if broken.contains(&i) {
                 std::fs::write(&to, "not a JPEG").unwrap();
@@ -412,16 +410,16 @@ mod tests {
     fn unreadable_frames_are_skipped_and_counted_up_to_the_cap() {
         let model =
             || PoseModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning"), 1).unwrap();
-        let dir = clip("label-unreadable", 20, &[7]);
-        let (set, stats) = label(model(), None, &dir, &LabelOptions::new("test"), |_, _| {}).unwrap();
+        let dir = clip(20, &[7]);
+        let (set, stats) = label(model(), None, dir.path(), &LabelOptions::new("test"), |_, _| {}).unwrap();
         assert_eq!(stats.unreadable.len(), 1);
         assert!(stats.unreadable[0].contains("000007.jpg"), "{:?}", stats.unreadable);
         assert_eq!(set.images.len(), 19);
         assert!(set.images.iter().all(|im| im.file_name != "000007.jpg"));
         assert!(stats.annotations >= 18, "{stats:?}");
         // 2 of 20 is past 5 %: stop, naming a file.
-        let dir = clip("label-unreadable-2", 20, &[3, 9]);
-        let err = label(model(), None, &dir, &LabelOptions::new("test"), |_, _| {}).unwrap_err().to_string();
+        let dir = clip(20, &[3, 9]);
+        let err = label(model(), None, dir.path(), &LabelOptions::new("test"), |_, _| {}).unwrap_err().to_string();
         assert!(err.starts_with("2 of 20 frames unreadable, e.g. ") && err.contains("000003.jpg"), "{err}");
     }
 

@@ -355,3 +355,40 @@ fn a_signal_stops_training_at_a_checkpoint_and_the_same_command_resumes() {
     let o = ok(common::vipnas_command().args(&args).output().unwrap());
     assert!(o.contains(&format!("(resumed at {step})")), "{o}");
 }
+
+#[test]
+fn the_max_subnet_trains_alone_first_and_a_dense_teacher_resumes_exactly() {
+    let dir = common::scratch("train-max-alone");
+    let lightning = concat!(env!("CARGO_MANIFEST_DIR"), "/models/movenet-lightning");
+    let extra = ["--max-alone", "3", "--randoms", "1", "--dense-teacher", lightning];
+    let (whole, parts) = (dir.join("whole"), dir.join("parts"));
+    let out = ok(common::vipnas_command().args(small_run(&whole, &extra)).output().unwrap());
+    assert!(out.contains("each through 3 subnets"), "{out}");
+    // Steps 0–2 train the max subnet alone: the others' columns are NaN, then numbers.
+    let tsv = std::fs::read_to_string(whole.join("losses.tsv")).unwrap();
+    let rows: Vec<Vec<&str>> = tsv.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 6, "{tsv}");
+    for (step, row) in rows.iter().enumerate() {
+        let (max, min, random): (f64, f64, f64) =
+            (row[2].parse().unwrap(), row[3].parse().unwrap(), row[4].parse().unwrap());
+        assert!(max.is_finite() && max > 0.0, "step {step}: {row:?}");
+        assert_eq!(step >= 3, min.is_finite() && random.is_finite(), "step {step}: {row:?}");
+    }
+    // Stopped after 4 steps and resumed, the dense teacher's targets included: the same run.
+    let mut first = small_run(&parts, &extra);
+    first.extend(["--stop-after".to_string(), "4".to_string()]);
+    ok(common::vipnas_command().args(first).output().unwrap());
+    let out = ok(common::vipnas_command().args(small_run(&parts, &extra)).output().unwrap());
+    assert!(out.contains("(resumed at 4)"), "{out}");
+    let (a, b) =
+        (std::fs::read(whole.join("checkpoint.vnck")).unwrap(), std::fs::read(parts.join("checkpoint.vnck")).unwrap());
+    assert!(a == b, "the resumed run's final checkpoint differs from the uninterrupted run's");
+    // A dense term of no weight, and a teacher that is not MoveNet SinglePose.
+    let o = common::vipnas_command()
+        .args(small_run(&dir.join("zero"), &["--dense-teacher", lightning, "--dense-weight", "0"]))
+        .output()
+        .unwrap();
+    fails_with(o, "--dense-weight must be a positive number");
+    let o = common::vipnas_command().args(small_run(&dir.join("clip"), &["--dense-teacher", CLIP])).output().unwrap();
+    fails_with(o, "--dense-teacher");
+}

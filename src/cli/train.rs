@@ -10,7 +10,7 @@ use vipnas::host::dataset::TrainSet;
 use vipnas::host::train::device::TrainDevice;
 use vipnas::host::train::optim::LrSchedule;
 use vipnas::host::train::teacher::training_set;
-use vipnas::host::train::{train, TrainConfig, TrainOptions, CHECKPOINT, LOSSES, LOSS_PNG};
+use vipnas::host::train::{train, DenseDistillation, TrainConfig, TrainOptions, CHECKPOINT, LOSSES, LOSS_PNG};
 
 /// Train a weight-sharing supernet by the sandwich rule (max subnet on the
 /// labels; min and random subnets distilled from it). Re-running the same
@@ -19,6 +19,7 @@ use vipnas::host::train::{train, TrainConfig, TrainOptions, CHECKPOINT, LOSSES, 
 #[command(after_help = "Examples:
   vipnas train --space mbv3 --coco data/splits/train.json --images data --input 128x96 --epochs 10 --out runs/mbv3
   vipnas train --space mbv3 --coco labelled.json --images frames --teacher models/movenet-lightning --unlabelled clips/a --out runs/t
+  vipnas train --space mbv3 --coco data/splits/train.json --images data --input 128x96 --dense-teacher data/models/movenet-thunder --out runs/dense
   vipnas train --space mbv3 --coco coco/annotations/person_keypoints_train2017.json --images coco/train2017 --epochs 210 --out runs/coco
   vipnas export --checkpoint runs/mbv3/checkpoint.vnck --sample max --out models/mbv3-max")]
 pub struct TrainArgs {
@@ -55,6 +56,10 @@ pub struct TrainArgs {
     /// Random subnets per step besides max and min.
     #[arg(long, default_value_t = 2)]
     randoms: usize,
+    /// Train the max subnet alone for the first N steps (on the labels), then
+    /// the sandwich rule (once-for-all's order: the largest network first).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_alone: u64,
     /// Seed of the initial weights, batch order, augmentation and sampled subnets.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -81,6 +86,14 @@ pub struct TrainArgs {
     /// EfficientNet-Lite0's ImageNet weights); the tensors it lacks start random.
     #[arg(long, value_name = "FILE")]
     init: Option<PathBuf>,
+    /// Dense distillation: a MoveNet SinglePose bundle (e.g. Thunder) whose own
+    /// heatmaps, seen on each training crop, are the max subnet's soft targets
+    /// beside the labels, weighted by the teacher's scores.
+    #[arg(long, value_name = "BUNDLE")]
+    dense_teacher: Option<PathBuf>,
+    /// Weight of the dense teacher's term beside the labels'.
+    #[arg(long, default_value_t = 1.0, requires = "dense_teacher")]
+    dense_weight: f32,
     /// Stop after N steps of this call; run the command again to continue.
     #[arg(long, value_name = "N")]
     stop_after: Option<u64>,
@@ -95,12 +108,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
     config.batch = a.batch;
     config.lr = a.lr;
     config.randoms = a.randoms;
+    config.max_alone = a.max_alone;
     config.seed = a.seed;
     config.augment = !a.no_augment;
     config.photometric = !a.no_augment && !a.no_photometric;
     config.teacher = a.teacher.as_ref().map(abs).transpose()?;
     config.unlabelled = a.unlabelled.iter().map(abs).collect::<Result<_>>()?;
     config.init = a.init.as_ref().map(abs).transpose()?;
+    config.dense = a
+        .dense_teacher
+        .as_ref()
+        .map(|t| Ok::<_, anyhow::Error>(DenseDistillation { teacher: abs(t)?, weight: a.dense_weight }))
+        .transpose()?;
     if a.steps.is_none() {
         anyhow::ensure!(a.epochs > 0.0, "--epochs must be positive");
         std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;

@@ -185,7 +185,8 @@ fn crop(s: &TrainSample, input: InputSize, aug: &Augment, rng: &mut Rng) -> Affi
 }
 
 /// Warps one sample into `x` (normalised per `spec`), and writes its
-/// heatmap targets and per-keypoint weights. `frame` is the image buffer.
+/// heatmap targets and per-keypoint weights. `frame` is the image buffer
+/// (it keeps the sample's image); returns the crop → image map used.
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
     s: &TrainSample,
@@ -196,13 +197,13 @@ pub fn prepare(
     x: &mut InputTensor,
     heatmaps: &mut [f32],
     weights: &mut [f32; KEYPOINTS],
-) -> Result<()> {
+) -> Result<Affine> {
     let input = InputSize::new(spec.height, spec.width).map_err(anyhow::Error::msg)?;
     let affine = crop(s, input, aug, rng);
     let flip = (rng.uniform() as f32) < aug.flip;
-    prepare_at(s, spec, affine, flip, frame, x, heatmaps, weights)?;
+    let affine = prepare_at(s, spec, affine, flip, frame, x, heatmaps, weights)?;
     aug.photometric.apply(x, spec, rng);
-    Ok(())
+    Ok(affine)
 }
 
 /// [`prepare`] with the crop given (`affine`: crop → image) and, with

@@ -269,7 +269,7 @@ pub fn train_temporal(
     let mut losses = Vec::new();
     for step in 0..cfg.steps {
         let hb = batch(&set, &pairs, &plan.slots(step, &mut epoch_order), cfg, &mut frame)?;
-        let Batch { x, targets, weights } = Batch::from_host(hb.x, hb.targets, hb.weights, (b, h, w), &device);
+        let Batch { x, targets, weights, .. } = Batch::from_host(hb.x, hb.targets, hb.weights, (b, h, w), &device);
         let out = sn.forward_with_prior(&net, x, Some(prior(hb.prior)), Norm::Batch, None);
         let loss = heatmap_loss(out, targets, weights);
         let value = loss.clone().into_scalar::<f32>() as f64;

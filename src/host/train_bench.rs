@@ -96,6 +96,7 @@ pub fn burn_sandwich(
         x: Tensor::random([batch, 3, h, w], Distribution::Normal(0.0, 1.0), &device),
         targets: Tensor::random([batch, 17, h / 4, w / 4], Distribution::Default, &device),
         weights: Tensor::ones([batch, 17, 1, 1], &device),
+        dense: None,
     };
     let (mut times, mut loss_value) = (Vec::new(), 0.0);
     for i in 0..warmup + steps {

@@ -66,7 +66,8 @@ pub struct TractEngine {
     /// Spawned once and reused: a fresh state per run costs allocations.
     state: TypedSimpleState,
     input_shapes: Vec<Vec<usize>>,
-    output_shape: Vec<usize>,
+    /// Every output's shape; the first is the pose output.
+    output_shapes: Vec<Vec<usize>>,
 }
 
 /// How an engine is built: the input's element type, threads, and whose
@@ -131,6 +132,25 @@ impl TractEngine {
         Self::build(model, input_shape, options).with_context(|| path.display().to_string())
     }
 
+    /// [`Self::from_path_with`] with the model's outputs replaced by the named
+    /// tensors (ONNX tensor names, internal ones included), in that order: how
+    /// a teacher's inner heatmaps are read out of the same graph.
+    pub fn from_path_selecting(
+        path: &Path,
+        input_shape: &[usize],
+        options: &EngineOptions,
+        outputs: &[&str],
+    ) -> Result<TractEngine> {
+        if !path.is_file() {
+            bail!("{}: no such model file", path.display());
+        }
+        let mut model = tract_onnx::onnx()
+            .model_for_path(path)
+            .with_context(|| format!("{}: not a loadable ONNX model", path.display()))?;
+        model.select_outputs_by_name(outputs).with_context(|| format!("{}: outputs {outputs:?}", path.display()))?;
+        Self::build(model, input_shape, options).with_context(|| path.display().to_string())
+    }
+
     fn build(model: InferenceModel, input_shape: &[usize], options: &EngineOptions) -> Result<TractEngine> {
         let cores = cores();
         ensure!(options.threads >= 1, "inference threads must be at least 1");
@@ -186,23 +206,58 @@ impl TractEngine {
             );
             input_shapes.push(shape.to_vec());
         }
-        let out_fact = typed.output_fact(0)?;
-        let output_shape: Vec<usize> =
-            out_fact.shape.as_concrete().context("the model's output shape is not fixed by its input shape")?.to_vec();
-        ensure!(
-            out_fact.datum_type == f32::datum_type(),
-            "the model's first output is {:?}, not f32",
-            out_fact.datum_type
-        );
+        let mut output_shapes = Vec::new();
+        for i in 0..typed.outputs.len() {
+            let fact = typed.output_fact(i)?;
+            let shape = fact
+                .shape
+                .as_concrete()
+                .with_context(|| format!("output {i}'s shape is not fixed by the input shape"))?;
+            ensure!(fact.datum_type == f32::datum_type(), "output {i} is {:?}, not f32", fact.datum_type);
+            output_shapes.push(shape.to_vec());
+        }
         let state = typed.into_runnable_with_options(&run_options(options.threads))?.spawn()?;
-        Ok(TractEngine { state, input_shapes, output_shape })
+        Ok(TractEngine { state, input_shapes, output_shapes })
     }
 
     /// Convenience for tests and tools: float input in, (shape, values) out.
     pub fn run_f32(&mut self, input: &[f32]) -> Result<(Vec<usize>, Vec<f32>)> {
-        let mut out = vec![0.0; self.output_shape.iter().product()];
+        let mut out = vec![0.0; self.output_shape().iter().product()];
         self.run(&[&InputTensor::F32(input.to_vec())], &mut out)?;
-        Ok((self.output_shape.clone(), out))
+        Ok((self.output_shape().to_vec(), out))
+    }
+
+    /// Every output's shape, in the model's (or the selected) order.
+    pub fn output_shapes(&self) -> &[Vec<usize>] {
+        &self.output_shapes
+    }
+
+    /// Runs on `inputs` and copies output `i` into `outputs[i]` (sized as
+    /// [`Self::output_shapes`]), for every output.
+    pub fn run_outputs(&mut self, inputs: &[&InputTensor], outputs: &mut [&mut [f32]]) -> Result<()> {
+        ensure!(
+            inputs.len() == self.input_shapes.len(),
+            "{} inputs given, the model takes {}",
+            inputs.len(),
+            self.input_shapes.len()
+        );
+        ensure!(
+            outputs.len() <= self.output_shapes.len(),
+            "{} outputs asked for, the model has {}",
+            outputs.len(),
+            self.output_shapes.len()
+        );
+        for (o, shape) in outputs.iter().zip(&self.output_shapes) {
+            ensure!(o.len() == shape.iter().product::<usize>(), "output buffer size mismatch");
+        }
+        let tensors = self.tensors(inputs)?;
+        let values = self.state.run(tensors)?;
+        for (o, v) in outputs.iter_mut().zip(values) {
+            for (d, s) in o.iter_mut().zip(v.to_plain_array_view::<f32>()?.iter()) {
+                *d = *s;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -246,24 +301,11 @@ impl Engine for TractEngine {
     }
 
     fn output_shape(&self) -> &[usize] {
-        &self.output_shape
+        &self.output_shapes[0]
     }
 
     fn run(&mut self, inputs: &[&InputTensor], output: &mut [f32]) -> Result<()> {
-        ensure!(
-            inputs.len() == self.input_shapes.len(),
-            "{} inputs given, the model takes {}",
-            inputs.len(),
-            self.input_shapes.len()
-        );
-        ensure!(output.len() == self.output_shape.iter().product::<usize>(), "output buffer size mismatch");
-        let tensors = self.tensors(inputs)?;
-        let outputs = self.state.run(tensors)?;
-        let view = outputs[0].to_plain_array_view::<f32>()?;
-        for (o, v) in output.iter_mut().zip(view.iter()) {
-            *o = *v;
-        }
-        Ok(())
+        self.run_outputs(inputs, &mut [output])
     }
 }
 

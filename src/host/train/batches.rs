@@ -2,8 +2,9 @@
 //! drawn from (seed, e); the sample at global position `p` is augmented with
 //! a generator seeded by (seed, p). A batch is therefore a function of the
 //! seed and the step alone — the same with any number of threads and after
-//! a resume. Batches are prepared (decode, augment, targets) in parallel on a
-//! background thread, a few steps ahead of training.
+//! a resume. Batches are prepared (decode, augment, targets, and a dense
+//! teacher's heatmaps where there is one) in parallel on a background thread,
+//! a few steps ahead of training.
 
 use std::collections::BTreeSet;
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -12,7 +13,9 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
+use super::dense::DenseTeachers;
 use crate::arch::rng::Rng;
+use crate::arch::InputSize;
 use crate::bundle::InputSpec;
 use crate::coco::KEYPOINTS;
 use crate::host::dataset::{prepare, Augment, TrainSet, SKIP_CAP};
@@ -28,6 +31,10 @@ pub struct HostBatch {
     pub targets: Vec<f32>,
     /// `B × 17`.
     pub weights: Vec<f32>,
+    /// The dense teacher's heatmaps (`B × 17 × H/4 × W/4`) and scores
+    /// (`B × 17`); empty without one.
+    pub dense: Vec<f32>,
+    pub dense_weights: Vec<f32>,
 }
 
 /// Which sample sits at each global position.
@@ -69,41 +76,71 @@ impl BatchPlan {
     }
 }
 
+/// One prepared slot of a batch.
+struct Slot {
+    x: Vec<f32>,
+    heatmaps: Vec<f32>,
+    weights: [f32; KEYPOINTS],
+    dense: Vec<f32>,
+    dense_weights: [f32; KEYPOINTS],
+    /// Samples that failed to load before this one.
+    failed: Vec<String>,
+}
+
 /// Prepares one slot; a sample that fails to load is replaced by the next
 /// one in the set (recorded in `failed`).
 fn prepare_slot(
     set: &TrainSet,
     spec: &InputSpec,
     aug: &Augment,
+    dense: Option<&DenseTeachers>,
     (index, seed): (usize, u64),
     plane: usize,
-) -> (Vec<f32>, Vec<f32>, [f32; KEYPOINTS], Vec<String>) {
-    let mut failed = Vec::new();
+) -> Slot {
     let mut frame = Frame::default();
     let mut x = InputTensor::for_spec(spec);
-    let mut heatmaps = vec![0f32; KEYPOINTS * plane];
-    let mut weights = [0f32; KEYPOINTS];
+    let mut slot = Slot {
+        x: Vec::new(),
+        heatmaps: vec![0f32; KEYPOINTS * plane],
+        weights: [0f32; KEYPOINTS],
+        dense: if dense.is_some() { vec![0f32; KEYPOINTS * plane] } else { Vec::new() },
+        dense_weights: [0f32; KEYPOINTS],
+        failed: Vec::new(),
+    };
+    let input = InputSize::new(spec.height, spec.width).expect("a trainable input size");
     // Past the cap the run stops anyway: never scan the whole set for a good sample.
     let tries = set.samples.len().min((SKIP_CAP * set.samples.len() as f64) as usize + 1);
     for k in 0..tries {
         let s = &set.samples[(index + k) % set.samples.len()];
-        match prepare(s, spec, aug, &mut Rng::new(seed), &mut frame, &mut x, &mut heatmaps, &mut weights) {
+        let prepared =
+            prepare(s, spec, aug, &mut Rng::new(seed), &mut frame, &mut x, &mut slot.heatmaps, &mut slot.weights)
+                .and_then(|crop| match dense {
+                    Some(t) => t
+                        .mine()
+                        .targets(&frame, &crop, input, &mut slot.dense, &mut slot.dense_weights)
+                        .map_err(|e| e.context(format!("{}: the dense teacher", s.item))),
+                    None => Ok(()),
+                });
+        match prepared {
             Ok(()) => break,
-            Err(e) => failed.push(format!("{e:#}")),
+            Err(e) => slot.failed.push(format!("{e:#}")),
         }
     }
     let InputTensor::F32(x) = x else { unreachable!("training inputs are f32") };
-    (x, heatmaps, weights, failed)
+    slot.x = x;
+    slot
 }
 
 /// Starts the background thread that prepares the batches of steps
-/// `from..to`, at most `ahead` in advance. A batch with a failing sample is
+/// `from..to`, at most `ahead` in advance, with the targets of `dense` when
+/// given ([`super::dense`]). A batch with a failing sample is
 /// filled from the next sample; once more than [`SKIP_CAP`] of the set has
 /// failed the stream ends in an error naming the samples.
 pub fn prefetch(
     set: Arc<TrainSet>,
     spec: InputSpec,
     aug: Augment,
+    dense: Option<Arc<DenseTeachers>>,
     plan: BatchPlan,
     (from, to): (u64, u64),
     ahead: usize,
@@ -115,13 +152,25 @@ pub fn prefetch(
         let mut failed = BTreeSet::new();
         for step in from..to {
             let slots = plan.slots(step, &mut cache);
-            let prepared: Vec<_> = slots.par_iter().map(|&slot| prepare_slot(&set, &spec, &aug, slot, plane)).collect();
-            let mut batch = HostBatch { step, x: Vec::new(), targets: Vec::new(), weights: Vec::new() };
-            for (x, t, w, f) in prepared {
-                batch.x.extend(x);
-                batch.targets.extend(t);
-                batch.weights.extend(w);
-                for e in f {
+            let prepared: Vec<Slot> =
+                slots.par_iter().map(|&slot| prepare_slot(&set, &spec, &aug, dense.as_deref(), slot, plane)).collect();
+            let mut batch = HostBatch {
+                step,
+                x: Vec::new(),
+                targets: Vec::new(),
+                weights: Vec::new(),
+                dense: Vec::new(),
+                dense_weights: Vec::new(),
+            };
+            for slot in prepared {
+                batch.x.extend(slot.x);
+                batch.targets.extend(slot.heatmaps);
+                batch.weights.extend(slot.weights);
+                if dense.is_some() {
+                    batch.dense.extend(slot.dense);
+                    batch.dense_weights.extend(slot.dense_weights);
+                }
+                for e in slot.failed {
                     if failed.insert(e.clone()) {
                         log::warn!("skipped {e}");
                     }
@@ -193,7 +242,7 @@ mod tests {
     fn one_epoch(set: Arc<TrainSet>) -> Result<usize> {
         let spec = InputSpec::for_subnet(crate::arch::InputSize::new(64, 64).unwrap());
         let plan = BatchPlan { samples: 50, batch: 5, seed: 1 };
-        let rx = prefetch(set, spec, Augment::default(), plan, (0, 10), 2);
+        let rx = prefetch(set, spec, Augment::default(), None, plan, (0, 10), 2);
         let mut labelled = 0;
         for step in 0..10 {
             let b = next(&rx, step)?;

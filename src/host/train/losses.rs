@@ -1,6 +1,7 @@
 //! The loss log of a run: `losses.tsv` (one row per step: learning rate,
 //! each subnet's loss, images/s) and `loss.png`, both rewritten at every
-//! checkpoint; a resumed run keeps the rows before its checkpoint.
+//! checkpoint; a resumed run keeps the rows before its checkpoint. A subnet
+//! not trained in a step (the max-alone phase) has NaN there.
 
 use std::path::Path;
 
@@ -52,18 +53,24 @@ pub fn read_losses(path: &Path, step: u64) -> Result<Vec<LossRow>> {
     Ok(rows)
 }
 
+/// The mean of the finite values (NaN when there are none).
+pub fn finite_mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.filter(|v| v.is_finite()).fold((0.0, 0), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
+    }
+}
+
 pub(super) fn plot_losses(path: &Path, rows: &[LossRow]) -> Result<()> {
     use crate::host::plot::{plot_png, Series, BLUE, GREY, ORANGE};
     // Mean over windows of ~1 % of the run, so the curve reads through batch noise.
     let window = (rows.len() / 100).max(1);
     let smooth = |j: usize| -> Vec<(f64, f64)> {
         rows.chunks(window)
-            .map(|c| {
-                (
-                    c[c.len() - 1].step as f64 + 1.0,
-                    (c.iter().map(|r| r.losses[j]).sum::<f64>() / c.len() as f64).log10(),
-                )
-            })
+            .map(|c| (c[c.len() - 1].step as f64 + 1.0, finite_mean(c.iter().map(|r| r.losses[j])).log10()))
+            .filter(|(_, l)| l.is_finite())
             .collect()
     };
     let (max, min) = (smooth(0), smooth(1));

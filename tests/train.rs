@@ -357,10 +357,27 @@ fn a_signal_stops_training_at_a_checkpoint_and_the_same_command_resumes() {
 }
 
 #[test]
-fn the_max_subnet_trains_alone_first_and_a_dense_teacher_resumes_exactly() {
+fn the_max_subnet_trains_alone_first_and_a_run_with_helper_models_resumes_exactly() {
     let dir = common::scratch("train-max-alone");
     let lightning = concat!(env!("CARGO_MANIFEST_DIR"), "/models/movenet-lightning");
-    let extra = ["--max-alone", "3", "--randoms", "1", "--dense-teacher", lightning];
+    let segmenter = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/selfie-segmentation.onnx");
+    let backgrounds = dir.join("backgrounds");
+    std::fs::create_dir_all(&backgrounds).unwrap();
+    std::fs::copy(format!("{CLIP}/000040.jpg"), backgrounds.join("room.jpg")).unwrap();
+    let extra = [
+        "--max-alone",
+        "3",
+        "--randoms",
+        "1",
+        "--dense-teacher",
+        lightning,
+        "--paste-backgrounds",
+        s(&backgrounds),
+        "--segmenter",
+        segmenter,
+        "--paste-prob",
+        "0.5",
+    ];
     let (whole, parts) = (dir.join("whole"), dir.join("parts"));
     let out = ok(common::vipnas_command().args(small_run(&whole, &extra)).output().unwrap());
     assert!(out.contains("each through 3 subnets"), "{out}");
@@ -374,7 +391,7 @@ fn the_max_subnet_trains_alone_first_and_a_dense_teacher_resumes_exactly() {
         assert!(max.is_finite() && max > 0.0, "step {step}: {row:?}");
         assert_eq!(step >= 3, min.is_finite() && random.is_finite(), "step {step}: {row:?}");
     }
-    // Stopped after 4 steps and resumed, the dense teacher's targets included: the same run.
+    // Stopped after 4 steps and resumed, the dense teacher's targets and paste-in included: the same run.
     let mut first = small_run(&parts, &extra);
     first.extend(["--stop-after".to_string(), "4".to_string()]);
     ok(common::vipnas_command().args(first).output().unwrap());
@@ -391,4 +408,11 @@ fn the_max_subnet_trains_alone_first_and_a_dense_teacher_resumes_exactly() {
     fails_with(o, "--dense-weight must be a positive number");
     let o = common::vipnas_command().args(small_run(&dir.join("clip"), &["--dense-teacher", CLIP])).output().unwrap();
     fails_with(o, "--dense-teacher");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = common::vipnas_command()
+        .args(small_run(&dir.join("nobg"), &["--paste-backgrounds", s(&empty), "--segmenter", segmenter]))
+        .output()
+        .unwrap();
+    fails_with(o, "empty: no background photos (.jpg, .jpeg, .png)");
 }

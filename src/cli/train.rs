@@ -10,7 +10,9 @@ use vipnas::host::dataset::TrainSet;
 use vipnas::host::train::device::TrainDevice;
 use vipnas::host::train::optim::LrSchedule;
 use vipnas::host::train::teacher::training_set;
-use vipnas::host::train::{train, DenseDistillation, TrainConfig, TrainOptions, CHECKPOINT, LOSSES, LOSS_PNG};
+use vipnas::host::train::{
+    train, DenseDistillation, PasteConfig, TrainConfig, TrainOptions, CHECKPOINT, LOSSES, LOSS_PNG,
+};
 
 /// Train a weight-sharing supernet by the sandwich rule (max subnet on the
 /// labels; min and random subnets distilled from it). Re-running the same
@@ -20,6 +22,7 @@ use vipnas::host::train::{train, DenseDistillation, TrainConfig, TrainOptions, C
   vipnas train --space mbv3 --coco data/splits/train.json --images data --input 128x96 --epochs 10 --out runs/mbv3
   vipnas train --space mbv3 --coco labelled.json --images frames --teacher models/movenet-lightning --unlabelled clips/a --out runs/t
   vipnas train --space mbv3 --coco data/splits/train.json --images data --input 128x96 --dense-teacher data/models/movenet-thunder --out runs/dense
+  vipnas train --space mbv3 --coco data/splits/train.json --images data --input 128x96 --paste-backgrounds data/backgrounds --segmenter data/models/selfie.onnx --out runs/paste
   vipnas train --space mbv3 --coco coco/annotations/person_keypoints_train2017.json --images coco/train2017 --epochs 210 --out runs/coco
   vipnas export --checkpoint runs/mbv3/checkpoint.vnck --sample max --out models/mbv3-max")]
 pub struct TrainArgs {
@@ -94,6 +97,17 @@ pub struct TrainArgs {
     /// Weight of the dense teacher's term beside the labels'.
     #[arg(long, default_value_t = 1.0, requires = "dense_teacher")]
     dense_weight: f32,
+    /// Paste people onto the photos of DIR (e.g. from scripts/fetch-data.sh:
+    /// data/backgrounds), cut out by --segmenter.
+    #[arg(long, value_name = "DIR", requires = "segmenter")]
+    paste_backgrounds: Option<PathBuf>,
+    /// Person segmentation model for --paste-backgrounds (MediaPipe selfie
+    /// segmentation as ONNX, e.g. data/models/selfie.onnx).
+    #[arg(long, value_name = "ONNX", requires = "paste_backgrounds")]
+    segmenter: Option<PathBuf>,
+    /// Share of training crops pasted onto a background.
+    #[arg(long, default_value_t = 0.3, requires = "paste_backgrounds")]
+    paste_prob: f32,
     /// Stop after N steps of this call; run the command again to continue.
     #[arg(long, value_name = "N")]
     stop_after: Option<u64>,
@@ -120,6 +134,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         .as_ref()
         .map(|t| Ok::<_, anyhow::Error>(DenseDistillation { teacher: abs(t)?, weight: a.dense_weight }))
         .transpose()?;
+    if let (Some(backgrounds), Some(segmenter)) = (&a.paste_backgrounds, &a.segmenter) {
+        config.paste =
+            Some(PasteConfig { segmenter: abs(segmenter)?, backgrounds: abs(backgrounds)?, probability: a.paste_prob });
+    }
     if a.steps.is_none() {
         anyhow::ensure!(a.epochs > 0.0, "--epochs must be positive");
         std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;

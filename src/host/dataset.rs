@@ -2,8 +2,9 @@
 //! unchanged): one sample per person annotation with at least one labelled
 //! keypoint, cropped top-down around its box with mmpose's augmentations —
 //! random scale, rotation, horizontal flip (COCO's left/right pairs), and
-//! half-body crops — warped to the network input and normalised, then
-//! photometric ones ([`super::photometric`]), with Gaussian heatmap targets
+//! half-body crops — warped to the network input and normalised, optionally
+//! pasted onto a new background ([`super::paste`]), then photometric ones
+//! ([`super::photometric`]), with Gaussian heatmap targets
 //! ([`crate::heatmap`]).
 //!
 //! Bad samples (an image that is missing or does not decode) are skipped and
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::coco::CocoDataset;
+use super::paste::PasteIn;
 use super::photometric::Photometric;
 use crate::arch::rng::Rng;
 use crate::arch::InputSize;
@@ -184,14 +186,16 @@ fn crop(s: &TrainSample, input: InputSize, aug: &Augment, rng: &mut Rng) -> Affi
     Affine::crop_to_image_rotated(&roi, input.width, input.height, degrees)
 }
 
-/// Warps one sample into `x` (normalised per `spec`), and writes its
-/// heatmap targets and per-keypoint weights. `frame` is the image buffer
-/// (it keeps the sample's image); returns the crop → image map used.
+/// Warps one sample into `x` (normalised per `spec`), pastes it onto a new
+/// background where `paste` says so, and writes its heatmap targets and
+/// per-keypoint weights. `frame` is the image buffer (it keeps the sample's
+/// image); returns the crop → image map used.
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
     s: &TrainSample,
     spec: &InputSpec,
     aug: &Augment,
+    paste: Option<&PasteIn>,
     rng: &mut Rng,
     frame: &mut Frame,
     x: &mut InputTensor,
@@ -202,6 +206,9 @@ pub fn prepare(
     let affine = crop(s, input, aug, rng);
     let flip = (rng.uniform() as f32) < aug.flip;
     let affine = prepare_at(s, spec, affine, flip, frame, x, heatmaps, weights)?;
+    if let Some(p) = paste {
+        p.apply(frame, &affine, spec, x, rng).with_context(|| format!("{}: paste-in", s.item))?;
+    }
     aug.photometric.apply(x, spec, rng);
     Ok(affine)
 }
@@ -279,7 +286,7 @@ mod tests {
         let mut hm = vec![0f32; KEYPOINTS * 32 * 24];
         let mut weights = [0f32; KEYPOINTS];
         let mut frame = Frame::default();
-        prepare(s, &spec, aug, &mut Rng::new(seed), &mut frame, &mut x, &mut hm, &mut weights).unwrap();
+        prepare(s, &spec, aug, None, &mut Rng::new(seed), &mut frame, &mut x, &mut hm, &mut weights).unwrap();
         let mut kps = [[0f32; 3]; KEYPOINTS];
         decode_heatmaps(&hm, (32, 24), (4.0, 4.0), Refine::Dark, &mut vec![0f32; 32 * 24], &mut kps);
         let InputTensor::F32(x) = x else { panic!() };

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
-use super::dense::DenseTeachers;
+use super::dense::DenseTeacher;
 use crate::arch::rng::Rng;
 use crate::arch::InputSize;
 use crate::bundle::InputSpec;
 use crate::coco::KEYPOINTS;
 use crate::host::dataset::{prepare, Augment, TrainSet, SKIP_CAP};
+use crate::host::paste::PasteIn;
+use crate::host::view::PerThread;
 use crate::runtime::engine::InputTensor;
 use crate::runtime::Frame;
 
@@ -76,6 +78,15 @@ impl BatchPlan {
     }
 }
 
+/// The models that run beside batch preparation, when a run has them.
+#[derive(Clone, Default)]
+pub struct Helpers {
+    /// The dense teacher ([`super::dense`]).
+    pub dense: Option<Arc<PerThread<DenseTeacher>>>,
+    /// Paste-in onto new backgrounds ([`crate::host::paste`]).
+    pub paste: Option<Arc<PasteIn>>,
+}
+
 /// One prepared slot of a batch.
 struct Slot {
     x: Vec<f32>,
@@ -93,7 +104,7 @@ fn prepare_slot(
     set: &TrainSet,
     spec: &InputSpec,
     aug: &Augment,
-    dense: Option<&DenseTeachers>,
+    helpers: &Helpers,
     (index, seed): (usize, u64),
     plane: usize,
 ) -> Slot {
@@ -103,7 +114,7 @@ fn prepare_slot(
         x: Vec::new(),
         heatmaps: vec![0f32; KEYPOINTS * plane],
         weights: [0f32; KEYPOINTS],
-        dense: if dense.is_some() { vec![0f32; KEYPOINTS * plane] } else { Vec::new() },
+        dense: if helpers.dense.is_some() { vec![0f32; KEYPOINTS * plane] } else { Vec::new() },
         dense_weights: [0f32; KEYPOINTS],
         failed: Vec::new(),
     };
@@ -112,15 +123,16 @@ fn prepare_slot(
     let tries = set.samples.len().min((SKIP_CAP * set.samples.len() as f64) as usize + 1);
     for k in 0..tries {
         let s = &set.samples[(index + k) % set.samples.len()];
-        let prepared =
-            prepare(s, spec, aug, &mut Rng::new(seed), &mut frame, &mut x, &mut slot.heatmaps, &mut slot.weights)
-                .and_then(|crop| match dense {
-                    Some(t) => t
-                        .mine()
-                        .targets(&frame, &crop, input, &mut slot.dense, &mut slot.dense_weights)
-                        .map_err(|e| e.context(format!("{}: the dense teacher", s.item))),
-                    None => Ok(()),
-                });
+        let paste = helpers.paste.as_deref();
+        let rng = &mut Rng::new(seed);
+        let prepared = prepare(s, spec, aug, paste, rng, &mut frame, &mut x, &mut slot.heatmaps, &mut slot.weights)
+            .and_then(|crop| match &helpers.dense {
+                Some(t) => t
+                    .mine()
+                    .targets(&frame, &crop, input, &mut slot.dense, &mut slot.dense_weights)
+                    .map_err(|e| e.context(format!("{}: the dense teacher", s.item))),
+                None => Ok(()),
+            });
         match prepared {
             Ok(()) => break,
             Err(e) => slot.failed.push(format!("{e:#}")),
@@ -132,15 +144,15 @@ fn prepare_slot(
 }
 
 /// Starts the background thread that prepares the batches of steps
-/// `from..to`, at most `ahead` in advance, with the targets of `dense` when
-/// given ([`super::dense`]). A batch with a failing sample is
+/// `from..to`, at most `ahead` in advance, with the models of `helpers`. A
+/// batch with a failing sample is
 /// filled from the next sample; once more than [`SKIP_CAP`] of the set has
 /// failed the stream ends in an error naming the samples.
 pub fn prefetch(
     set: Arc<TrainSet>,
     spec: InputSpec,
     aug: Augment,
-    dense: Option<Arc<DenseTeachers>>,
+    helpers: Helpers,
     plan: BatchPlan,
     (from, to): (u64, u64),
     ahead: usize,
@@ -153,7 +165,7 @@ pub fn prefetch(
         for step in from..to {
             let slots = plan.slots(step, &mut cache);
             let prepared: Vec<Slot> =
-                slots.par_iter().map(|&slot| prepare_slot(&set, &spec, &aug, dense.as_deref(), slot, plane)).collect();
+                slots.par_iter().map(|&slot| prepare_slot(&set, &spec, &aug, &helpers, slot, plane)).collect();
             let mut batch = HostBatch {
                 step,
                 x: Vec::new(),
@@ -166,7 +178,7 @@ pub fn prefetch(
                 batch.x.extend(slot.x);
                 batch.targets.extend(slot.heatmaps);
                 batch.weights.extend(slot.weights);
-                if dense.is_some() {
+                if helpers.dense.is_some() {
                     batch.dense.extend(slot.dense);
                     batch.dense_weights.extend(slot.dense_weights);
                 }
@@ -242,7 +254,7 @@ mod tests {
     fn one_epoch(set: Arc<TrainSet>) -> Result<usize> {
         let spec = InputSpec::for_subnet(crate::arch::InputSize::new(64, 64).unwrap());
         let plan = BatchPlan { samples: 50, batch: 5, seed: 1 };
-        let rx = prefetch(set, spec, Augment::default(), None, plan, (0, 10), 2);
+        let rx = prefetch(set, spec, Augment::default(), Helpers::default(), plan, (0, 10), 2);
         let mut labelled = 0;
         for step in 0..10 {
             let b = next(&rx, step)?;

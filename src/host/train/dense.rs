@@ -8,13 +8,11 @@
 //! ([`HEATMAP_TENSOR`], `1 × 17 × 64 × 64` for Thunder's 256×256 input),
 //! selected as an extra output — so no other model file is needed.
 //!
-//! The teacher sees the student's crop: the same region of the same image,
-//! with the same rotation and flip (its heatmap channels then name the
-//! mirrored body's joints, as the flipped labels do), taken from the original
-//! pixels at the teacher's resolution and before the photometric changes. Its
-//! square input covers the student's crop, widened to a square about the same
-//! centre (a 128×96 crop becomes 128×128 of student pixels, 256×256 of the
-//! teacher's). Each student heatmap cell samples the teacher's heatmap
+//! The teacher sees the student's crop ([`SquareView`]): the same region of
+//! the same image, with the same rotation and flip (its heatmap channels then
+//! name the mirrored body's joints, as the flipped labels do), from the
+//! original pixels at the teacher's resolution and before the photometric
+//! changes. Each student heatmap cell samples the teacher's heatmap
 //! bilinearly at the cell's centre.
 //!
 //! MoveNet's heatmaps answer for every person in view, and the student's
@@ -25,7 +23,6 @@
 //! score for it, so an unsure teacher teaches little.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::{ensure, Context, Result};
 
@@ -33,6 +30,7 @@ use crate::arch::InputSize;
 use crate::bundle::{InputSpec, Layout, Manifest};
 use crate::coco::KEYPOINTS;
 use crate::heatmap::SIGMA;
+use crate::host::view::{sample_plane, SquareView};
 use crate::runtime::engine::{EngineOptions, InputTensor, TractEngine};
 use crate::runtime::frame::Frame;
 use crate::runtime::model::input_shape;
@@ -110,74 +108,35 @@ impl DenseTeacher {
         heatmaps: &mut [f32],
         weights: &mut [f32; KEYPOINTS],
     ) -> Result<()> {
-        let (w, h) = (input.width as f32, input.height as f32);
-        let teacher = self.spec.width as f32;
-        // Teacher pixels → student pixels: a square of `side` student pixels about the crop's centre.
-        let side = w.max(h);
-        let (m, ox, oy) = (side / teacher, (w - side) / 2.0, (h - side) / 2.0);
-        let [a, b, c, d, e, f] = crop.0;
-        let to_image = Affine([a * m, b * m, a * ox + b * oy + c, d * m, e * m, d * ox + e * oy + f]);
-        crop_into(frame, &to_image, &self.spec, &mut self.input);
+        let view = SquareView::about(crop, input, self.spec.width);
+        crop_into(frame, &view.to_image, &self.spec, &mut self.input);
         self.engine.run_outputs(&[&self.input], &mut [&mut self.heatmaps, &mut self.points])?;
 
         let (hh, hw) = input.heatmap();
         let (hh, hw) = (hh as usize, hw as usize);
         let plane = hh * hw;
         ensure!(heatmaps.len() == KEYPOINTS * plane, "dense target buffer size");
-        let (sx, sy) = (w / hw as f32, h / hh as f32);
-        // Student heatmap coordinate (cell centres at integers) → teacher heatmap coordinate.
-        let g = self.side as f32 / teacher / m;
-        let to_teacher = |x: f32, y: f32| (((x + 0.5) * sx - ox) * g - 0.5, ((y + 0.5) * sy - oy) * g - 0.5);
+        let (sx, sy) = (input.width as f32 / hw as f32, input.height as f32 / hh as f32);
+        // Teacher heatmap cells per teacher input pixel.
+        let g = self.side as f32 / self.spec.width as f32;
         let inv = 1.0 / (2.0 * WINDOW * WINDOW);
         for k in 0..KEYPOINTS {
             let [py, px, score] = [self.points[3 * k], self.points[3 * k + 1], self.points[3 * k + 2]];
-            // The teacher's keypoint in student heatmap cells.
-            let (kx, ky) = ((px * side + ox) / sx - 0.5, (py * side + oy) / sy - 0.5);
+            // The teacher's keypoint in student heatmap cells (centres at integers).
+            let (u, v) = view.to_crop(px * self.spec.width as f32, py * self.spec.height as f32);
+            let (kx, ky) = (u / sx - 0.5, v / sy - 0.5);
             weights[k] = if score.is_finite() { score.clamp(0.0, 1.0) } else { 0.0 };
             let teacher_plane = &self.heatmaps[k * self.side * self.side..(k + 1) * self.side * self.side];
             for (y, row) in heatmaps[k * plane..(k + 1) * plane].chunks_exact_mut(hw).enumerate() {
-                for (x, v) in row.iter_mut().enumerate() {
-                    let (tx, ty) = to_teacher(x as f32, y as f32);
+                for (x, value) in row.iter_mut().enumerate() {
+                    let (tu, tv) = view.from_crop((x as f32 + 0.5) * sx, (y as f32 + 0.5) * sy);
                     let (dx, dy) = (x as f32 - kx, y as f32 - ky);
-                    *v = bilinear(teacher_plane, self.side, tx, ty) * (-(dx * dx + dy * dy) * inv).exp();
+                    let t = sample_plane(teacher_plane, (self.side, self.side), tu * g - 0.5, tv * g - 0.5);
+                    *value = t * (-(dx * dx + dy * dy) * inv).exp();
                 }
             }
         }
         Ok(())
-    }
-}
-
-/// Bilinear sample of a `side × side` plane at `(x, y)` (cell centres at
-/// integers); 0 outside.
-fn bilinear(plane: &[f32], side: usize, x: f32, y: f32) -> f32 {
-    let (x0, y0) = (x.floor(), y.floor());
-    let (tx, ty) = (x - x0, y - y0);
-    let (x0, y0) = (x0 as i64, y0 as i64);
-    let mut acc = 0.0;
-    for (dy, wy) in [(0, 1.0 - ty), (1, ty)] {
-        for (dx, wx) in [(0, 1.0 - tx), (1, tx)] {
-            let (px, py) = (x0 + dx, y0 + dy);
-            if px >= 0 && py >= 0 && (px as usize) < side && (py as usize) < side {
-                acc += wx * wy * plane[py as usize * side + px as usize];
-            }
-        }
-    }
-    acc
-}
-
-/// One teacher per batch-preparation thread (a tract plan runs one input at a time).
-pub struct DenseTeachers(Vec<Mutex<DenseTeacher>>);
-
-impl DenseTeachers {
-    /// `n` copies of the teacher at `dir`.
-    pub fn load(dir: &Path, n: usize) -> Result<DenseTeachers> {
-        Ok(DenseTeachers((0..n.max(1)).map(|_| DenseTeacher::load(dir).map(Mutex::new)).collect::<Result<_>>()?))
-    }
-
-    /// The calling rayon thread's teacher (shared, and then waited for, only off rayon's pool).
-    pub fn mine(&self) -> std::sync::MutexGuard<'_, DenseTeacher> {
-        let i = rayon::current_thread_index().unwrap_or(0) % self.0.len();
-        self.0[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

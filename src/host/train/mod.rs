@@ -35,9 +35,11 @@ pub use self::losses::LossRow;
 use self::losses::{plot_losses, read_losses, write_losses};
 use self::optim::{Adam, AdamConfig, LrSchedule};
 use super::dataset::{Augment, TrainSet};
+use super::paste::PasteIn;
 use super::photometric::Photometric;
 use super::sandwich::{sandwich_loss, Batch};
 use super::supernet::Supernet;
+use super::view::PerThread;
 use crate::arch::{InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, SupernetLayout};
 use crate::bundle::InputSpec;
 
@@ -91,6 +93,21 @@ pub struct TrainConfig {
     /// A MoveNet SinglePose bundle whose heatmaps are the max subnet's soft targets ([`dense`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dense: Option<DenseDistillation>,
+    /// People pasted onto new backgrounds ([`crate::host::paste`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paste: Option<PasteConfig>,
+}
+
+/// Paste-in's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasteConfig {
+    /// The person segmentation model (ONNX).
+    pub segmenter: PathBuf,
+    /// A directory of background photos.
+    pub backgrounds: PathBuf,
+    /// Share of crops pasted.
+    pub probability: f32,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -128,6 +145,7 @@ impl TrainConfig {
             init: None,
             max_alone: 0,
             dense: None,
+            paste: None,
         }
     }
 
@@ -243,15 +261,16 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
         (true, true) => Augment::default(),
         (true, false) => Augment { photometric: Photometric::NONE, ..Augment::default() },
     };
-    let dense = match &config.dense {
-        Some(d) => {
-            let teachers = dense::DenseTeachers::load(&d.teacher, rayon::current_num_threads())
-                .with_context(|| format!("--dense-teacher {}", d.teacher.display()))?;
-            Some(Arc::new(teachers))
-        }
-        None => None,
-    };
-    let rx = batches::prefetch(set.clone(), spec, aug, dense, plan, (start, end), 3);
+    let mut helpers = batches::Helpers::default();
+    if let Some(d) = &config.dense {
+        let teachers = PerThread::new(|| dense::DenseTeacher::load(&d.teacher))
+            .with_context(|| format!("--dense-teacher {}", d.teacher.display()))?;
+        helpers.dense = Some(Arc::new(teachers));
+    }
+    if let Some(p) = &config.paste {
+        helpers.paste = Some(Arc::new(PasteIn::load(&p.segmenter, &p.backgrounds, p.probability)?));
+    }
+    let rx = batches::prefetch(set.clone(), spec, aug, helpers, plan, (start, end), 3);
     let (h, w) = (config.input.height as usize, config.input.width as usize);
     let bar = progress_bar(opts.progress, start, config.steps);
     let t0 = Instant::now();

@@ -139,6 +139,7 @@ fn sandwich_steps_on_real_frames_lower_every_subnets_loss() {
             s,
             &spec,
             &Augment::default(),
+            None,
             &mut rng,
             &mut frame,
             &mut x,

@@ -123,18 +123,13 @@ impl TractEngine {
     }
 
     pub fn from_path_with(path: &Path, input_shape: &[usize], options: &EngineOptions) -> Result<TractEngine> {
-        if !path.is_file() {
-            bail!("{}: no such model file", path.display());
-        }
-        let model = tract_onnx::onnx()
-            .model_for_path(path)
-            .with_context(|| format!("{}: not a loadable ONNX model", path.display()))?;
-        Self::build(model, input_shape, options).with_context(|| path.display().to_string())
+        Self::from_path_selecting(path, input_shape, options, &[])
     }
 
     /// [`Self::from_path_with`] with the model's outputs replaced by the named
-    /// tensors (ONNX tensor names, internal ones included), in that order: how
-    /// a teacher's inner heatmaps are read out of the same graph.
+    /// tensors (ONNX tensor names, internal ones included), in that order,
+    /// unless `outputs` is empty: how a teacher's inner heatmaps are read out
+    /// of the same graph.
     pub fn from_path_selecting(
         path: &Path,
         input_shape: &[usize],
@@ -147,7 +142,11 @@ impl TractEngine {
         let mut model = tract_onnx::onnx()
             .model_for_path(path)
             .with_context(|| format!("{}: not a loadable ONNX model", path.display()))?;
-        model.select_outputs_by_name(outputs).with_context(|| format!("{}: outputs {outputs:?}", path.display()))?;
+        if !outputs.is_empty() {
+            model
+                .select_outputs_by_name(outputs)
+                .with_context(|| format!("{}: outputs {outputs:?}", path.display()))?;
+        }
         Self::build(model, input_shape, options).with_context(|| path.display().to_string())
     }
 
@@ -206,15 +205,20 @@ impl TractEngine {
             );
             input_shapes.push(shape.to_vec());
         }
-        let mut output_shapes = Vec::new();
-        for i in 0..typed.outputs.len() {
+        let out_fact = typed.output_fact(0)?;
+        let shape =
+            out_fact.shape.as_concrete().context("the model's output shape is not fixed by its input shape")?.to_vec();
+        ensure!(
+            out_fact.datum_type == f32::datum_type(),
+            "the model's first output is {:?}, not f32",
+            out_fact.datum_type
+        );
+        let mut output_shapes = vec![shape];
+        for i in 1..typed.outputs.len() {
+            // Other outputs are read only when asked for ([`Self::run_outputs`]); empty: not readable.
             let fact = typed.output_fact(i)?;
-            let shape = fact
-                .shape
-                .as_concrete()
-                .with_context(|| format!("output {i}'s shape is not fixed by the input shape"))?;
-            ensure!(fact.datum_type == f32::datum_type(), "output {i} is {:?}, not f32", fact.datum_type);
-            output_shapes.push(shape.to_vec());
+            let readable = fact.datum_type == f32::datum_type();
+            output_shapes.push(fact.shape.as_concrete().filter(|_| readable).map_or(Vec::new(), |s| s.to_vec()));
         }
         let state = typed.into_runnable_with_options(&run_options(options.threads))?.spawn()?;
         Ok(TractEngine { state, input_shapes, output_shapes })
@@ -233,7 +237,8 @@ impl TractEngine {
     }
 
     /// Runs on `inputs` and copies output `i` into `outputs[i]` (sized as
-    /// [`Self::output_shapes`]), for every output.
+    /// [`Self::output_shapes`]) for the first `outputs.len()` outputs; each must
+    /// be a fixed-shape f32 tensor.
     pub fn run_outputs(&mut self, inputs: &[&InputTensor], outputs: &mut [&mut [f32]]) -> Result<()> {
         ensure!(
             inputs.len() == self.input_shapes.len(),
@@ -247,7 +252,8 @@ impl TractEngine {
             outputs.len(),
             self.output_shapes.len()
         );
-        for (o, shape) in outputs.iter().zip(&self.output_shapes) {
+        for (i, (o, shape)) in outputs.iter().zip(&self.output_shapes).enumerate() {
+            ensure!(!shape.is_empty(), "output {i} is not a fixed-shape f32 tensor");
             ensure!(o.len() == shape.iter().product::<usize>(), "output buffer size mismatch");
         }
         let tensors = self.tensors(inputs)?;

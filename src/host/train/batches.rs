@@ -145,9 +145,9 @@ fn prepare_slot(
 
 /// Starts the background thread that prepares the batches of steps
 /// `from..to`, at most `ahead` in advance, with the models of `helpers`. A
-/// batch with a failing sample is
-/// filled from the next sample; once more than [`SKIP_CAP`] of the set has
-/// failed the stream ends in an error naming the samples.
+/// batch with a failing sample is filled from the next sample; once more than
+/// [`SKIP_CAP`] of the set has failed the stream ends in an error naming the
+/// samples.
 pub fn prefetch(
     set: Arc<TrainSet>,
     spec: InputSpec,

@@ -101,47 +101,6 @@ impl Backgrounds {
     }
 }
 
-/// Pastes the person of the crop `x` (network input `spec`, NCHW float, made
-/// from `frame` through `crop`) onto a random region of a random background.
-pub fn paste(
-    segmenter: &mut Segmenter,
-    backgrounds: &Backgrounds,
-    frame: &Frame,
-    crop: &Affine,
-    spec: &InputSpec,
-    x: &mut InputTensor,
-    rng: &mut Rng,
-) -> Result<()> {
-    ensure!(spec.layout == Layout::Nchw, "paste-in works on NCHW training crops");
-    let input = InputSize::new(spec.height, spec.width).map_err(anyhow::Error::msg)?;
-    let view = SquareView::about(crop, input, SEGMENTER_SIDE);
-    segmenter.segment(frame, &view)?;
-    // The background region: the crop's aspect, 30–100 % of the photo's height (as wide as fits).
-    let bg = &backgrounds.frames[rng.below(backgrounds.frames.len())];
-    let aspect = spec.width as f32 / spec.height as f32;
-    let (bw, bh) = (bg.width as f32, bg.height as f32);
-    let h = (bh * (0.3 + 0.7 * rng.uniform() as f32)).min(bw / aspect);
-    let w = h * aspect;
-    let (cx, cy) = (w / 2.0 + (bw - w) * rng.uniform() as f32, h / 2.0 + (bh - h) * rng.uniform() as f32);
-    let roi = Roi { cx, cy, w, h };
-    let mut back = InputTensor::for_spec(spec);
-    crop_into(bg, &Affine::crop_to_image(&roi, spec.width, spec.height), spec, &mut back);
-    let (InputTensor::F32(x), InputTensor::F32(back)) = (x, &back) else { bail!("paste-in works on float crops") };
-    let (h, w) = (spec.height as usize, spec.width as usize);
-    let side = SEGMENTER_SIDE as usize;
-    for v in 0..h {
-        for u in 0..w {
-            let (mu, mv) = view.from_crop(u as f32 + 0.5, v as f32 + 0.5);
-            let p = sample_plane(&segmenter.mask, (side, side), mu - 0.5, mv - 0.5).clamp(0.0, 1.0);
-            for c in 0..3 {
-                let i = (c * h + v) * w + u;
-                x[i] = p * x[i] + (1.0 - p) * back[i];
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Paste-in as a training augmentation: a segmenter per preparation thread,
 /// the backgrounds, and the probability per crop.
 pub struct PasteIn {
@@ -160,8 +119,10 @@ impl PasteIn {
         })
     }
 
-    /// With the set probability, [`paste`]s the crop onto a background (one
-    /// draw from `rng` either way, more when it pastes).
+    /// With the set probability, pastes the person of the crop `x` (network
+    /// input `spec`, NCHW float, made from `frame` through `crop`) onto a
+    /// random region of a random background (one draw from `rng` either way,
+    /// more when it pastes).
     pub fn apply(
         &self,
         frame: &Frame,
@@ -173,7 +134,35 @@ impl PasteIn {
         if rng.uniform() as f32 >= self.probability {
             return Ok(());
         }
-        paste(&mut self.segmenters.mine(), &self.backgrounds, frame, crop, spec, x, rng)
+        ensure!(spec.layout == Layout::Nchw, "paste-in works on NCHW training crops");
+        let input = InputSize::new(spec.height, spec.width).map_err(anyhow::Error::msg)?;
+        let view = SquareView::about(crop, input, SEGMENTER_SIDE);
+        let mut segmenter = self.segmenters.mine();
+        segmenter.segment(frame, &view)?;
+        // The background region: the crop's aspect, 30–100 % of the photo's height (as wide as fits).
+        let bg = &self.backgrounds.frames[rng.below(self.backgrounds.frames.len())];
+        let aspect = spec.width as f32 / spec.height as f32;
+        let (bw, bh) = (bg.width as f32, bg.height as f32);
+        let h = (bh * (0.3 + 0.7 * rng.uniform() as f32)).min(bw / aspect);
+        let w = h * aspect;
+        let (cx, cy) = (w / 2.0 + (bw - w) * rng.uniform() as f32, h / 2.0 + (bh - h) * rng.uniform() as f32);
+        let roi = Roi { cx, cy, w, h };
+        let mut back = InputTensor::for_spec(spec);
+        crop_into(bg, &Affine::crop_to_image(&roi, spec.width, spec.height), spec, &mut back);
+        let (InputTensor::F32(x), InputTensor::F32(back)) = (x, &back) else { bail!("paste-in works on float crops") };
+        let (h, w) = (spec.height as usize, spec.width as usize);
+        let side = SEGMENTER_SIDE as usize;
+        for v in 0..h {
+            for u in 0..w {
+                let (mu, mv) = view.from_crop(u as f32 + 0.5, v as f32 + 0.5);
+                let p = sample_plane(&segmenter.mask, (side, side), mu - 0.5, mv - 0.5).clamp(0.0, 1.0);
+                for c in 0..3 {
+                    let i = (c * h + v) * w + u;
+                    x[i] = p * x[i] + (1.0 - p) * back[i];
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -233,10 +222,10 @@ mod tests {
         let mut seg = Segmenter::load(Path::new(SEGMENTER)).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         std::fs::copy(format!("{CLIP}/000040.jpg"), tmp.path().join("room.jpg")).unwrap();
-        let backgrounds = Backgrounds::load(tmp.path()).unwrap();
+        let paste_in = PasteIn::load(Path::new(SEGMENTER), tmp.path(), 1.0).unwrap();
         let (frame, affine, spec, before, _) = crop(5);
         let mut after = before.clone();
-        paste(&mut seg, &backgrounds, &frame, &affine, &spec, &mut after, &mut Rng::new(3)).unwrap();
+        paste_in.apply(&frame, &affine, &spec, &mut after, &mut Rng::new(3)).unwrap();
         let view = SquareView::about(&affine, InputSize::new(128, 96).unwrap(), SEGMENTER_SIDE);
         seg.segment(&frame, &view).unwrap();
         let (InputTensor::F32(a), InputTensor::F32(b)) = (&before, &after) else { panic!() };

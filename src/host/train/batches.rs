@@ -121,9 +121,9 @@ fn prepare_slot(
     let input = InputSize::new(spec.height, spec.width).expect("a trainable input size");
     // Past the cap the run stops anyway: never scan the whole set for a good sample.
     let tries = set.samples.len().min((SKIP_CAP * set.samples.len() as f64) as usize + 1);
+    let paste = helpers.paste.as_deref();
     for k in 0..tries {
         let s = &set.samples[(index + k) % set.samples.len()];
-        let paste = helpers.paste.as_deref();
         let rng = &mut Rng::new(seed);
         let prepared = prepare(s, spec, aug, paste, rng, &mut frame, &mut x, &mut slot.heatmaps, &mut slot.weights)
             .and_then(|crop| match &helpers.dense {

@@ -110,6 +110,10 @@ fn the_fast_op_is_in_the_plan_and_threads_give_the_same_heatmaps() {
     let ops = engine.profile(&vipnas::runtime::engine::InputTensor::F32(x.clone()), 1).unwrap();
     assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
     assert!(!ops.iter().any(|o| o.op == "DepthWiseConv"), "{ops:?}");
+    // Every 1×1 convolution is ours: the only matrix product left is the
+    // stem's 3×3 convolution (one).
+    assert!(ops.iter().any(|o| o.op == "VipnasPointwiseConv" && o.nodes >= 10), "{ops:?}");
+    assert!(ops.iter().filter(|o| o.op == "OptMatMul").all(|o| o.nodes == 1), "{ops:?}");
     // The head's grouped transposed convolutions are ours too.
     assert!(ops.iter().any(|o| o.op == "VipnasGroupedDeconv"), "{ops:?}");
     assert!(!ops.iter().any(|o| o.op.contains("Deconv") && o.op != "VipnasGroupedDeconv"), "{ops:?}");
@@ -125,6 +129,45 @@ fn the_fast_op_is_in_the_plan_and_threads_give_the_same_heatmaps() {
     let t = vipnas::runtime::engine::InputTensor::F32(x);
     one.run(&[&t], &mut out.0).unwrap();
     two.run(&[&t], &mut out.1).unwrap();
-    // Groups are split across threads, each computed as on one: bit-identical.
+    // Groups and pointwise channel tiles are split across threads, each
+    // computed as on one: bit-identical.
     assert_eq!(out.0, out.1);
+}
+
+/// MoveNet Lightning (tf2onnx's graph, not ours) on real frames: its keypoint
+/// heatmaps, read inside the graph before any arg-max, with our convolutions
+/// and with tract's.
+#[test]
+fn movenet_heatmaps_with_the_fast_ops_equal_tracts() {
+    use vipnas::runtime::engine::InputTensor;
+    let onnx = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/movenet-lightning/spatial.onnx");
+    let heatmaps = "StatefulPartitionedCall/Sigmoid:0";
+    let shape = [1, 192, 192, 3];
+    let frames = if common::under_qemu() { 1 } else { 3 };
+    for index in 0..frames {
+        // The clip's frame as MoveNet takes it: 0–255, NHWC, int32.
+        let chw = common::real_image(InputSize::new(192, 192).unwrap(), 7 * index);
+        let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+        let nhwc: Vec<i32> = (0..192 * 192 * 3)
+            .map(|j| {
+                let (px, c) = (j / 3, j % 3);
+                ((chw[c * 192 * 192 + px] * std[c] + mean[c]) * 255.0).round() as i32
+            })
+            .collect();
+        let run = |convolutions| {
+            let opts = EngineOptions { datum: InputType::I32, threads: 1, convolutions };
+            let mut e = TractEngine::from_path_selecting(&onnx, &shape, &opts, &[heatmaps]).unwrap();
+            let mut out = vec![0f32; e.output_shape().iter().product()];
+            e.run(&[&InputTensor::I32(nhwc.clone())], &mut out).unwrap();
+            (out, e.profile(&InputTensor::I32(nhwc.clone()), 1).unwrap())
+        };
+        let ((ours, ops), (tracts, _)) = (run(Convolutions::Fast), run(Convolutions::Tract));
+        assert!(ops.iter().any(|o| o.op == "VipnasPointwiseConv" && o.nodes >= 30), "{ops:?}");
+        assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
+        let scale = tracts.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = ours.iter().zip(&tracts).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(scale > 0.1, "frame {index}: heatmap peak {scale}");
+        assert!(diff <= 1e-5 * scale.max(1.0), "frame {index}: fast ops differ from tract's by {diff}");
+        println!("MoveNet Lightning frame {index}: max |ours - tract's| = {diff:.2e} (peak {scale:.3})");
+    }
 }

@@ -169,17 +169,23 @@ impl TractEngine {
         if options.convolutions == Convolutions::Tract {
             typed.declutter().context("tract could not declutter the model")?;
         } else {
-            // Where tract has a channel-last depthwise kernel (aarch64), its
-            // declutter moves the whole graph to channel-last for it, and our
-            // channels-first op would then cover nothing. So the first declutter
-            // keeps the layout, our op goes in, and the full declutter that
-            // follows cannot move axes through it.
+            // tract's declutter turns 1×1 convolutions into matrix products,
+            // so ours go in first. Where tract has a channel-last depthwise
+            // kernel (aarch64), its declutter moves the whole graph to
+            // channel-last for it, and our channels-first op would then cover
+            // nothing. So the first declutter keeps the layout, our grouped
+            // ops go in, and the full declutter that follows cannot move axes
+            // through them.
+            let pointwise =
+                grouped_conv::install_pointwise(&mut typed).context("installing the fast pointwise convolution")?;
             layout_keeping_declutter().optimize(&mut typed).context("tract could not declutter the model")?;
-            let done = grouped_conv::install(&mut typed).context("installing the fast grouped convolution")?;
+            let mut done = grouped_conv::install(&mut typed).context("installing the fast grouped convolution")?;
+            done.replaced += pointwise.replaced;
+            done.left.extend(pointwise.left);
             typed.declutter().context("tract could not declutter the model")?;
             if done.replaced > 0 {
                 log::debug!(
-                    "{} grouped (transposed) convolutions run {} ({})",
+                    "{} pointwise, grouped and transposed convolutions run {} ({})",
                     done.replaced,
                     grouped_conv::KERNEL_VERSION,
                     grouped_conv::kernel::active_isa().name()
@@ -187,7 +193,7 @@ impl TractEngine {
             }
             if !done.left.is_empty() {
                 log::info!(
-                    "{} grouped (transposed) convolutions stay tract's (not covered by the fast op): {}",
+                    "{} convolutions stay tract's (not covered by the fast ops): {}",
                     done.left.len(),
                     done.left.join("; ")
                 );

@@ -188,7 +188,7 @@ impl TypedOp for GroupedDeconv {
 /// The [`GroupedDeconv`] for a `Deconv` node, or why it is not covered.
 pub(super) fn plan(model: &TypedModel, node: &TypedNode, deconv: &Deconv) -> Result<GroupedDeconv, String> {
     let spec = &deconv.pool_spec;
-    let c = covered(model, node, spec, deconv.kernel_format, deconv.group, false)?;
+    let c = covered(model, node, spec, deconv.kernel_format, deconv.group, super::MAX_IN_PER_GROUP, false)?;
     let dims = spec
         .padding
         .compute_for_deconv(&c.input, &spec.kernel_shape, &spec.dilations(), &spec.strides(), &deconv.adjustments)

@@ -157,7 +157,6 @@ fn convolve_groups_with(
     let single = isa.block(geo.extended_len(), 1);
     let multi = isa.block(geo.extended_len(), CHANNEL_BLOCK);
     let ext_len = geo.extended_len().next_multiple_of(single.max(multi));
-    let blocks_per_group = opg / CHANNEL_BLOCK + opg % CHANNEL_BLOCK;
     SCRATCH.with_borrow_mut(|(scratch, extended)| {
         // Grown, never cleared: the phase planes are written whole for every
         // group, and what lies past them is read only for dropped outputs.
@@ -170,7 +169,7 @@ fn convolve_groups_with(
             let (b, g) = (bg / geo.groups, bg % geo.groups);
             let in_start = (b * geo.in_channels + g * ipg) * in_plane;
             fill_phase_planes(geo, &input[in_start..in_start + ipg * in_plane], scratch);
-            for (o, n) in channel_blocks(geo).skip(g * blocks_per_group).take(blocks_per_group) {
+            for (o, n) in group_blocks(opg, g) {
                 let weights = &packed[o * taps_per_out..(o + n) * taps_per_out];
                 let block = if n == 1 { single } else { multi };
                 accumulate(isa, block, n, scratch, taps, weights, &bias[o..o + n], &mut extended[..n * ext_len]);
@@ -422,7 +421,7 @@ unsafe fn accumulate_avx2(block: usize, channels: usize, a: Args) {
 /// One vector type per instruction set, behind the four operations the block
 /// loop needs. Its functions are inlined into a caller compiled with the
 /// instruction set enabled (the `accumulate_*` wrappers).
-mod simd {
+pub(super) mod simd {
     pub trait Vector: Copy {
         const LANES: usize;
         unsafe fn splat(x: f32) -> Self;
@@ -579,14 +578,18 @@ unsafe fn blocks<V: Vector, const N: usize, const C: usize>(a: Args) {
 /// channel, channels)`.
 fn channel_blocks(geo: &ConvGeometry) -> impl Iterator<Item = (usize, usize)> + '_ {
     let opg = geo.out_per_group();
-    (0..geo.groups).flat_map(move |g| {
-        let mut j = 0;
-        std::iter::from_fn(move || {
-            (j < opg).then(|| {
-                let n = if opg - j >= CHANNEL_BLOCK { CHANNEL_BLOCK } else { 1 };
-                j += n;
-                (g * opg + j - n, n)
-            })
+    (0..geo.groups).flat_map(move |g| group_blocks(opg, g))
+}
+
+/// The channel blocks of group `g` (of `opg` output channels): blocks of
+/// [`CHANNEL_BLOCK`], then single channels.
+fn group_blocks(opg: usize, g: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut j = 0;
+    std::iter::from_fn(move || {
+        (j < opg).then(|| {
+            let n = if opg - j >= CHANNEL_BLOCK { CHANNEL_BLOCK } else { 1 };
+            j += n;
+            (g * opg + j - n, n)
         })
     })
 }

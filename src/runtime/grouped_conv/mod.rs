@@ -16,6 +16,8 @@
 
 mod deconv;
 pub mod kernel;
+mod pointwise;
+mod pointwise_kernel;
 
 use std::sync::Arc;
 
@@ -28,6 +30,7 @@ use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
 
 pub use deconv::GroupedDeconv;
 use kernel::{active_isa, convolve_groups, ConvGeometry};
+pub use pointwise::PointwiseConv;
 
 /// Named in latency tables so that a table says which kernels it measured:
 /// bump it whenever the kernel's speed changes (2: transposed convolutions too).
@@ -175,24 +178,38 @@ pub struct Installed {
 /// [`GroupedConv`] covers, and every grouped transposed convolution that
 /// [`GroupedDeconv`] covers; the rest stay tract's.
 pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
+    replace(model, |model, node| {
+        if let Some(conv) = node.op_as::<Conv>() {
+            (conv.group > 1).then(|| plan(model, node, conv).map(|op| Box::new(op) as _))
+        } else if let Some(deconv) = node.op_as::<Deconv>() {
+            (deconv.group > 1).then(|| deconv::plan(model, node, deconv).map(|op| Box::new(op) as _))
+        } else {
+            None
+        }
+    })
+}
+
+/// Replaces every 1×1 convolution of a typed, not yet decluttered `model`
+/// (tract's declutter turns them into matrix products) that [`PointwiseConv`]
+/// covers; the rest stay tract's.
+pub fn install_pointwise(model: &mut TypedModel) -> TractResult<Installed> {
+    replace(model, |model, node| {
+        let conv = node.op_as::<Conv>().filter(|c| pointwise::is_pointwise(c))?;
+        Some(pointwise::plan(model, node, conv).map(|op| Box::new(op) as _))
+    })
+}
+
+/// Swaps each node `pick` plans an op for (`None`: not ours to consider).
+fn replace(
+    model: &mut TypedModel,
+    pick: impl Fn(&TypedModel, &TypedNode) -> Option<Result<Box<dyn TypedOp>, String>>,
+) -> TractResult<Installed> {
     let mut done = Installed::default();
     for id in model.eval_order()? {
         let node = model.node(id);
-        let planned: Result<Box<dyn TypedOp>, String> = if let Some(conv) = node.op_as::<Conv>() {
-            if conv.group == 1 {
-                continue;
-            }
-            plan(model, node, conv).map(|op| Box::new(op) as _)
-        } else if let Some(deconv) = node.op_as::<Deconv>() {
-            if deconv.group == 1 {
-                continue;
-            }
-            deconv::plan(model, node, deconv).map(|op| Box::new(op) as _)
-        } else {
-            continue;
-        };
-        match planned {
-            Ok(op) => {
+        match pick(model, node) {
+            None => {}
+            Some(Ok(op)) => {
                 let mut patch = TypedModelPatch::new("vipnas-grouped-conv");
                 let x = patch.tap_model(model, node.inputs[0])?;
                 let y = patch.wire_node(&node.name, op, &[x])?[0];
@@ -200,7 +217,7 @@ pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
                 patch.apply(model)?;
                 done.replaced += 1;
             }
-            Err(why) => done.left.push(format!("{}: {why}", node.name)),
+            Some(Err(why)) => done.left.push(format!("{}: {why}", node.name)),
         }
     }
     if done.replaced > 0 {
@@ -212,7 +229,7 @@ pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
 /// The [`GroupedConv`] for `node`, or why it is not covered.
 fn plan(model: &TypedModel, node: &TypedNode, conv: &Conv) -> Result<GroupedConv, String> {
     let spec = &conv.pool_spec;
-    let c = covered(model, node, spec, conv.kernel_fmt, conv.group, conv.q_params.is_some())?;
+    let c = covered(model, node, spec, conv.kernel_fmt, conv.group, MAX_IN_PER_GROUP, conv.q_params.is_some())?;
     let padding = spec.computed_padding(&c.input);
     let geo = c.geometry(
         spec,
@@ -255,7 +272,7 @@ impl Covered {
 
 /// The checks a convolution or transposed convolution passes to be ours: f32,
 /// 2-D channels-first with an OIHW kernel, no dilation, at most
-/// [`MAX_IN_PER_GROUP`] input channels per group, a concrete input shape,
+/// `max_in_per_group` input channels per group, a concrete input shape,
 /// constant kernel and bias; or why not.
 fn covered(
     model: &TypedModel,
@@ -263,6 +280,7 @@ fn covered(
     spec: &PoolSpec,
     kernel_fmt: KernelFormat,
     group: usize,
+    max_in_per_group: usize,
     quantized: bool,
 ) -> Result<Covered, String> {
     let x = model.outlet_fact(node.inputs[0]).map_err(|e| e.to_string())?;
@@ -284,9 +302,9 @@ fn covered(
         return Err(format!("dilation {:?}", spec.dilations()));
     }
     let in_per_group = spec.input_channels / group;
-    if in_per_group > MAX_IN_PER_GROUP {
+    if in_per_group > max_in_per_group {
         return Err(format!(
-            "{in_per_group} input channels per group (tract's matrix products are faster above {MAX_IN_PER_GROUP})"
+            "{in_per_group} input channels per group (tract's matrix products are faster above {max_in_per_group})"
         ));
     }
     let shape = x.shape.as_concrete().ok_or("input shape not concrete")?;
@@ -296,8 +314,7 @@ fn covered(
         _ => return Err(format!("input shape {shape:?} for {:?}", spec.data_format)),
     };
     let constant = |i: usize, what: &str| -> Result<Vec<f32>, String> {
-        let fact = model.outlet_fact(node.inputs[i]).map_err(|e| e.to_string())?;
-        let t = fact.konst.as_ref().ok_or(format!("{what} is not a constant"))?;
+        let t = constant_value(model, node.inputs[i]).ok_or(format!("{what} is not a constant"))?;
         let t = t.cast_to::<f32>().map_err(|e| e.to_string())?;
         let view = t.try_as_plain_ram().map_err(|e| e.to_string())?;
         Ok(view.as_slice::<f32>().map_err(|e| e.to_string())?.to_vec())
@@ -311,4 +328,22 @@ fn covered(
         return Err(format!("{} bias values for {} channels", bias.len(), spec.output_channels));
     }
     Ok(Covered { batch, input: [h, w], kernel, bias, batch_axis: spec.data_format == DataFormat::NCHW })
+}
+
+/// The value of `outlet` if it is a constant: known to tract, or computed by
+/// stateless nodes from constants (before tract's declutter folds them, a
+/// convolution's bias still comes through a `Cast`).
+fn constant_value(model: &TypedModel, outlet: OutletId) -> Option<Arc<Tensor>> {
+    let fact = model.outlet_fact(outlet).ok()?;
+    if let Some(k) = &fact.konst {
+        return Some(k.clone());
+    }
+    let node = model.node(outlet.node);
+    if node.inputs.is_empty() {
+        return None;
+    }
+    let inputs: TVec<TValue> =
+        node.inputs.iter().map(|&i| constant_value(model, i).map(|t| t.into_tvalue())).collect::<Option<_>>()?;
+    let mut outputs = node.op.eval_out_of_plan(inputs).ok()??;
+    (outlet.slot < outputs.len()).then(|| outputs.swap_remove(outlet.slot).into_arc_tensor())
 }

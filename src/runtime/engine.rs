@@ -183,6 +183,8 @@ impl TractEngine {
             done.replaced += pointwise.replaced;
             done.left.extend(pointwise.left);
             typed.declutter().context("tract could not declutter the model")?;
+            let folds = grouped_conv::fuse_activations(&mut typed).context("folding activations into convolutions")?;
+            log::debug!("{folds} activations folded into our convolutions");
             if done.replaced > 0 {
                 log::debug!(
                     "{} pointwise, grouped and transposed convolutions run {} ({})",

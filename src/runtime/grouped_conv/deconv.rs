@@ -15,7 +15,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::Deconv;
 
-use super::kernel::ConvGeometry;
+use super::kernel::{Clamp, ConvGeometry};
 use super::{covered, GroupedConv};
 
 /// A grouped 2-D transposed convolution over an f32 NCHW input.
@@ -96,6 +96,15 @@ impl GroupedDeconv {
 
     fn output_shape(&self) -> TVec<usize> {
         super::output_shape(self.batch_axis, self.batch, self.channels, self.output)
+    }
+
+    /// The same transposed convolution with its outputs clamped to `clamp` too.
+    pub fn clamped(&self, clamp: Clamp) -> GroupedDeconv {
+        GroupedDeconv { phases: self.phases.iter().map(|p| p.clamped(clamp)).collect(), ..self.clone() }
+    }
+
+    pub fn clamp(&self) -> Clamp {
+        self.phases[0].clamp()
     }
 }
 

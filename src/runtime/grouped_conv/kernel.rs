@@ -108,6 +108,33 @@ impl ConvGeometry {
     }
 }
 
+/// Bounds every output is clamped to as it is stored: how a ReLU or ReLU6
+/// after a convolution is folded into it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clamp {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Clamp {
+    /// No bounds.
+    pub const NONE: Clamp = Clamp { lo: f32::NEG_INFINITY, hi: f32::INFINITY };
+
+    /// Within `self` and `max(·, lo)` too.
+    pub fn at_least(self, lo: f32) -> Clamp {
+        Clamp { lo: self.lo.max(lo), hi: self.hi.max(lo) }
+    }
+
+    /// Within `self` and `min(·, hi)` too.
+    pub fn at_most(self, hi: f32) -> Clamp {
+        Clamp { lo: self.lo.min(hi), hi: self.hi.min(hi) }
+    }
+
+    pub fn apply(self, v: f32) -> f32 {
+        v.max(self.lo).min(self.hi)
+    }
+}
+
 /// The widest block any variant uses (outputs held in registers).
 const MAX_BLOCK: usize = 128;
 
@@ -120,17 +147,19 @@ const CHANNEL_BLOCK: usize = 4;
 /// batch-major: group index `b * groups + g`).
 ///
 /// `packed` is the kernel as [`pack_kernel`] lays it out, `bias` one value
-/// per output channel, `taps` is `geo.tap_offsets()`.
+/// per output channel, `taps` is `geo.tap_offsets()`; every output is clamped.
+#[allow(clippy::too_many_arguments)]
 pub fn convolve_groups(
     geo: &ConvGeometry,
     taps: &[usize],
     input: &[f32],
     packed: &[f32],
     bias: &[f32],
+    clamp: Clamp,
     first_group: usize,
     out: &mut [f32],
 ) {
-    convolve_groups_with(active_isa(), geo, taps, input, packed, bias, first_group, out)
+    convolve_groups_with(active_isa(), geo, taps, input, packed, bias, clamp, first_group, out)
 }
 
 /// [`convolve_groups`] on a given instruction set (which the CPU must have).
@@ -142,6 +171,7 @@ fn convolve_groups_with(
     input: &[f32],
     packed: &[f32],
     bias: &[f32],
+    clamp: Clamp,
     first_group: usize,
     out: &mut [f32],
 ) {
@@ -172,7 +202,7 @@ fn convolve_groups_with(
             for (o, n) in group_blocks(opg, g) {
                 let weights = &packed[o * taps_per_out..(o + n) * taps_per_out];
                 let block = if n == 1 { single } else { multi };
-                accumulate(isa, block, n, scratch, taps, weights, &bias[o..o + n], &mut extended[..n * ext_len]);
+                accumulate(isa, block, n, scratch, taps, weights, &bias[o..o + n], clamp, &mut extended[..n * ext_len]);
                 let j = o - g * opg;
                 for (c, ext) in extended[..n * ext_len].chunks_exact(ext_len).enumerate() {
                     let plane_out = &mut group_out_slice[(j + c) * out_plane..(j + c + 1) * out_plane];
@@ -361,7 +391,7 @@ pub fn active_isa() -> Isa {
 }
 
 /// For each of `channels` output channels `c`:
-/// `extended[c][t] = bias[c] + Σ_i weights[i][c] · scratch[taps[i] + t]`, for
+/// `extended[c][t] = clamp(bias[c] + Σ_i weights[i][c] · scratch[taps[i] + t])`, for
 /// every t (each plane of `extended` is a multiple of `block` long).
 #[allow(clippy::too_many_arguments)]
 fn accumulate(
@@ -372,6 +402,7 @@ fn accumulate(
     taps: &[usize],
     weights: &[f32],
     bias: &[f32],
+    clamp: Clamp,
     extended: &mut [f32],
 ) {
     assert_eq!(bias.len(), channels);
@@ -381,7 +412,7 @@ fn accumulate(
     // Every read of the block loops is inside `scratch`: checked here once.
     let reach = taps.iter().max().map_or(0, |&m| m + plane);
     assert!(reach <= scratch.len(), "taps reach {reach} of {} scratch", scratch.len());
-    let a = Args { scratch, taps, weights, bias, extended };
+    let a = Args { scratch, taps, weights, bias, clamp, extended };
     // SAFETY: the asserts above bound every pointer the block loops form, and
     // each variant runs only where `Isa::detect` found its instructions.
     unsafe {
@@ -403,6 +434,7 @@ struct Args<'a> {
     taps: &'a [usize],
     weights: &'a [f32],
     bias: &'a [f32],
+    clamp: Clamp,
     extended: &'a mut [f32],
 }
 
@@ -428,13 +460,15 @@ pub(super) mod simd {
         unsafe fn load(p: *const f32) -> Self;
         /// `self + a · b`.
         unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+        /// Lane-wise `min(max(self, lo), hi)`.
+        unsafe fn clamp(self, lo: Self, hi: Self) -> Self;
         unsafe fn store(self, p: *mut f32);
     }
 
     /// A [`Vector`] over one SIMD register type and its intrinsics.
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     macro_rules! simd_vector {
-        ($name:ident($reg:ty), $lanes:expr, $splat:ident, $load:ident, $store:ident, |$acc:ident, $a:ident, $b:ident| $fma:expr) => {
+        ($name:ident($reg:ty), $lanes:expr, $splat:ident, $load:ident, $store:ident, $max:ident, $min:ident, |$acc:ident, $a:ident, $b:ident| $fma:expr) => {
             #[derive(Clone, Copy)]
             pub struct $name($reg);
 
@@ -454,6 +488,10 @@ pub(super) mod simd {
                     $name(unsafe { $fma })
                 }
                 #[inline(always)]
+                unsafe fn clamp(self, lo: Self, hi: Self) -> Self {
+                    $name(unsafe { $min($max(self.0, lo.0), hi.0) })
+                }
+                #[inline(always)]
                 unsafe fn store(self, p: *mut f32) {
                     unsafe { $store(p, self.0) }
                 }
@@ -465,12 +503,26 @@ pub(super) mod simd {
     mod x86 {
         use std::arch::x86_64::*;
 
-        simd_vector!(Avx512(__m512), 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, |acc, a, b| {
-            _mm512_fmadd_ps(a, b, acc)
-        });
-        simd_vector!(Avx2(__m256), 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, |acc, a, b| {
-            _mm256_fmadd_ps(a, b, acc)
-        });
+        simd_vector!(
+            Avx512(__m512),
+            16,
+            _mm512_set1_ps,
+            _mm512_loadu_ps,
+            _mm512_storeu_ps,
+            _mm512_max_ps,
+            _mm512_min_ps,
+            |acc, a, b| { _mm512_fmadd_ps(a, b, acc) }
+        );
+        simd_vector!(
+            Avx2(__m256),
+            8,
+            _mm256_set1_ps,
+            _mm256_loadu_ps,
+            _mm256_storeu_ps,
+            _mm256_max_ps,
+            _mm256_min_ps,
+            |acc, a, b| { _mm256_fmadd_ps(a, b, acc) }
+        );
     }
     #[cfg(target_arch = "x86_64")]
     pub use x86::{Avx2, Avx512};
@@ -479,7 +531,9 @@ pub(super) mod simd {
     mod arm {
         use std::arch::aarch64::*;
 
-        simd_vector!(Neon(float32x4_t), 4, vdupq_n_f32, vld1q_f32, vst1q_f32, |acc, a, b| vfmaq_f32(acc, a, b));
+        simd_vector!(Neon(float32x4_t), 4, vdupq_n_f32, vld1q_f32, vst1q_f32, vmaxq_f32, vminq_f32, |acc, a, b| {
+            vfmaq_f32(acc, a, b)
+        });
     }
     #[cfg(target_arch = "aarch64")]
     pub use arm::Neon;
@@ -502,6 +556,10 @@ pub(super) mod simd {
         #[inline(always)]
         unsafe fn mul_add(self, a: Self, b: Self) -> Self {
             Scalar4(std::array::from_fn(|i| self.0[i] + a.0[i] * b.0[i]))
+        }
+        #[inline(always)]
+        unsafe fn clamp(self, lo: Self, hi: Self) -> Self {
+            Scalar4(std::array::from_fn(|i| self.0[i].max(lo.0[i]).min(hi.0[i])))
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -542,6 +600,7 @@ unsafe fn blocks<V: Vector, const N: usize, const C: usize>(a: Args) {
     debug_assert_eq!(plane % step, 0);
     let src = a.scratch.as_ptr();
     let dst = a.extended.as_mut_ptr();
+    let (lo, hi) = unsafe { (V::splat(a.clamp.lo), V::splat(a.clamp.hi)) };
     let mut t0 = 0;
     while t0 < plane {
         unsafe {
@@ -566,7 +625,7 @@ unsafe fn blocks<V: Vector, const N: usize, const C: usize>(a: Args) {
             }
             for c in 0..C {
                 for n in 0..N {
-                    acc[c][n].store(dst.add(c * plane + t0 + n * V::LANES));
+                    acc[c][n].clamp(lo, hi).store(dst.add(c * plane + t0 + n * V::LANES));
                 }
             }
         }
@@ -679,7 +738,17 @@ pub(super) mod tests {
 
     fn run(isa: Isa, geo: &ConvGeometry, input: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
         let mut out = vec![f32::NAN; geo.output_len()];
-        convolve_groups_with(isa, geo, &geo.tap_offsets(), input, &pack_kernel(geo, kernel), bias, 0, &mut out);
+        convolve_groups_with(
+            isa,
+            geo,
+            &geo.tap_offsets(),
+            input,
+            &pack_kernel(geo, kernel),
+            bias,
+            Clamp::NONE,
+            0,
+            &mut out,
+        );
         out
     }
 
@@ -744,7 +813,16 @@ pub(super) mod tests {
         let whole = run(active_isa(), &geo, &input, &kernel, &bias);
         let plane = 100;
         let mut part = vec![0.0; 3 * plane];
-        convolve_groups(&geo, &geo.tap_offsets(), &input, &pack_kernel(&geo, &kernel), &bias, 2, &mut part);
+        convolve_groups(
+            &geo,
+            &geo.tap_offsets(),
+            &input,
+            &pack_kernel(&geo, &kernel),
+            &bias,
+            Clamp::NONE,
+            2,
+            &mut part,
+        );
         assert_eq!(part, whole[2 * plane..5 * plane]);
     }
 }

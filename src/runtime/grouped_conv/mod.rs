@@ -29,7 +29,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
 
 pub use deconv::GroupedDeconv;
-use kernel::{active_isa, convolve_groups, ConvGeometry};
+use kernel::{active_isa, convolve_groups, Clamp, ConvGeometry};
 pub use pointwise::PointwiseConv;
 
 /// Named in latency tables so that a table says which kernels it measured:
@@ -52,6 +52,8 @@ pub struct GroupedConv {
     taps: Arc<Vec<usize>>,
     /// Whether input and output have the batch axis (NCHW, not CHW).
     batch_axis: bool,
+    /// A ReLU or ReLU6 folded in ([`fuse_activations`]).
+    clamp: Clamp,
 }
 
 // tract compares ops to merge identical nodes; weights compare by value (a
@@ -68,7 +70,23 @@ impl GroupedConv {
         ensure!(batch_axis || geo.batch == 1);
         let taps = geo.tap_offsets();
         let packed = kernel::pack_kernel(&geo, &kernel);
-        Ok(GroupedConv { geo, packed: Arc::new(packed), bias: Arc::new(bias), taps: Arc::new(taps), batch_axis })
+        Ok(GroupedConv {
+            geo,
+            packed: Arc::new(packed),
+            bias: Arc::new(bias),
+            taps: Arc::new(taps),
+            batch_axis,
+            clamp: Clamp::NONE,
+        })
+    }
+
+    /// The same convolution with its outputs clamped to `clamp` too.
+    pub fn clamped(&self, clamp: Clamp) -> GroupedConv {
+        GroupedConv { clamp, ..self.clone() }
+    }
+
+    pub fn clamp(&self) -> Clamp {
+        self.clamp
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -98,13 +116,14 @@ impl Op for GroupedConv {
     fn info(&self) -> TractResult<Vec<String>> {
         let g = &self.geo;
         Ok(vec![format!(
-            "{}×{} stride {:?}, {} groups of {}→{}, {}",
+            "{}×{} stride {:?}, {} groups of {}→{}, clamp {:?}, {}",
             g.kernel[0],
             g.kernel[1],
             g.stride,
             g.groups,
             g.in_per_group(),
             g.out_per_group(),
+            self.clamp,
             active_isa().name()
         )])
     }
@@ -146,7 +165,7 @@ impl GroupedConv {
         ensure!(x.len() == g.input_len() && out.len() == g.output_len());
         let group_len = g.out_per_group() * g.output[0] * g.output[1];
         par_chunks_mut(out, group_len, g.macs(), |first, chunk| {
-            convolve_groups(g, &self.taps, x, &self.packed, &self.bias, first, chunk);
+            convolve_groups(g, &self.taps, x, &self.packed, &self.bias, self.clamp, first, chunk);
             Ok(())
         })
     }
@@ -197,6 +216,69 @@ pub fn install_pointwise(model: &mut TypedModel) -> TractResult<Installed> {
         let conv = node.op_as::<Conv>().filter(|c| pointwise::is_pointwise(c))?;
         Some(pointwise::plan(model, node, conv).map(|op| Box::new(op) as _))
     })
+}
+
+/// Folds each ReLU or ReLU6 (tract's `Max`/`Min` with a constant) that
+/// alone reads one of our convolutions into it, as a clamp of its outputs:
+/// one pass over the activations fewer per fold. Returns the folds.
+pub fn fuse_activations(model: &mut TypedModel) -> TractResult<usize> {
+    let mut folds = 0;
+    while let Some((conv, act, op)) = next_fold(model)? {
+        let mut patch = TypedModelPatch::new("vipnas-fold-activation");
+        let x = patch.tap_model(model, model.node(conv).inputs[0])?;
+        let y = patch.wire_node(&model.node(conv).name, op, &[x])?[0];
+        patch.shunt_outside(model, act.into(), y)?;
+        patch.apply(model)?;
+        *model = std::mem::take(model).into_compact()?;
+        folds += 1;
+    }
+    Ok(folds)
+}
+
+/// The first (our convolution, its activation, the convolution clamped) in `model`.
+fn next_fold(model: &TypedModel) -> TractResult<Option<(usize, usize, Box<dyn TypedOp>)>> {
+    use tract_onnx::tract_core::ops::binary::TypedBinOp;
+    use tract_onnx::tract_core::ops::math::{Max, Min};
+    for node in model.eval_order()?.into_iter().map(|id| model.node(id)) {
+        let out = OutletId::new(node.id, 0);
+        let [succ] = &*node.outputs[0].successors else { continue };
+        if node.outputs.len() != 1 || model.outputs.contains(&out) {
+            continue;
+        }
+        let act = model.node(succ.node);
+        let Some(bin) = act.op_as::<TypedBinOp>() else { continue };
+        let other = model.outlet_fact(act.inputs[1 - succ.slot])?;
+        // A constant of one value that broadcasts without growing the output.
+        let Some(k) = other.konst.as_ref().filter(|_| other.rank() <= 4 && other.shape.volume().is_one()) else {
+            continue;
+        };
+        let Ok(v) = k.cast_to_scalar::<f32>() else { continue };
+        if model.outlet_fact(OutletId::new(act.id, 0))?.shape != model.outlet_fact(out)?.shape {
+            continue;
+        }
+        let tighten = |c: Clamp| {
+            if bin.0.is::<Max>() {
+                Some(c.at_least(v))
+            } else if bin.0.is::<Min>() {
+                Some(c.at_most(v))
+            } else {
+                None
+            }
+        };
+        let op: Option<Box<dyn TypedOp>> = if let Some(op) = node.op_as::<GroupedConv>() {
+            tighten(op.clamp).map(|c| Box::new(op.clamped(c)) as _)
+        } else if let Some(op) = node.op_as::<PointwiseConv>() {
+            tighten(op.clamp()).map(|c| Box::new(op.clamped(c)) as _)
+        } else if let Some(op) = node.op_as::<GroupedDeconv>() {
+            tighten(op.clamp()).map(|c| Box::new(op.clamped(c)) as _)
+        } else {
+            None
+        };
+        if let Some(op) = op {
+            return Ok(Some((node.id, act.id, op)));
+        }
+    }
+    Ok(None)
 }
 
 /// Swaps each node `pick` plans an op for (`None`: not ours to consider).

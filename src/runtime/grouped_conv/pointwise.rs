@@ -17,7 +17,7 @@ use tract_onnx::tract_core::ops::cnn::conv::Conv;
 use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
 
 use super::kernel::active_isa;
-use super::kernel::Isa;
+use super::kernel::{Clamp, Isa};
 use super::pointwise_kernel::{convolve_planes, pack_weights, tile_channels, PointwiseGeometry};
 use super::{covered, output_shape};
 
@@ -35,6 +35,8 @@ pub struct PointwiseConv {
     bias: Arc<Vec<f32>>,
     /// Whether input and output have the batch axis (NCHW, not CHW).
     batch_axis: bool,
+    /// A ReLU or ReLU6 folded in (`fuse_activations`).
+    clamp: Clamp,
 }
 
 // As for `GroupedConv`: weights compare by value.
@@ -64,7 +66,16 @@ impl PointwiseConv {
         }
         let isa = active_isa();
         let packed = Arc::new(pack_weights(isa, &geo, kernel));
-        Ok(PointwiseConv { geo, plane, isa, packed, bias: Arc::new(bias), batch_axis })
+        Ok(PointwiseConv { geo, plane, isa, packed, bias: Arc::new(bias), batch_axis, clamp: Clamp::NONE })
+    }
+
+    /// The same convolution with its outputs clamped to `clamp` too.
+    pub fn clamped(&self, clamp: Clamp) -> PointwiseConv {
+        PointwiseConv { clamp, ..self.clone() }
+    }
+
+    pub fn clamp(&self) -> Clamp {
+        self.clamp
     }
 
     fn output_shape(&self) -> TVec<usize> {
@@ -85,12 +96,12 @@ impl PointwiseConv {
             let (tiles, rest) = out.split_at_mut(whole * p);
             if !tiles.is_empty() {
                 par_chunks_mut(tiles, tile * p, whole * p * k, |first, chunk| {
-                    convolve_planes(self.isa, g, x, &self.packed, &self.bias, first * tile, chunk);
+                    convolve_planes(self.isa, g, x, &self.packed, &self.bias, self.clamp, first * tile, chunk);
                     Ok(())
                 })?;
             }
             if !rest.is_empty() {
-                convolve_planes(self.isa, g, x, &self.packed, &self.bias, whole, rest);
+                convolve_planes(self.isa, g, x, &self.packed, &self.bias, self.clamp, whole, rest);
             }
         }
         Ok(())
@@ -104,7 +115,14 @@ impl Op for PointwiseConv {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let g = &self.geo;
-        Ok(vec![format!("1×1 {}→{} over {:?}, {}", g.in_channels, g.out_channels, self.plane, active_isa().name())])
+        Ok(vec![format!(
+            "1×1 {}→{} over {:?}, clamp {:?}, {}",
+            g.in_channels,
+            g.out_channels,
+            self.plane,
+            self.clamp,
+            self.isa.name()
+        )])
     }
 
     fn validation(&self) -> Validation {

@@ -19,7 +19,7 @@ use super::kernel::simd::Scalar4;
 use super::kernel::simd::Vector;
 #[cfg(target_arch = "x86_64")]
 use super::kernel::simd::{Avx2, Avx512};
-use super::kernel::Isa;
+use super::kernel::{Clamp, Isa};
 
 /// Shape of one pointwise convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,13 +80,16 @@ pub fn pack_weights(isa: Isa, geo: &PointwiseGeometry, oi: &[f32]) -> Vec<f32> {
 /// Computes output channels `first ..` of one batch item (`input` is its
 /// planes) into `out`, which holds a whole number of planes; `first` starts a
 /// tile unless it lies after the last whole one, and the run ends at a tile's
-/// end or at the last channel. `packed` is as [`pack_weights`] lays it out for `isa`.
+/// end or at the last channel. `packed` is as [`pack_weights`] lays it out for
+/// `isa`; every output is clamped.
+#[allow(clippy::too_many_arguments)]
 pub fn convolve_planes(
     isa: Isa,
     geo: &PointwiseGeometry,
     input: &[f32],
     packed: &[f32],
     bias: &[f32],
+    clamp: Clamp,
     first: usize,
     out: &mut [f32],
 ) {
@@ -99,7 +102,7 @@ pub fn convolve_planes(
     assert_eq!(out.len() % p, 0);
     let last = first + out.len() / p;
     assert!(last <= m && (first >= whole || first % c == 0) && (last >= whole || last % c == 0));
-    let a = Args { geo, x: input, packed, bias, first, channels: last - first };
+    let a = Args { geo, x: input, packed, bias, clamp, first, channels: last - first };
     // SAFETY: the asserts above bound every pointer the tile loops form, and
     // each variant runs only where `Isa::detect` found its instructions.
     unsafe {
@@ -122,6 +125,7 @@ struct Args<'a> {
     x: &'a [f32],
     packed: &'a [f32],
     bias: &'a [f32],
+    clamp: Clamp,
     first: usize,
     channels: usize,
 }
@@ -185,7 +189,7 @@ unsafe fn channels_over<V: Vector, const C: usize, const N: usize>(
     let mut c = 0;
     while c < a.channels {
         let o = a.first + c;
-        let w = Weights { packed: &a.packed[o * k..], bias: &a.bias[o..] };
+        let w = Weights { packed: &a.packed[o * k..], bias: &a.bias[o..], clamp: a.clamp };
         unsafe {
             if o < whole {
                 channel_tile::<V, C, N>(x, x_row, k, &w, dst.add(c * dst_row), dst_row, pixels);
@@ -203,10 +207,12 @@ thread_local! {
     static TAIL: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// A tile's packed weights (`packed[i · C + c]`) and its channels' biases.
+/// A tile's packed weights (`packed[i · C + c]`), its channels' biases and
+/// the clamp of its outputs.
 struct Weights<'a> {
     packed: &'a [f32],
     bias: &'a [f32],
+    clamp: Clamp,
 }
 
 /// `C` output planes (rows `dst_row` apart) over `pixels` pixels (a multiple
@@ -226,6 +232,7 @@ unsafe fn channel_tile<V: Vector, const C: usize, const N: usize>(
     let weights = w.packed.as_ptr();
     let mut t = 0;
     unsafe {
+        let (lo, hi) = (V::splat(w.clamp.lo), V::splat(w.clamp.hi));
         while t < pixels {
             let mut acc = [[V::splat(0.0); N]; C];
             for c in 0..C {
@@ -246,7 +253,7 @@ unsafe fn channel_tile<V: Vector, const C: usize, const N: usize>(
             }
             for c in 0..C {
                 for n in 0..N {
-                    acc[c][n].store(dst.add(c * dst_row + t + n * V::LANES));
+                    acc[c][n].clamp(lo, hi).store(dst.add(c * dst_row + t + n * V::LANES));
                 }
             }
             t += N * V::LANES;
@@ -277,14 +284,18 @@ mod tests {
     }
 
     fn check(geo: PointwiseGeometry) {
+        check_clamped(geo, Clamp::NONE);
+    }
+
+    fn check_clamped(geo: PointwiseGeometry, clamp: Clamp) {
         let x = values(geo.input_len(), 1);
         let oi = values(geo.in_channels * geo.out_channels, 2);
         let bias = values(geo.out_channels, 3);
-        let want = reference(&geo, &x, &oi, &bias);
+        let want: Vec<f32> = reference(&geo, &x, &oi, &bias).into_iter().map(|v| clamp.apply(v)).collect();
         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
         for isa in Isa::available() {
             let mut got = vec![f32::NAN; geo.output_len()];
-            convolve(isa, &geo, &x, &pack_weights(isa, &geo, &oi), &bias, &mut got);
+            convolve(isa, &geo, &x, &pack_weights(isa, &geo, &oi), &bias, clamp, &mut got);
             let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(worst <= 1e-6 * scale, "{} {geo:?}: max |diff| {worst} at scale {scale}", isa.name());
         }
@@ -300,19 +311,35 @@ mod tests {
         check(PointwiseGeometry { batch: 3, in_channels: 5, out_channels: 11, pixels: 37 });
     }
 
+    #[test]
+    fn a_folded_relu6_clamps_every_output_tail_included() {
+        let relu6 = Clamp::NONE.at_least(0.0).at_most(0.3);
+        for pixels in [48, 53] {
+            check_clamped(PointwiseGeometry { batch: 1, in_channels: 9, out_channels: 19, pixels }, relu6);
+        }
+    }
+
     /// Every batch item, split at the tiles as the op splits them across
     /// threads: a run of whole tiles, then each channel after them alone.
-    fn convolve(isa: Isa, geo: &PointwiseGeometry, x: &[f32], packed: &[f32], bias: &[f32], out: &mut [f32]) {
+    fn convolve(
+        isa: Isa,
+        geo: &PointwiseGeometry,
+        x: &[f32],
+        packed: &[f32],
+        bias: &[f32],
+        clamp: Clamp,
+        out: &mut [f32],
+    ) {
         let (k, m, p) = (geo.in_channels, geo.out_channels, geo.pixels);
         let whole = m / tile_channels(isa) * tile_channels(isa);
         for (b, out) in out.chunks_exact_mut(m * p).enumerate() {
             let x = &x[b * k * p..(b + 1) * k * p];
             let (tiles, rest) = out.split_at_mut(whole * p);
             for (t, tile) in tiles.chunks_exact_mut(tile_channels(isa) * p).enumerate() {
-                convolve_planes(isa, geo, x, packed, bias, t * tile_channels(isa), tile);
+                convolve_planes(isa, geo, x, packed, bias, clamp, t * tile_channels(isa), tile);
             }
             for (j, plane) in rest.chunks_exact_mut(p).enumerate() {
-                convolve_planes(isa, geo, x, packed, bias, whole + j, plane);
+                convolve_planes(isa, geo, x, packed, bias, clamp, whole + j, plane);
             }
         }
     }
@@ -323,7 +350,7 @@ mod tests {
         let isa = Isa::detect();
         let r = std::panic::catch_unwind(|| {
             let mut out = vec![0.0; 4];
-            convolve_planes(isa, &geo, &[0.0; 8], &[0.0; 32], &[0.0; 16], 1, &mut out);
+            convolve_planes(isa, &geo, &[0.0; 8], &[0.0; 32], &[0.0; 16], Clamp::NONE, 1, &mut out);
         });
         assert!(r.is_err());
     }

@@ -511,7 +511,7 @@ pub(super) mod simd {
             _mm512_storeu_ps,
             _mm512_max_ps,
             _mm512_min_ps,
-            |acc, a, b| { _mm512_fmadd_ps(a, b, acc) }
+            |acc, a, b| _mm512_fmadd_ps(a, b, acc)
         );
         simd_vector!(
             Avx2(__m256),
@@ -521,7 +521,7 @@ pub(super) mod simd {
             _mm256_storeu_ps,
             _mm256_max_ps,
             _mm256_min_ps,
-            |acc, a, b| { _mm256_fmadd_ps(a, b, acc) }
+            |acc, a, b| _mm256_fmadd_ps(a, b, acc)
         );
     }
     #[cfg(target_arch = "x86_64")]

@@ -6,8 +6,8 @@
 //! the board is than a reference machine on a published benchmark of the same
 //! framework — one ratio for blocks with a convolution the engine runs on its
 //! own grouped kernel (depthwise and small groups: a MobileNetV3's ratio),
-//! one for every other block, whose convolutions are tract's matrix products
-//! (a ResNet-50's). It ignores that tract's kernels and the benchmark's
+//! one for every other block, whose convolutions are dense: tract's matrix
+//! products and our pointwise kernel (a ResNet-50's). It ignores that tract's kernels and the benchmark's
 //! framework are not equally good on each ISA, that the reference is not this
 //! host, and how each board's caches treat each block; `search` and `predict`
 //! warn loudly on it, and `vipnas profile` on the board replaces it.

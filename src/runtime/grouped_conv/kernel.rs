@@ -187,7 +187,7 @@ fn convolve_groups_with(
     let single = isa.block(geo.extended_len(), 1);
     let multi = isa.block(geo.extended_len(), CHANNEL_BLOCK);
     let ext_len = geo.extended_len().next_multiple_of(single.max(multi));
-    SCRATCH.with_borrow_mut(|(scratch, extended)| {
+    SCRATCH.with_borrow_mut(|(scratch, extended, line)| {
         // Grown, never cleared: the phase planes are written whole for every
         // group, and what lies past them is read only for dropped outputs.
         grow(scratch, geo.scratch_len());
@@ -198,7 +198,7 @@ fn convolve_groups_with(
             let bg = first_group + k;
             let (b, g) = (bg / geo.groups, bg % geo.groups);
             let in_start = (b * geo.in_channels + g * ipg) * in_plane;
-            fill_phase_planes(geo, &input[in_start..in_start + ipg * in_plane], scratch);
+            fill_phase_planes(isa, geo, &input[in_start..in_start + ipg * in_plane], scratch, line);
             for (o, n) in group_blocks(opg, g) {
                 let weights = &packed[o * taps_per_out..(o + n) * taps_per_out];
                 let block = if n == 1 { single } else { multi };
@@ -222,12 +222,109 @@ fn grow(v: &mut Vec<f32>, len: usize) {
 }
 
 thread_local! {
-    /// Per-thread phase planes and `L`-wide output planes, reused across runs.
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread phase planes, `L`-wide output planes and a padded input
+    /// row, reused across runs.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// Copies a group's input planes, zero-padded, into its phase planes.
-fn fill_phase_planes(geo: &ConvGeometry, planes: &[f32], scratch: &mut [f32]) {
+/// Copies a group's input planes, zero-padded, into its phase planes; `line`
+/// is scratch for one padded input row.
+fn fill_phase_planes(isa: Isa, geo: &ConvGeometry, planes: &[f32], scratch: &mut [f32], line: &mut Vec<f32>) {
+    if geo.stride[1] != 2 {
+        return fill_phase_planes_scalar(geo, planes, scratch);
+    }
+    let [h, w] = geo.input;
+    assert_eq!(planes.len() % (h * w), 0);
+    assert!(scratch.len() >= planes.len() / (h * w) * geo.stride[0] * 2 * geo.phase_plane_len());
+    // The padded row: padded column c is input column c − pad_before (zero
+    // outside), long enough for both phases' columns.
+    let pl = geo.pad_before[1];
+    line.clear();
+    line.resize((2 * geo.phase_cols()).max(pl + w), 0.0);
+    let a = SplitArgs { geo, planes, scratch, line };
+    // SAFETY: the asserts above and in `split_columns` bound every pointer it
+    // forms, and each variant runs only where `Isa::detect` found its instructions.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => split_columns_avx512(a),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => split_columns_avx2(a),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => split_columns::<simd::Neon>(a),
+            Isa::Portable => split_columns::<simd::Scalar4>(a),
+        }
+    }
+}
+
+/// The slices of one stride-2 [`fill_phase_planes`].
+struct SplitArgs<'a> {
+    geo: &'a ConvGeometry,
+    planes: &'a [f32],
+    scratch: &'a mut [f32],
+    /// Zeroed, `2 · phase_cols` or more long.
+    line: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn split_columns_avx512(a: SplitArgs) {
+    unsafe { split_columns::<simd::Avx512>(a) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn split_columns_avx2(a: SplitArgs) {
+    unsafe { split_columns::<simd::Avx2>(a) }
+}
+
+/// Phase planes for a column stride of 2: each input row, padded, is split
+/// into its even and odd columns (phases 0 and 1) at once, a vector pair at
+/// a time.
+#[inline(always)]
+unsafe fn split_columns<V: simd::EvenOdd>(a: SplitArgs) {
+    let geo = a.geo;
+    let [h, w] = geo.input;
+    let sh = geo.stride[0];
+    let [pt, pl] = geo.pad_before;
+    let (rows, cols, plane_len) = (geo.phase_rows(), geo.phase_cols(), geo.phase_plane_len());
+    let line = a.line;
+    for (i, src) in a.planes.chunks_exact(h * w).enumerate() {
+        for q in 0..sh {
+            let base = (i * sh + q) * 2 * plane_len;
+            let (even, odd) = a.scratch[base..base + 2 * plane_len].split_at_mut(plane_len);
+            for r in 0..rows {
+                let (even, odd) = (&mut even[r * cols..(r + 1) * cols], &mut odd[r * cols..(r + 1) * cols]);
+                // Padded row r·sh+q is input row r·sh+q−pt.
+                let y = (r * sh + q).wrapping_sub(pt);
+                if y >= h {
+                    even.fill(0.0);
+                    odd.fill(0.0);
+                    continue;
+                }
+                line[pl..pl + w].copy_from_slice(&src[y * w..(y + 1) * w]);
+                let mut j = 0;
+                // SAFETY: `line` holds 2·cols values, so 2·(j + LANES) ≤ 2·cols
+                // reads inside it; the stores land inside `even` and `odd`.
+                unsafe {
+                    while j + V::LANES <= cols {
+                        let (e, o) = V::load_even_odd(line.as_ptr().add(2 * j));
+                        e.store(even.as_mut_ptr().add(j));
+                        o.store(odd.as_mut_ptr().add(j));
+                        j += V::LANES;
+                    }
+                }
+                for j in j..cols {
+                    even[j] = line[2 * j];
+                    odd[j] = line[2 * j + 1];
+                }
+            }
+        }
+    }
+}
+
+/// [`fill_phase_planes`] for any stride, one phase and value at a time.
+fn fill_phase_planes_scalar(geo: &ConvGeometry, planes: &[f32], scratch: &mut [f32]) {
     let [h, w] = geo.input;
     let [sh, sw] = geo.stride;
     let [pt, pl] = geo.pad_before;
@@ -470,7 +567,7 @@ pub(super) mod simd {
     macro_rules! simd_vector {
         ($name:ident($reg:ty), $lanes:expr, $splat:ident, $load:ident, $store:ident, $max:ident, $min:ident, |$acc:ident, $a:ident, $b:ident| $fma:expr) => {
             #[derive(Clone, Copy)]
-            pub struct $name($reg);
+            pub struct $name(pub $reg);
 
             impl super::Vector for $name {
                 const LANES: usize = $lanes;
@@ -527,6 +624,42 @@ pub(super) mod simd {
     #[cfg(target_arch = "x86_64")]
     pub use x86::{Avx2, Avx512};
 
+    /// A [`Vector`] that can load `2 · LANES` values split into their even
+    /// and odd positions (a stride-2 convolution's two column phases).
+    pub trait EvenOdd: Vector {
+        unsafe fn load_even_odd(p: *const f32) -> (Self, Self);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    impl EvenOdd for Avx512 {
+        #[inline(always)]
+        unsafe fn load_even_odd(p: *const f32) -> (Self, Self) {
+            use std::arch::x86_64::*;
+            unsafe {
+                let (a, b) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
+                let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+                (Avx512(_mm512_permutex2var_ps(a, even, b)), Avx512(_mm512_permutex2var_ps(a, odd, b)))
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    impl EvenOdd for Avx2 {
+        #[inline(always)]
+        unsafe fn load_even_odd(p: *const f32) -> (Self, Self) {
+            use std::arch::x86_64::*;
+            unsafe {
+                let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+                // [a0 a2 b0 b2 | a4 a6 b4 b6], then 64-bit lanes 0, 2, 1, 3.
+                let even = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+                let odd = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+                let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+                (Avx2(order(even)), Avx2(order(odd)))
+            }
+        }
+    }
+
     #[cfg(target_arch = "aarch64")]
     mod arm {
         use std::arch::aarch64::*;
@@ -538,10 +671,27 @@ pub(super) mod simd {
     #[cfg(target_arch = "aarch64")]
     pub use arm::Neon;
 
+    #[cfg(target_arch = "aarch64")]
+    impl EvenOdd for Neon {
+        #[inline(always)]
+        unsafe fn load_even_odd(p: *const f32) -> (Self, Self) {
+            let v = unsafe { std::arch::aarch64::vld2q_f32(p) };
+            (Neon(v.0), Neon(v.1))
+        }
+    }
+
     /// Four lanes of plain f32 (two roundings, as tract's op): what the
     /// target's baseline vectorises.
     #[derive(Clone, Copy)]
     pub struct Scalar4([f32; 4]);
+
+    impl EvenOdd for Scalar4 {
+        #[inline(always)]
+        unsafe fn load_even_odd(p: *const f32) -> (Self, Self) {
+            let v = unsafe { std::ptr::read_unaligned(p as *const [f32; 8]) };
+            (Scalar4(std::array::from_fn(|i| v[2 * i])), Scalar4(std::array::from_fn(|i| v[2 * i + 1])))
+        }
+    }
 
     impl Vector for Scalar4 {
         const LANES: usize = 4;

@@ -1,18 +1,27 @@
-//! A fast grouped (and depthwise) convolution inside tract's plan.
+//! Fast convolutions inside tract's plan: grouped (and depthwise),
+//! transposed grouped, and pointwise (1×1).
 //!
 //! tract turns a depthwise convolution into its `DepthWiseConv` op, which on
-//! x86 runs ~1.6 GFLOP/s on the 7×7 kernels our spaces are full of, and a
+//! x86 runs ~1.6 GFLOP/s on the 7×7 kernels our spaces are full of, a
 //! convolution with a few channels per group into one im2col + matrix product
-//! per group. [`install`] rewrites a decluttered model before tract optimises
-//! it: every f32 NCHW 2-D convolution with more than one group, constant
-//! weights and no dilation becomes a [`GroupedConv`], whose arithmetic is in
-//! [`kernel`], and every such transposed convolution (the heads' grouped
-//! `ConvTranspose`) a [`GroupedDeconv`]: one stride-1 [`GroupedConv`] per
-//! output phase. tract's public op API is all it uses (no fork of tract); the
-//! rest of the plan — and every convolution it does not cover, named once in
-//! the log at load — is tract's own.
+//! per group, and a 1×1 convolution into a packed matrix product whose
+//! packing and tile stores cost more than its arithmetic on our shapes.
+//! [`install_pointwise`] rewrites a typed model before tract's declutter
+//! (which would make 1×1 convolutions matrix products): every f32 NCHW 1×1,
+//! stride-1, single-group convolution becomes a [`PointwiseConv`].
+//! [`install`] rewrites the decluttered model before tract optimises it:
+//! every f32 NCHW 2-D convolution with more than one group, or with one group
+//! of at most [`MAX_IN_PER_GROUP`] input channels (a stem on the image), with
+//! constant weights and no dilation, becomes a [`GroupedConv`], whose
+//! arithmetic is in [`kernel`], and every grouped transposed convolution (the
+//! heads' `ConvTranspose`) a [`GroupedDeconv`]: one stride-1 [`GroupedConv`]
+//! per output phase. [`fuse_activations`] then folds each ReLU or ReLU6 that
+//! follows one of them into it. tract's public op API is all it uses (no fork
+//! of tract); the rest of the plan — and every convolution it does not cover,
+//! named once in the log at load — is tract's own.
 //!
-//! With a multithreaded executor the groups are split across its threads.
+//! With a multithreaded executor the groups (pointwise: tiles of output
+//! channels) are split across its threads.
 
 mod deconv;
 pub mod kernel;
@@ -33,11 +42,13 @@ use kernel::{active_isa, convolve_groups, Clamp, ConvGeometry};
 pub use pointwise::PointwiseConv;
 
 /// Named in latency tables so that a table says which kernels it measured:
-/// bump it whenever the kernel's speed changes (2: transposed convolutions too).
-pub const KERNEL_VERSION: &str = "vipnas-grouped-conv/2";
+/// bump it whenever the kernel's speed changes (2: transposed convolutions
+/// too; 3: pointwise convolutions, folded activations, stems).
+pub const KERNEL_VERSION: &str = "vipnas-grouped-conv/3";
 
-/// Which convolutions [`install`] would take over: groups > 1, and at most this
-/// many input channels per group (above it tract's matrix products win).
+/// Which convolutions [`install`] would take over: at most this many input
+/// channels per group (above it tract's matrix products win), and more than
+/// one group or a convolution on the image.
 pub const MAX_IN_PER_GROUP: usize = 16;
 
 /// A grouped 2-D convolution with its weights, over an f32 NCHW input.
@@ -199,7 +210,9 @@ pub struct Installed {
 pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     replace(model, |model, node| {
         if let Some(conv) = node.op_as::<Conv>() {
-            (conv.group > 1).then(|| plan(model, node, conv).map(|op| Box::new(op) as _))
+            // One group of a few input channels (a stem on the image) is a case too.
+            let ours = conv.group > 1 || conv.pool_spec.input_channels <= MAX_IN_PER_GROUP;
+            ours.then(|| plan(model, node, conv).map(|op| Box::new(op) as _))
         } else if let Some(deconv) = node.op_as::<Deconv>() {
             (deconv.group > 1).then(|| deconv::plan(model, node, deconv).map(|op| Box::new(op) as _))
         } else {

@@ -145,30 +145,76 @@ unsafe fn planes_avx2(a: Args, out: &mut [f32]) {
 }
 
 /// Output channels in tiles of `C` (those after the last whole tile one at a
-/// time), pixels in tiles of `N` vectors; the last pixels (fewer than a tile)
-/// through a zero-padded copy one tile wide.
+/// time), pixels in tiles of `N` vectors, then of one vector; the last pixels
+/// (fewer than a vector) through a zero-padded copy one vector wide. Planes
+/// narrower than a vector (a squeeze-excitation's 1×1) take a plain loop.
 #[inline(always)]
 unsafe fn planes<V: Vector, const C: usize, const N: usize>(a: Args, out: &mut [f32]) {
     let (k, p) = (a.geo.in_channels, a.geo.pixels);
+    if p < V::LANES {
+        return narrow_planes::<C>(&a, out);
+    }
     let channels = a.channels;
-    let width = N * V::LANES;
-    let main = p / width * width;
+    let wide = p / (N * V::LANES) * (N * V::LANES);
+    let vectors = p / V::LANES * V::LANES;
     // SAFETY: the input has `k` rows of `p`, the output `channels` rows of `p`.
-    unsafe { channels_over::<V, C, N>(&a, a.x.as_ptr(), p, out.as_mut_ptr(), p, main) };
-    if main < p {
+    unsafe {
+        channels_over::<V, C, N>(&a, a.x.as_ptr(), p, out.as_mut_ptr(), p, wide);
+        channels_over::<V, C, 1>(&a, a.x.as_ptr().add(wide), p, out.as_mut_ptr().add(wide), p, vectors - wide);
+    }
+    if vectors < p {
+        let width = V::LANES;
         TAIL.with_borrow_mut(|(xs, outs)| {
             xs.clear();
             for i in 0..k {
-                xs.extend_from_slice(&a.x[i * p + main..(i + 1) * p]);
+                xs.extend_from_slice(&a.x[i * p + vectors..(i + 1) * p]);
                 xs.resize((i + 1) * width, 0.0);
             }
             outs.resize(channels * width, 0.0);
             // SAFETY: `xs` has `k` rows of `width`, `outs` `channels` rows of `width`.
-            unsafe { channels_over::<V, C, N>(&a, xs.as_ptr(), width, outs.as_mut_ptr(), width, width) };
+            unsafe { channels_over::<V, C, 1>(&a, xs.as_ptr(), width, outs.as_mut_ptr(), width, width) };
             for (c, row) in outs.chunks_exact(width).take(channels).enumerate() {
-                out[c * p + main..(c + 1) * p].copy_from_slice(&row[..p - main]);
+                out[c * p + vectors..(c + 1) * p].copy_from_slice(&row[..p - vectors]);
             }
         });
+    }
+}
+
+/// Planes of fewer pixels than a vector: per pixel, the tile's `C` channels
+/// side by side (the packed weights' order), which the compiler vectorises.
+#[inline(always)]
+fn narrow_planes<const C: usize>(a: &Args, out: &mut [f32]) {
+    let whole = a.geo.out_channels / C * C;
+    let mut c = 0;
+    while c < a.channels {
+        if a.first + c < whole {
+            narrow_tile::<C>(a, c, out);
+            c += C;
+        } else {
+            narrow_tile::<1>(a, c, out);
+            c += 1;
+        }
+    }
+}
+
+/// Channels `c .. c + W` of the run, every pixel, as [`narrow_planes`] says.
+#[inline(always)]
+fn narrow_tile<const W: usize>(a: &Args, c: usize, out: &mut [f32]) {
+    let (k, p) = (a.geo.in_channels, a.geo.pixels);
+    let o = a.first + c;
+    let w = &a.packed[o * k..o * k + k * W];
+    for t in 0..p {
+        let mut acc = [0f32; W];
+        acc.copy_from_slice(&a.bias[o..o + W]);
+        for (i, wi) in w.chunks_exact(W).enumerate() {
+            let x = a.x[i * p + t];
+            for j in 0..W {
+                acc[j] += wi[j] * x;
+            }
+        }
+        for (j, &v) in acc.iter().enumerate() {
+            out[(c + j) * p + t] = a.clamp.apply(v);
+        }
     }
 }
 

@@ -110,10 +110,10 @@ fn the_fast_op_is_in_the_plan_and_threads_give_the_same_heatmaps() {
     let ops = engine.profile(&vipnas::runtime::engine::InputTensor::F32(x.clone()), 1).unwrap();
     assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
     assert!(!ops.iter().any(|o| o.op == "DepthWiseConv"), "{ops:?}");
-    // Every 1×1 convolution is ours: the only matrix product left is the
-    // stem's 3×3 convolution (one).
+    // Every 1×1 convolution is ours, and so is the stem's 3×3 on the image: no
+    // matrix product is left.
     assert!(ops.iter().any(|o| o.op == "VipnasPointwiseConv" && o.nodes >= 10), "{ops:?}");
-    assert!(ops.iter().filter(|o| o.op == "OptMatMul").all(|o| o.nodes == 1), "{ops:?}");
+    assert!(!ops.iter().any(|o| o.op.contains("MatMul")), "{ops:?}");
     // Every ReLU after our convolutions is folded into them (HardSwish is not a clamp).
     assert!(!ops.iter().any(|o| o.op.contains("Max")), "{ops:?}");
     // The head's grouped transposed convolutions are ours too.
@@ -166,8 +166,8 @@ fn movenet_heatmaps_with_the_fast_ops_equal_tracts() {
         let ((ours, ops), (tracts, _)) = (run(Convolutions::Fast), run(Convolutions::Tract));
         assert!(ops.iter().any(|o| o.op == "VipnasPointwiseConv" && o.nodes >= 30), "{ops:?}");
         assert!(ops.iter().any(|o| o.op == "VipnasGroupedConv"), "{ops:?}");
-        // Its ReLU6s are folded into our convolutions but for the stem's (tract's own convolution).
-        assert!(ops.iter().filter(|o| o.op.contains("Max")).all(|o| o.nodes == 1), "{ops:?}");
+        // Its ReLU6s are folded into our convolutions.
+        assert!(!ops.iter().any(|o| o.op.contains("Max")), "{ops:?}");
         let scale = tracts.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = ours.iter().zip(&tracts).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(scale > 0.1, "frame {index}: heatmap peak {scale}");

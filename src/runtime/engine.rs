@@ -176,6 +176,7 @@ impl TractEngine {
             // nothing. So the first declutter keeps the layout, our grouped
             // ops go in, and the full declutter that follows cannot move axes
             // through them.
+            super::uniform_constants::scalarise(&mut typed).context("scalarising uniform constants")?;
             let pointwise =
                 grouped_conv::install_pointwise(&mut typed).context("installing the fast pointwise convolution")?;
             layout_keeping_declutter().optimize(&mut typed).context("tract could not declutter the model")?;

@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod sink;
 pub mod source;
 pub mod track;
+pub mod uniform_constants;
 
 pub use engine::{Convolutions, Engine, EngineOptions, TractEngine};
 pub use frame::Frame;

@@ -16,7 +16,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::Deconv;
 
 use super::kernel::{Clamp, ConvGeometry};
-use super::{covered, GroupedConv};
+use super::{covered, eval_f32, GroupedConv};
 
 /// A grouped 2-D transposed convolution over an f32 NCHW input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,16 +137,12 @@ impl EvalOp for GroupedDeconv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let x_view = input.try_as_plain_ram()?;
-        let x = x_view.as_slice::<f32>()?;
-        // SAFETY: the phases between them write every output value once (each
-        // output position belongs to exactly one phase); nothing reads before.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape())? };
-        let mut out_view = output.try_as_plain_ram_mut()?;
-        let out = out_view.as_slice_mut::<f32>()?;
-        PHASE.with_borrow_mut(|scratch| self.interleave(x, out, scratch))?;
-        Ok(tvec!(output.into_tvalue()))
+        // The phases between them write every output value once (each output
+        // position belongs to exactly one phase).
+        let input_len = self.phases[0].geometry().input_len();
+        eval_f32(self, inputs, input_len, &self.output_shape(), |x, out| {
+            PHASE.with_borrow_mut(|scratch| self.interleave(x, out, scratch))
+        })
     }
 }
 

@@ -150,22 +150,29 @@ impl EvalOp for GroupedConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let g = &self.geo;
-        let x_view = input.try_as_plain_ram()?;
-        let x = x_view.as_slice::<f32>()?;
-        ensure!(
-            x.len() == g.input_len(),
-            "VipnasGroupedConv: input has {} values, expected {}",
-            x.len(),
-            g.input_len()
-        );
-        // SAFETY: `convolve` writes every output value; nothing reads the tensor before.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape())? };
-        let mut out_view = output.try_as_plain_ram_mut()?;
-        self.convolve(x, out_view.as_slice_mut::<f32>()?)?;
-        Ok(tvec!(output.into_tvalue()))
+        eval_f32(self, inputs, self.geo.input_len(), &self.output_shape(), |x, out| self.convolve(x, out))
     }
+}
+
+/// One of our ops' evaluation: its one f32 input (of `input_len` values) and
+/// a fresh output of `shape`, which `compute` must write whole (it is not
+/// initialised).
+fn eval_f32(
+    op: &dyn Op,
+    inputs: TVec<TValue>,
+    input_len: usize,
+    shape: &[usize],
+    compute: impl FnOnce(&[f32], &mut [f32]) -> TractResult<()>,
+) -> TractResult<TVec<TValue>> {
+    let input = args_1!(inputs);
+    let x_view = input.try_as_plain_ram()?;
+    let x = x_view.as_slice::<f32>()?;
+    ensure!(x.len() == input_len, "{}: input has {} values, expected {input_len}", op.name(), x.len());
+    // SAFETY: every caller's `compute` writes every output value; nothing reads the tensor before.
+    let mut output = unsafe { Tensor::uninitialized::<f32>(shape)? };
+    let mut out_view = output.try_as_plain_ram_mut()?;
+    compute(x, out_view.as_slice_mut::<f32>()?)?;
+    Ok(tvec!(output.into_tvalue()))
 }
 
 impl GroupedConv {

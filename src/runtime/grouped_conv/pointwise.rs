@@ -19,7 +19,7 @@ use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
 use super::kernel::active_isa;
 use super::kernel::{Clamp, Isa};
 use super::pointwise_kernel::{convolve_planes, pack_weights, tile_channels, PointwiseGeometry};
-use super::{covered, output_shape};
+use super::{covered, eval_f32, output_shape};
 
 /// A 1×1, stride-1, single-group convolution with its weights, over an f32 NCHW input.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,20 +136,7 @@ impl EvalOp for PointwiseConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let x_view = input.try_as_plain_ram()?;
-        let x = x_view.as_slice::<f32>()?;
-        ensure!(
-            x.len() == self.geo.input_len(),
-            "VipnasPointwiseConv: input has {} values, expected {}",
-            x.len(),
-            self.geo.input_len()
-        );
-        // SAFETY: `convolve` writes every output value; nothing reads the tensor before.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape())? };
-        let mut out_view = output.try_as_plain_ram_mut()?;
-        self.convolve(x, out_view.as_slice_mut::<f32>()?)?;
-        Ok(tvec!(output.into_tvalue()))
+        eval_f32(self, inputs, self.geo.input_len(), &self.output_shape(), |x, out| self.convolve(x, out))
     }
 }
 

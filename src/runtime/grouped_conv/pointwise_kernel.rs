@@ -7,9 +7,9 @@
 //! Here each input channel's plane is already a contiguous row, so no packing
 //! is needed: a tile of `C` output channels × `N` vectors of pixels is held in
 //! registers across every input channel (`N` vector loads and `C` broadcast
-//! weights per input channel), then stored straight into the output planes.
-//! The weights are kept transposed (`[in][out]`), so the `C` weights of one
-//! input channel are adjacent whatever channel a tile starts at.
+//! weights per input channel), then stored straight into the output planes,
+//! clamped where a ReLU was folded in. The weights are packed once, per tile
+//! and input-major, so a tile streams its weights in order.
 
 use std::cell::RefCell;
 
@@ -45,8 +45,9 @@ impl PointwiseGeometry {
     }
 }
 
-/// Output channels computed together on `isa` (one register tile's rows); the
-/// weights are packed for it by [`pack_weights`].
+/// Output channels computed together on `isa` (one register tile's rows: the
+/// `C` that [`convolve_planes`] instantiates for it); the weights are packed
+/// for it by [`pack_weights`].
 pub fn tile_channels(isa: Isa) -> usize {
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -163,20 +164,22 @@ unsafe fn planes<V: Vector, const C: usize, const N: usize>(a: Args, out: &mut [
         channels_over::<V, C, 1>(&a, a.x.as_ptr().add(wide), p, out.as_mut_ptr().add(wide), p, vectors - wide);
     }
     if vectors < p {
+        // Out of the thread-local and back: the work must not run in a
+        // closure, which would not inherit the caller's instruction set.
+        let (mut xs, mut outs) = TAIL.with_borrow_mut(std::mem::take);
         let width = V::LANES;
-        TAIL.with_borrow_mut(|(xs, outs)| {
-            xs.clear();
-            for i in 0..k {
-                xs.extend_from_slice(&a.x[i * p + vectors..(i + 1) * p]);
-                xs.resize((i + 1) * width, 0.0);
-            }
-            outs.resize(channels * width, 0.0);
-            // SAFETY: `xs` has `k` rows of `width`, `outs` `channels` rows of `width`.
-            unsafe { channels_over::<V, C, 1>(&a, xs.as_ptr(), width, outs.as_mut_ptr(), width, width) };
-            for (c, row) in outs.chunks_exact(width).take(channels).enumerate() {
-                out[c * p + vectors..(c + 1) * p].copy_from_slice(&row[..p - vectors]);
-            }
-        });
+        xs.clear();
+        for i in 0..k {
+            xs.extend_from_slice(&a.x[i * p + vectors..(i + 1) * p]);
+            xs.resize((i + 1) * width, 0.0);
+        }
+        outs.resize(channels * width, 0.0);
+        // SAFETY: `xs` has `k` rows of `width`, `outs` `channels` rows of `width`.
+        unsafe { channels_over::<V, C, 1>(&a, xs.as_ptr(), width, outs.as_mut_ptr(), width, width) };
+        for (c, row) in outs.chunks_exact(width).take(channels).enumerate() {
+            out[c * p + vectors..(c + 1) * p].copy_from_slice(&row[..p - vectors]);
+        }
+        TAIL.set((xs, outs));
     }
 }
 

@@ -24,6 +24,7 @@ use crate::host::view::{sample_plane, PerThread, SquareView};
 use crate::runtime::engine::{Engine, EngineOptions, InputTensor, TractEngine};
 use crate::runtime::frame::{load_image, Frame};
 use crate::runtime::preprocess::{crop_into, Affine, Roi};
+use crate::runtime::source::dir::image_files;
 
 /// The segmenter's square input side.
 pub const SEGMENTER_SIDE: u32 = 256;
@@ -78,16 +79,7 @@ impl Backgrounds {
     /// Every JPEG or PNG in `dir` (sorted by name); an error names a file that
     /// does not decode, or the directory when it has none.
     pub fn load(dir: &Path) -> Result<Backgrounds> {
-        let entries = std::fs::read_dir(dir).with_context(|| format!("{}: not a readable directory", dir.display()))?;
-        let mut paths: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-            })
-            .collect();
-        paths.sort();
+        let paths = image_files(dir).with_context(|| format!("{}: not a readable directory", dir.display()))?;
         if paths.is_empty() {
             bail!("{}: no background photos (.jpg, .jpeg, .png)", dir.display());
         }

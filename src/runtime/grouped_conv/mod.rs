@@ -249,6 +249,8 @@ pub fn fuse_activations(model: &mut TypedModel) -> TractResult<usize> {
         let y = patch.wire_node(&model.node(conv).name, op, &[x])?[0];
         patch.shunt_outside(model, act.into(), y)?;
         patch.apply(model)?;
+        // Compacted at once: the next fold's "alone reads it" must not count
+        // the nodes this one left behind.
         *model = std::mem::take(model).into_compact()?;
         folds += 1;
     }
@@ -269,7 +271,7 @@ fn next_fold(model: &TypedModel) -> TractResult<Option<(usize, usize, Box<dyn Ty
         let Some(bin) = act.op_as::<TypedBinOp>() else { continue };
         let other = model.outlet_fact(act.inputs[1 - succ.slot])?;
         // A constant of one value that broadcasts without growing the output.
-        let Some(k) = other.konst.as_ref().filter(|_| other.rank() <= 4 && other.shape.volume().is_one()) else {
+        let Some(k) = other.konst.as_ref().filter(|_| other.shape.volume().is_one()) else {
             continue;
         };
         let Ok(v) = k.cast_to_scalar::<f32>() else { continue };
@@ -286,7 +288,7 @@ fn next_fold(model: &TypedModel) -> TractResult<Option<(usize, usize, Box<dyn Ty
             }
         };
         let op: Option<Box<dyn TypedOp>> = if let Some(op) = node.op_as::<GroupedConv>() {
-            tighten(op.clamp).map(|c| Box::new(op.clamped(c)) as _)
+            tighten(op.clamp()).map(|c| Box::new(op.clamped(c)) as _)
         } else if let Some(op) = node.op_as::<PointwiseConv>() {
             tighten(op.clamp()).map(|c| Box::new(op.clamped(c)) as _)
         } else if let Some(op) = node.op_as::<GroupedDeconv>() {

@@ -22,15 +22,20 @@ fn is_image(p: &Path) -> bool {
     )
 }
 
+/// The JPEG and PNG files of `dir`, in file-name order (possibly none).
+pub fn image_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> =
+        fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image(p)).collect();
+    files.sort();
+    Ok(files)
+}
+
 impl DirSource {
     pub fn open(dir: &Path) -> Result<DirSource> {
-        let entries = fs::read_dir(dir).with_context(|| format!("cannot read frame directory {}", dir.display()))?;
-        let mut files: Vec<PathBuf> =
-            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image(p)).collect();
+        let files = image_files(dir).with_context(|| format!("cannot read frame directory {}", dir.display()))?;
         if files.is_empty() {
             bail!("{}: no .jpg, .jpeg or .png frames", dir.display());
         }
-        files.sort();
         Ok(DirSource { files, next: 0, stats: SourceStats::default() })
     }
 

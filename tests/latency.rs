@@ -126,12 +126,19 @@ fn bad_boards_and_tables_are_refused() {
     assert!(!o.status.success() && text(&o).1.contains("corrupt.lut.json: corrupt latency table"), "{}", text(&o).1);
     let old = dir.join("old.lut.json");
     let table = serde_json::json!({
-        "format": 1, "board": "host", "cpu": "x", "tract_version": "0.21.3", "threads": 1, "date": "2026-01-01T00:00:00Z",
+        "format": vipnas::board::lut::LUT_FORMAT, "board": "host", "cpu": "x", "tract_version": "0.21.3", "threads": 1, "date": "2026-01-01T00:00:00Z",
         "profiled": [{"space": "mbv3", "input": {"height": 256, "width": 192}, "quick": false}], "measured": true, "warmup": 1, "runs": 1, "entries": {}
     });
     std::fs::write(&old, table.to_string()).unwrap();
     let o = vipnas(&["predict", "--board", "host", "--table", old.to_str().unwrap(), "--space", "mbv3"]);
     assert!(!o.status.success() && text(&o).1.contains("measured with tract 0.21.3"), "{}", text(&o).1);
+    // A table of format 1 (blocks timed with a warm cache): refused.
+    let mut t = table.clone();
+    t["format"] = 1.into();
+    std::fs::write(&old, t.to_string()).unwrap();
+    let o = vipnas(&["predict", "--board", "host", "--table", old.to_str().unwrap(), "--space", "mbv3"]);
+    let err = text(&o).1;
+    assert!(!o.status.success() && err.contains("table format 1 (this vipnas reads 2): profile again"), "{err}");
     // A table of this tract measured without the fast convolution: refused.
     let mut t = table.clone();
     t["tract_version"] = "0.23.9".into();

@@ -43,8 +43,9 @@ pub use pointwise::PointwiseConv;
 
 /// Named in latency tables so that a table says which kernels it measured:
 /// bump it whenever the kernel's speed changes (2: transposed convolutions
-/// too; 3: pointwise convolutions, folded activations, stems).
-pub const KERNEL_VERSION: &str = "vipnas-grouped-conv/3";
+/// too; 3: pointwise convolutions, folded activations, stems; 4: groups of 16
+/// output channels in the vector lanes).
+pub const KERNEL_VERSION: &str = "vipnas-grouped-conv/4";
 
 /// Which convolutions [`install`] would take over: at most this many input
 /// channels per group (above it tract's matrix products win), and more than

@@ -12,6 +12,11 @@
 //! across all taps, one broadcast weight and one vector load per tap and
 //! vector. The extra `L − W` columns are computed and dropped (≤ k−1 per row).
 //!
+//! A group of exactly 16 output channels is computed the other way round
+//! ([`lanes_layout`]): its channels in the vector lanes, a tile of positions
+//! of one row in registers, one broadcast input value per tap — so that only
+//! kept outputs are computed, which on small planes is most of the saving.
+//!
 //! The block loop is one generic function over a 4-operation vector type,
 //! instantiated with `std::arch` intrinsics for AVX-512 and AVX2+FMA on x86_64
 //! (chosen at run time) and NEON on aarch64 (part of the baseline), and with
@@ -806,9 +811,9 @@ pub fn lanes_layout(geo: &ConvGeometry) -> bool {
     geo.out_per_group() == LANES_CHANNELS
 }
 
-/// The most output positions [`accumulate_lanes`] holds in registers: 16
-/// vectors of accumulators on AVX-512, 8 elsewhere (4 positions × 2 vectors on
-/// AVX2; × 4 on NEON and the portable loop, which have 32 and 16 registers).
+/// The most output positions [`accumulate_lanes`] holds in registers (16
+/// channels each): 16 on AVX-512 (16 zmm), 4 on AVX2 (8 ymm) and NEON (16 q),
+/// 2 in the portable loop — half the registers, as [`Isa::accumulators`].
 fn lanes_positions(isa: Isa) -> usize {
     isa.accumulators() / LANES_CHANNELS
 }

@@ -21,6 +21,7 @@ use vipnas::host::train::{
 #[command(after_help = "Examples:
   vipnas train --space mbv3 --coco data/splits/train.json --images data --input 128x96 --epochs 10 --out runs/mbv3
   vipnas train --space mbv3 --coco labelled.json --images frames --teacher models/movenet-lightning --unlabelled clips/a --out runs/t
+  vipnas train --space mbv3 --coco data/splits/train.json --images data --input 128x96 --init runs/max-alone/checkpoint.vnck --lr 3e-4 --out runs/shrink
   vipnas train --space mbv3 --coco data/splits/train.json --images data --input 128x96 --dense-teacher data/models/movenet-thunder --out runs/dense
   vipnas train --space mbv3 --coco data/splits/train.json --images data --input 128x96 --paste-backgrounds data/backgrounds --segmenter data/models/selfie.onnx --out runs/paste
   vipnas train --space mbv3 --coco coco/annotations/person_keypoints_train2017.json --images coco/train2017 --epochs 210 --out runs/coco
@@ -86,7 +87,9 @@ pub struct TrainArgs {
     #[arg(long, default_value = "cpu")]
     device: TrainDevice,
     /// Pretrained initial weights (a `.vnw` file, e.g. from scripts/init-weights.py:
-    /// EfficientNet-Lite0's ImageNet weights); the tensors it lacks start random.
+    /// EfficientNet-Lite0's ImageNet weights; the tensors it lacks start random), or
+    /// an earlier run's checkpoint.vnck (every tensor; Adam starts afresh): to go on
+    /// under another schedule, e.g. the sandwich after a `--max-alone` run.
     #[arg(long, value_name = "FILE")]
     init: Option<PathBuf>,
     /// Dense distillation: a MoveNet SinglePose bundle (e.g. Thunder) whose own

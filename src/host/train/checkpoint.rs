@@ -23,6 +23,8 @@ use crate::arch::SupernetLayout;
 use crate::bundle::write_atomic;
 
 const MAGIC: &[u8] = b"VIPNAS-CHECKPOINT\n";
+/// The bytes [`Checkpoint::is_one`] needs.
+pub const MAGIC_LEN: usize = MAGIC.len();
 /// Bumped whenever the layout of a checkpoint changes.
 pub const CHECKPOINT_VERSION: u32 = 1;
 
@@ -150,6 +152,11 @@ impl Checkpoint {
             parse_header(&json)
         })();
         read.with_context(|| format!("checkpoint {}", path.display()))
+    }
+
+    /// Whether `start` (a file's first [`MAGIC_LEN`] bytes or more) begins as a checkpoint does.
+    pub fn is_one(start: &[u8]) -> bool {
+        start.starts_with(MAGIC)
     }
 
     /// A checkpoint's bytes, verified (what [`Checkpoint::load`] reads).

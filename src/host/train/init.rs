@@ -16,6 +16,7 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{self, Checkpoint, Header as CheckpointHeader};
 use crate::arch::weights::{Tensor, Weights};
 use crate::arch::SupernetLayout;
 
@@ -55,6 +56,29 @@ pub struct WeightsHeader {
     pub tensors: Vec<WeightsEntry>,
 }
 
+/// The weights header that stands for training checkpoint `path`: its run,
+/// and where that run's own weights came from (its `--init`, named in turn).
+fn checkpoint_header(path: &Path, h: &CheckpointHeader, tensors: Vec<WeightsEntry>) -> Result<WeightsHeader> {
+    let c = &h.config;
+    let mut source =
+        format!("vipnas training run {} (step {} of {}, {})", path.display(), h.step, c.steps, h.created_by);
+    let mut licence = "the training data's terms".to_string();
+    if let Some(init) = &c.init {
+        let before =
+            InitWeights::read_header(init).with_context(|| format!("the checkpoint's --init {}", init.display()))?;
+        source += &format!(", initialised from {}", before.source);
+        licence = before.licence;
+    }
+    Ok(WeightsHeader {
+        format_version: WEIGHTS_VERSION,
+        space: c.space.as_str().to_string(),
+        source,
+        licence,
+        mapping: "every supernet tensor as trained, running statistics included".into(),
+        tensors,
+    })
+}
+
 /// A weights file in memory.
 #[derive(Clone, Debug)]
 pub struct InitWeights {
@@ -63,14 +87,38 @@ pub struct InitWeights {
 }
 
 impl InitWeights {
+    /// A weights file, or a training checkpoint (`checkpoint.vnck`): every
+    /// tensor of the supernet it holds, so that a finished run can go on under
+    /// another schedule (e.g. the largest subnet trained alone, then the
+    /// sandwich rule over all of them); Adam's moments start afresh.
     pub fn load(path: &Path) -> Result<InitWeights> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read weights file {}", path.display()))?;
+        if Checkpoint::is_one(&bytes) {
+            let c = Checkpoint::parse(&bytes).with_context(|| format!("checkpoint {}", path.display()))?;
+            let tensors = c
+                .header
+                .tensors
+                .iter()
+                .map(|t| WeightsEntry { name: t.name.clone(), shape: t.shape.clone() })
+                .collect();
+            return Ok(InitWeights { header: checkpoint_header(path, &c.header, tensors)?, weights: c.weights });
+        }
         Self::parse(&bytes).with_context(|| format!("weights file {}", path.display()))
     }
 
     /// The header alone (for provenance), without reading the tensors.
     pub fn read_header(path: &Path) -> Result<WeightsHeader> {
         use std::io::Read;
+        let mut start = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(checkpoint::MAGIC_LEN as u64).read_to_end(&mut start))
+            .with_context(|| format!("cannot read weights file {}", path.display()))?;
+        if Checkpoint::is_one(&start) {
+            let h = Checkpoint::read_header(path)?;
+            let tensors =
+                h.tensors.iter().map(|t| WeightsEntry { name: t.name.clone(), shape: t.shape.clone() }).collect();
+            return checkpoint_header(path, &h, tensors);
+        }
         let read = || -> Result<WeightsHeader> {
             let mut f = std::fs::File::open(path)?;
             let mut start = vec![0u8; MAGIC.len() + 8];
@@ -178,6 +226,52 @@ mod tests {
         assert_eq!(t.elastic_slice(&[144, 16, 3, 3]).unwrap().data, values);
         assert_eq!(t.data.iter().filter(|v| **v != 0.0).count(), values.len());
         assert_eq!(into.tensors["stage2.block0.expand.weight"], before, "tensors not in the file keep their init");
+    }
+
+    #[test]
+    fn a_training_checkpoint_initialises_every_tensor_and_names_its_own_init() {
+        use crate::host::train::checkpoint::{Header, TensorEntry, CHECKPOINT_VERSION};
+        use crate::host::train::TrainConfig;
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = SupernetLayout::of(SpaceName::Mbv3, InputSize::new(64, 64).unwrap()).unwrap();
+        let pretrained = tmp.path().join("lite0.vnw");
+        std::fs::write(&pretrained, file(&header(&[("stem.conv.bn.bias", &[16])]), &[0.5; 16])).unwrap();
+        let mut config = TrainConfig::new(SpaceName::Mbv3, "a.json".into(), "imgs".into(), 1500);
+        config.init = Some(pretrained);
+        let trained = layout.training_weights(3);
+        let tensors = trained
+            .tensors
+            .iter()
+            .map(|(name, t)| TensorEntry { name: name.clone(), shape: t.shape.clone(), moments: false, updates: 0 })
+            .collect();
+        let header = Header {
+            format_version: CHECKPOINT_VERSION,
+            created_by: "vipnas test".into(),
+            config,
+            step: 1500,
+            tensors,
+            payload_bytes: 0,
+            payload_fnv1a64: String::new(),
+        };
+        let path = tmp.path().join("checkpoint.vnck");
+        Checkpoint { header, weights: trained.clone(), moments: Default::default() }.save(&path).unwrap();
+
+        let w = InitWeights::load(&path).unwrap();
+        let mut into = layout.training_weights(0);
+        assert_eq!(w.apply(&layout, &mut into).unwrap().0, layout.params.len(), "every tensor, running statistics too");
+        assert_eq!(into, trained);
+        let h = InitWeights::read_header(&path).unwrap();
+        assert_eq!(h, w.header);
+        assert!(h.source.contains("step 1500 of 1500") && h.source.ends_with("initialised from test"), "{}", h.source);
+        assert_eq!(h.licence, "none", "the pretrained weights' licence carries over");
+
+        // A damaged checkpoint is refused as one.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let e = format!("{:#}", InitWeights::load(&path).unwrap_err());
+        assert!(e.starts_with(&format!("checkpoint {}", path.display())), "{e}");
     }
 
     #[test]

@@ -81,7 +81,8 @@ pub struct TrainConfig {
     pub teacher: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unlabelled: Vec<PathBuf>,
-    /// Pretrained initial weights ([`init`]); the rest is seeded random.
+    /// Pretrained initial weights ([`init`]: a weights file or an earlier
+    /// run's checkpoint); the rest is seeded random.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
     /// Steps at the start that train the max subnet alone, on the labels, before

@@ -56,16 +56,26 @@ pub struct WeightsHeader {
     pub tensors: Vec<WeightsEntry>,
 }
 
+/// The longest chain of checkpoints, each initialised from the next, that
+/// provenance follows (a longer one is a loop: a run started from itself).
+const MAX_CHAIN: usize = 16;
+
 /// The weights header that stands for training checkpoint `path`: its run,
-/// and where that run's own weights came from (its `--init`, named in turn).
-fn checkpoint_header(path: &Path, h: &CheckpointHeader, tensors: Vec<WeightsEntry>) -> Result<WeightsHeader> {
+/// and where that run's own weights came from (its `--init`, named in turn,
+/// at most `left` checkpoints deep).
+fn checkpoint_header(path: &Path, h: &CheckpointHeader, left: usize) -> Result<WeightsHeader> {
+    ensure!(
+        left > 0,
+        "{}: more than {MAX_CHAIN} checkpoints each initialised from the next (a run started from itself?)",
+        path.display()
+    );
     let c = &h.config;
     let mut source =
         format!("vipnas training run {} (step {} of {}, {})", path.display(), h.step, c.steps, h.created_by);
     let mut licence = "the training data's terms".to_string();
     if let Some(init) = &c.init {
-        let before =
-            InitWeights::read_header(init).with_context(|| format!("the checkpoint's --init {}", init.display()))?;
+        let before = InitWeights::read_header_within(init, left - 1)
+            .with_context(|| format!("the checkpoint's --init {}", init.display()))?;
         source += &format!(", initialised from {}", before.source);
         licence = before.licence;
     }
@@ -75,7 +85,7 @@ fn checkpoint_header(path: &Path, h: &CheckpointHeader, tensors: Vec<WeightsEntr
         source,
         licence,
         mapping: "every supernet tensor as trained, running statistics included".into(),
-        tensors,
+        tensors: h.tensors.iter().map(|t| WeightsEntry { name: t.name.clone(), shape: t.shape.clone() }).collect(),
     })
 }
 
@@ -95,29 +105,25 @@ impl InitWeights {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read weights file {}", path.display()))?;
         if Checkpoint::is_one(&bytes) {
             let c = Checkpoint::parse(&bytes).with_context(|| format!("checkpoint {}", path.display()))?;
-            let tensors = c
-                .header
-                .tensors
-                .iter()
-                .map(|t| WeightsEntry { name: t.name.clone(), shape: t.shape.clone() })
-                .collect();
-            return Ok(InitWeights { header: checkpoint_header(path, &c.header, tensors)?, weights: c.weights });
+            return Ok(InitWeights { header: checkpoint_header(path, &c.header, MAX_CHAIN)?, weights: c.weights });
         }
         Self::parse(&bytes).with_context(|| format!("weights file {}", path.display()))
     }
 
     /// The header alone (for provenance), without reading the tensors.
     pub fn read_header(path: &Path) -> Result<WeightsHeader> {
+        Self::read_header_within(path, MAX_CHAIN)
+    }
+
+    /// [`Self::read_header`], following at most `left` checkpoints.
+    fn read_header_within(path: &Path, left: usize) -> Result<WeightsHeader> {
         use std::io::Read;
         let mut start = Vec::new();
         std::fs::File::open(path)
             .and_then(|f| f.take(checkpoint::MAGIC_LEN as u64).read_to_end(&mut start))
             .with_context(|| format!("cannot read weights file {}", path.display()))?;
         if Checkpoint::is_one(&start) {
-            let h = Checkpoint::read_header(path)?;
-            let tensors =
-                h.tensors.iter().map(|t| WeightsEntry { name: t.name.clone(), shape: t.shape.clone() }).collect();
-            return checkpoint_header(path, &h, tensors);
+            return checkpoint_header(path, &Checkpoint::read_header(path)?, left);
         }
         let read = || -> Result<WeightsHeader> {
             let mut f = std::fs::File::open(path)?;
@@ -264,6 +270,13 @@ mod tests {
         assert_eq!(h, w.header);
         assert!(h.source.contains("step 1500 of 1500") && h.source.ends_with("initialised from test"), "{}", h.source);
         assert_eq!(h.licence, "none", "the pretrained weights' licence carries over");
+
+        // A run started from itself: refused, not followed for ever.
+        let mut looped = Checkpoint::load(&path).unwrap();
+        looped.header.config.init = Some(path.clone());
+        looped.save(&path).unwrap();
+        let e = format!("{:#}", InitWeights::load(&path).unwrap_err());
+        assert!(e.contains("more than 16 checkpoints each initialised from the next"), "{e}");
 
         // A damaged checkpoint is refused as one.
         let mut bytes = std::fs::read(&path).unwrap();

@@ -192,19 +192,22 @@ fn convolve_groups_with(
     let single = isa.block(geo.extended_len(), 1);
     let multi = isa.block(geo.extended_len(), CHANNEL_BLOCK);
     let ext_len = geo.extended_len().next_multiple_of(single.max(multi));
+    // The lanes layout writes straight into `out`: no `L`-wide planes.
+    let lanes = lanes_layout(geo);
+    let ext_planes = if lanes { 0 } else { CHANNEL_BLOCK };
     SCRATCH.with_borrow_mut(|(scratch, extended, line)| {
         // Grown, never cleared: the phase planes are written whole for every
         // group, and what lies past them is read only for dropped outputs.
         grow(scratch, geo.scratch_len());
-        grow(extended, CHANNEL_BLOCK * ext_len);
+        grow(extended, ext_planes * ext_len);
         let scratch = &mut scratch[..geo.scratch_len()];
-        let extended = &mut extended[..CHANNEL_BLOCK * ext_len];
+        let extended = &mut extended[..ext_planes * ext_len];
         for (k, group_out_slice) in out.chunks_exact_mut(group_out).enumerate() {
             let bg = first_group + k;
             let (b, g) = (bg / geo.groups, bg % geo.groups);
             let in_start = (b * geo.in_channels + g * ipg) * in_plane;
             fill_phase_planes(isa, geo, &input[in_start..in_start + ipg * in_plane], scratch, line);
-            if lanes_layout(geo) {
+            if lanes {
                 let o = g * opg;
                 let weights = &packed[o * taps_per_out..(o + opg) * taps_per_out];
                 accumulate_lanes(isa, geo, scratch, taps, weights, &bias[o..o + opg], clamp, group_out_slice);

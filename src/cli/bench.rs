@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use vipnas::arch::{InputSize, SpaceName};
@@ -268,10 +268,16 @@ pub struct LatencyArgs {
     temporal: bool,
     #[arg(long, default_value = "256x192")]
     input: InputSize,
-    /// Timed runs per subnet.
-    #[arg(long, default_value_t = 15)]
+    /// Timed runs per subnet (6 a round by default: fewer, and one slow run
+    /// moves a round's share).
+    #[arg(long, default_value_t = 30)]
     runs: usize,
-    /// Scatter plot PNG.
+    /// Rounds the runs are split into: each round visits every subnet in turn,
+    /// so a burst of load elsewhere on the machine costs every subnet a few
+    /// runs instead of one subnet all of them.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Scatter plot PNG; its points go beside it as CSV (same name, `.csv`).
     #[arg(long, default_value = "out/latency-scatter.png")]
     plot: PathBuf,
 }
@@ -286,8 +292,11 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
         if n == 0 {
             continue;
         }
-        let pts = evaluate(&table, space, a.input, n, board.threads, a.runs, a.temporal, |i| {
-            eprint!("\r{space}: {i}/{} measurements ({n} subnets, twice)", 2 * n)
+        let rounds = a.rounds.clamp(1, a.runs.max(1));
+        let mut visits = 0;
+        let pts = evaluate(&table, space, a.input, n, board.threads, a.runs, rounds, a.temporal, || {
+            visits += 1;
+            eprint!("\r{space}: {visits}/{} subnet visits ({n} subnets, {rounds} rounds, twice)", 2 * n * rounds)
         })?;
         eprintln!();
         let before = error_stats(pts.iter().map(|p| (p.sum_ms, p.measured_ms)));
@@ -326,7 +335,18 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     scatter(&a.plot, &board.name, &results)?;
-    outln!("scatter plot: {}", a.plot.display());
+    let csv = a.plot.with_extension("csv");
+    let mut rows = String::from("space,seed,sum_ms,predicted_ms,measured_ms,remeasured_ms\n");
+    for (space, pts) in &results {
+        for p in pts {
+            rows += &format!(
+                "{space},{},{:.4},{:.4},{:.4},{:.4}\n",
+                p.seed, p.sum_ms, p.predicted_ms, p.measured_ms, p.remeasured_ms
+            );
+        }
+    }
+    std::fs::write(&csv, rows).with_context(|| format!("cannot write {}", csv.display()))?;
+    outln!("scatter plot: {} (points: {})", a.plot.display(), csv.display());
     Ok(())
 }
 

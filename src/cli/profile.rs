@@ -40,8 +40,9 @@ pub struct ProfileArgs {
     /// Inference threads (default: the board's).
     #[arg(long)]
     threads: Option<usize>,
-    /// Fit the space's correction again (whole subnets against their blocks
-    /// timed beside them), keeping the blocks already measured.
+    /// Fit the space's correction again (whole subnets, timed in rounds,
+    /// against their blocks timed again now), keeping the blocks already
+    /// measured.
     #[arg(long, conflicts_with = "estimate_from")]
     recalibrate: bool,
     /// Measure nothing: write an estimate (`measured: false`) scaling board

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::arch::{Fusion, FusionOp, InputSize, Sample, SearchSpace, SpaceName, Subnet, TemporalNet};
-use crate::board::profiler::measure;
+use crate::board::profiler::measure_in_rounds;
 use crate::board::LatencyTable;
 use crate::runtime::budget::quantile;
 
@@ -40,7 +40,9 @@ pub fn error_stats(pairs: impl Iterator<Item = (f64, f64)>) -> ErrorStats {
 /// Predicts and measures `n` random subnets of `space` (seeds 0..n, apart from
 /// the profiler's calibration seeds), then measures them all again; with
 /// `temporal`, each as a temporal net fusing after stage 1 + seed mod stages
-/// with op seed mod 3. `progress` counts measurements, 2·n in all.
+/// with op seed mod 3. Each measurement is `runs` runs in `rounds` rounds over
+/// the subnets ([`measure_in_rounds`]); `visited` counts (subnet, round)
+/// visits, 2·n·rounds in all.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     table: &LatencyTable,
@@ -49,33 +51,35 @@ pub fn evaluate(
     n: usize,
     threads: usize,
     runs: usize,
+    rounds: usize,
     temporal: bool,
-    mut progress: impl FnMut(usize),
+    mut visited: impl FnMut(),
 ) -> Result<Vec<LatencyPoint>> {
     let s = SearchSpace::get(space);
-    let net = |seed: u64| {
-        let subnet = Subnet::sample(&s, Sample::Random(seed));
-        if temporal {
-            let fusion =
-                Fusion { stage: 1 + (seed % s.stages.len() as u64) as u32, op: FusionOp::ALL[seed as usize % 3] };
-            TemporalNet { subnet, fusion }.network(input)
-        } else {
-            subnet.network(input)
-        }
-    };
-    let mut points = Vec::with_capacity(n);
-    for seed in 0..n as u64 {
-        let net = net(seed)?;
-        let p = table.predict(&net, space)?;
-        let m = measure(&net, threads, 3, runs)?.p50_ms;
-        progress(seed as usize + 1);
-        points.push(LatencyPoint { seed, sum_ms: p.sum_ms, predicted_ms: p.ms, measured_ms: m, remeasured_ms: m });
-    }
-    for p in &mut points {
-        p.remeasured_ms = measure(&net(p.seed)?, threads, 3, runs)?.p50_ms;
-        progress(n + p.seed as usize + 1);
-    }
-    Ok(points)
+    let nets = (0..n as u64)
+        .map(|seed| {
+            let subnet = Subnet::sample(&s, Sample::Random(seed));
+            if temporal {
+                let fusion =
+                    Fusion { stage: 1 + (seed % s.stages.len() as u64) as u32, op: FusionOp::ALL[seed as usize % 3] };
+                TemporalNet { subnet, fusion }.network(input)
+            } else {
+                subnet.network(input)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let predicted = nets.iter().map(|net| table.predict(net, space)).collect::<Result<Vec<_>>>()?;
+    let measured = measure_in_rounds(&nets, threads, runs, rounds, 1, &mut visited)?;
+    let again = measure_in_rounds(&nets, threads, runs, rounds, 2, &mut visited)?;
+    Ok((0..n)
+        .map(|i| LatencyPoint {
+            seed: i as u64,
+            sum_ms: predicted[i].sum_ms,
+            predicted_ms: predicted[i].ms,
+            measured_ms: measured[i],
+            remeasured_ms: again[i],
+        })
+        .collect())
 }
 
 /// Writes the predicted-vs-measured scatter of several spaces.

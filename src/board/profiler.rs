@@ -307,7 +307,8 @@ const ROUNDS_PARAMS: u64 = 160_000_000;
 /// their latency; spread, it costs every net a few runs, which the median
 /// ignores (`vipnas bench latency`, 50 MBV3 subnets measured twice: the two
 /// measurements 1.2–2.0 % apart at the median and 3.5–20 % at p90 back to
-/// back, 0.3–1.8 % and 0.6–4.5 % in rounds). A net still runs back to back
+/// back, 0.3–1.8 % and 0.6–4.5 % in rounds, but for one check in which a
+/// whole pass ran slow). A net still runs back to back
 /// within a round, as a video's frames do: interleaving single runs would let
 /// the other nets push its weights out of the last-level cache, which a
 /// deployed net does not see. A new order each round: in a fixed order, load

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::{InputSize, Network, SpaceName};
+use crate::runtime::budget::quantile;
 
 /// The tract version this build runs (pinned in Cargo.toml; a test checks Cargo.lock).
 pub const TRACT_VERSION: &str = "0.23.9";
@@ -28,6 +29,14 @@ pub struct LutEntry {
     pub p90_ms: f64,
     /// Timed runs behind the percentiles.
     pub count: usize,
+}
+
+impl LutEntry {
+    /// The p50/p90 of run times (ms).
+    pub fn of_times(mut times: Vec<f64>) -> LutEntry {
+        times.sort_by(f64::total_cmp);
+        LutEntry { p50_ms: quantile(&times, 0.5), p90_ms: quantile(&times, 0.9), count: times.len() }
+    }
 }
 
 /// `measured ≈ scale · Σ blocks + offset_ms`, fitted on whole subnets.
@@ -254,6 +263,13 @@ mod tests {
             entries,
             corrections: [(SpaceName::Mbv3, Correction { scale: 1.1, offset_ms: 0.5, fitted_on: 3 })].into(),
         }
+    }
+
+    #[test]
+    fn entries_take_the_percentiles_of_their_runs() {
+        let e = LutEntry::of_times(vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert_eq!((e.p50_ms, e.count), (3.0, 5));
+        assert!((4.0..=5.0).contains(&e.p90_ms), "{e:?}");
     }
 
     #[test]

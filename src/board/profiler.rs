@@ -24,7 +24,6 @@ use crate::arch::subnet::{BlockChoice, HeadChoice, StageChoice};
 use crate::arch::{Fusion, FusionOp, InputSize, Network, Sample, SearchSpace, SpaceName, Subnet, TemporalNet, Weights};
 use crate::bundle::InputType;
 use crate::onnx::{write_network, WriteOptions};
-use crate::runtime::budget::quantile;
 use crate::runtime::engine::InputTensor;
 use crate::runtime::engine::{Engine, EngineOptions, TractEngine};
 
@@ -226,13 +225,7 @@ pub fn enumerate_blocks(space: SpaceName, input: InputSize, quick: bool) -> Resu
 /// Times a network in tract: p50/p90 of `runs` after `warmup` (a temporal
 /// net's prior input is zeros: its cost does not depend on the values).
 pub fn measure(net: &Network, threads: usize, warmup: usize, runs: usize) -> Result<LutEntry> {
-    Ok(entry(TimedNet::load(net, threads)?.time(warmup, runs)?))
-}
-
-/// The p50/p90 of run times (ms).
-pub fn entry(mut times: Vec<f64>) -> LutEntry {
-    times.sort_by(f64::total_cmp);
-    LutEntry { p50_ms: quantile(&times, 0.5), p90_ms: quantile(&times, 0.9), count: times.len() }
+    Ok(LutEntry::of_times(TimedNet::load(net, threads)?.time(warmup, runs)?))
 }
 
 /// A varied input of `n` values to time a net on (the same for every net).
@@ -323,7 +316,7 @@ pub fn measure_in_rounds(
     seed: u64,
     mut visited: impl FnMut(),
 ) -> Result<Vec<f64>> {
-    let rounds = rounds.clamp(1, runs.max(1));
+    let rounds = rounds_for(runs, rounds);
     let per_round = runs.max(1).div_ceil(rounds);
     let mut rng = Rng::new(seed);
     let mut p50 = Vec::with_capacity(nets.len());
@@ -343,9 +336,15 @@ pub fn measure_in_rounds(
                 visited();
             }
         }
-        p50.extend(times.into_iter().map(|t| entry(t).p50_ms));
+        p50.extend(times.into_iter().map(|t| LutEntry::of_times(t).p50_ms));
     }
     Ok(p50)
+}
+
+/// How many rounds [`measure_in_rounds`] makes of `runs` runs when asked for
+/// `rounds`: at least one, and no more than there are runs.
+pub fn rounds_for(runs: usize, rounds: usize) -> usize {
+    rounds.clamp(1, runs.max(1))
 }
 
 /// The sizes of consecutive groups of nets whose parameters sum to at most
@@ -550,19 +549,19 @@ pub fn profile(
         // fit and within 3 % in the next.
         let mut points = Vec::with_capacity(nets.len());
         for (g, group) in nets.chunks(CALIBRATION_GROUP).enumerate() {
+            let first = g * CALIBRATION_GROUP;
             let mut blocks = Vec::with_capacity(group.len());
             for (i, net) in group.iter().enumerate() {
                 blocks.push(blocks_now(net, opts)?);
-                let at = g * CALIBRATION_GROUP + i + 1;
-                progress(total, total, &format!("calibration subnet {at}/{}: blocks", nets.len()));
+                progress(total, total, &format!("calibration subnet {}/{}: blocks", first + i + 1, nets.len()));
             }
             let wholes = measure_in_rounds(group, opts.threads, 2 * opts.runs, CALIBRATION_ROUNDS, g as u64, || {})?;
             for (i, (b, w)) in blocks.iter().zip(&wholes).enumerate() {
-                log::debug!("calibration subnet {}: blocks now {b:.3} ms, whole {w:.3} ms", g * CALIBRATION_GROUP + i);
+                log::debug!("calibration subnet {}: blocks now {b:.3} ms, whole {w:.3} ms", first + i);
             }
             points.extend(blocks.into_iter().zip(wholes));
-            let at = g * CALIBRATION_GROUP + group.len();
-            progress(total, total, &format!("calibration subnet {at}/{}: whole subnets in rounds", nets.len()));
+            let done = first + group.len();
+            progress(total, total, &format!("calibration subnet {done}/{}: whole subnets in rounds", nets.len()));
         }
         table.corrections.insert(opts.space, fit_correction(&points));
         table.save(out)?;

@@ -292,7 +292,7 @@ fn run_latency(a: LatencyArgs) -> Result<()> {
         if n == 0 {
             continue;
         }
-        let rounds = a.rounds.clamp(1, a.runs.max(1));
+        let rounds = vipnas::board::profiler::rounds_for(a.runs, a.rounds);
         let mut visits = 0;
         let pts = evaluate(&table, space, a.input, n, board.threads, a.runs, rounds, a.temporal, || {
             visits += 1;

@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use super::coco::CocoDataset;
 use super::eval::{coco_stats, pck, predict_with, RoiMode};
 use crate::arch::{InputSize, Network, SpaceName, SubnetError};
-use crate::board::lut::LatencyTable;
-use crate::board::profiler::{entry, is_here, test_input, TimedNet};
+use crate::board::lut::{LatencyTable, LutEntry};
+use crate::board::profiler::{is_here, test_input, TimedNet};
 use crate::bundle::{temporal_onnx, write_temporal_bundle, InputSpec, InputType, Manifest, Temporal, TemporalNetSpec};
 use crate::runtime::engine::{EngineOptions, InputTensor, TractEngine};
 use crate::runtime::model::input_shape;
@@ -176,7 +176,7 @@ fn time_here(path: &Path, spec: &InputSpec, threads: usize) -> Result<f64> {
     for _ in 0..3 {
         let options = EngineOptions::new(spec.dtype, threads);
         let engine = TractEngine::from_path_with(path, &input_shape(spec), &options)?;
-        p50.push(entry(TimedNet::new(engine, input.clone()).time(5, 30)?).p50_ms);
+        p50.push(LutEntry::of_times(TimedNet::new(engine, input.clone()).time(5, 30)?).p50_ms);
     }
     log::info!("{}: {p50:.2?} ms in three loads", path.display());
     p50.sort_by(f64::total_cmp);

@@ -6,11 +6,11 @@
 //! fc → add, "same" padding as the graph says.
 
 use burn::tensor::activation::{relu, sigmoid, softmax};
-use burn::tensor::module::{conv2d, conv_transpose2d, interpolate, max_pool2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions};
+use burn::tensor::module::{conv2d, interpolate, max_pool2d};
+use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions};
 use burn::tensor::Tensor;
 
-use super::Supernet;
+use super::{kernels, Supernet};
 use crate::arch::net::{Act, Conv, Network, Node, Op};
 
 const EPS: f64 = 1e-5;
@@ -97,11 +97,8 @@ impl Supernet {
         let w = self.slice4(&format!("{name}.weight"), c.weight_shape());
         let b = c.bias.then(|| self.slice1(&format!("{name}.bias"), c.cout as usize));
         let (s, p, g) = (c.stride as usize, c.pad as usize, c.groups as usize);
-        let mut y = if c.transposed {
-            conv_transpose2d(x, w, b, ConvTransposeOptions::new([s, s], [p, p], [0, 0], [1, 1], g))
-        } else {
-            conv2d(x, w, b, ConvOptions::new([s, s], [p, p], [1, 1], g))
-        };
+        let mut y =
+            if c.transposed { kernels::conv_transpose2d(x, w, b, s, p, g) } else { kernels::conv2d(x, w, b, s, p, g) };
         if c.bn {
             y = self.batch_norm(name, y, c.cout as usize, norm, stats);
         }
@@ -114,23 +111,28 @@ impl Supernet {
     fn batch_norm(&self, name: &str, y: Tensor<4>, ch: usize, norm: Norm, stats: Option<&mut BatchStats>) -> Tensor<4> {
         let gamma = self.slice1(&format!("{name}.bn.weight"), ch).reshape([1, ch, 1, 1]);
         let beta = self.slice1(&format!("{name}.bn.bias"), ch).reshape([1, ch, 1, 1]);
-        let (mean, var) = match norm {
+        // One pass to centre, one multiply-add by per-channel constants (γ/σ
+        // folded): each pass saved is saved forward and backward in every
+        // layer. Centred first in both modes: y·s − mean·s would cancel where
+        // the mean is large against the spread.
+        match norm {
             Norm::Batch => {
                 let mean = y.clone().mean_dim(0).mean_dim(2).mean_dim(3);
-                let var = (y.clone() - mean.clone()).powi_scalar(2).mean_dim(0).mean_dim(2).mean_dim(3);
+                let centred = y - mean.clone();
+                let var = centred.clone().powi_scalar(2).mean_dim(0).mean_dim(2).mean_dim(3);
                 if let Some(stats) = stats {
-                    let m = mean.clone().detach().into_data().try_to_vec::<f32>().expect("f32 data");
+                    let m = mean.detach().into_data().try_to_vec::<f32>().expect("f32 data");
                     let v = var.clone().detach().into_data().try_to_vec::<f32>().expect("f32 data");
                     stats.push((name.to_string(), m, v));
                 }
-                (mean, var)
+                centred * (gamma / (var + EPS).sqrt()) + beta
             }
-            Norm::Running => (
-                self.running(&format!("{name}.bn.running_mean"), ch, &y).reshape([1, ch, 1, 1]),
-                self.running(&format!("{name}.bn.running_var"), ch, &y).reshape([1, ch, 1, 1]),
-            ),
-        };
-        (y - mean) / (var + EPS).sqrt() * gamma + beta
+            Norm::Running => {
+                let mean = self.running(&format!("{name}.bn.running_mean"), ch, &y).reshape([1, ch, 1, 1]);
+                let var = self.running(&format!("{name}.bn.running_var"), ch, &y).reshape([1, ch, 1, 1]);
+                (y - mean) * (gamma / (var + EPS).sqrt()) + beta
+            }
+        }
     }
 
     fn fc(&self, name: &str, x: Tensor<4>, cin: usize, cout: usize) -> Tensor<4> {
@@ -167,8 +169,8 @@ impl Supernet {
 pub fn activation(x: Tensor<4>, a: Act) -> Tensor<4> {
     match a {
         Act::Relu => relu(x),
-        Act::HSwish => x.clone() * (x + 3.0).clamp(0.0, 6.0) / 6.0,
-        Act::HSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Act::HSwish => kernels::hard_swish(x),
+        Act::HSigmoid => kernels::hard_sigmoid(x),
         Act::Sigmoid => sigmoid(x),
     }
 }

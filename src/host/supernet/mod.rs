@@ -8,6 +8,7 @@
 //! that is evaluated or exported, as BigNAS/OFA do.
 
 mod forward;
+mod kernels;
 
 use std::collections::BTreeMap;
 

@@ -253,10 +253,12 @@ impl Plane {
         })
     }
 
-    fn columns(&self, kx: usize) -> (std::ops::Range<usize>, usize) {
+    /// Tap `kx`'s output columns and its first input column; `None` where it
+    /// lands in the padding only (a plane narrower than the kernel).
+    fn columns(&self, kx: usize) -> Option<(std::ops::Range<usize>, usize)> {
         let r = valid(kx, self.stride, self.pad, self.w, self.ow);
         let start = r.start * self.stride + kx - self.pad;
-        (r, start)
+        (!r.is_empty()).then_some((r, start))
     }
 
     /// Adds one input plane's contribution to an output plane: `y += Σ taps w·x(shifted)`.
@@ -266,7 +268,7 @@ impl Plane {
             let (yrow, xrow) = (&mut y[oy * self.ow..(oy + 1) * self.ow], &x[iy * self.w..(iy + 1) * self.w]);
             for kx in 0..k {
                 let wv = wk[ky * k + kx];
-                let (r, start) = self.columns(kx);
+                let Some((r, start)) = self.columns(kx) else { continue };
                 if s == 1 {
                     for (o, &v) in yrow[r.clone()].iter_mut().zip(&xrow[start..start + r.len()]) {
                         *o += wv * v;
@@ -287,7 +289,7 @@ impl Plane {
             let (row, grow) = (&mut dx[iy * self.w..(iy + 1) * self.w], &g[oy * self.ow..(oy + 1) * self.ow]);
             for kx in 0..k {
                 let wv = wk[ky * k + kx];
-                let (r, start) = self.columns(kx);
+                let Some((r, start)) = self.columns(kx) else { continue };
                 if s == 1 {
                     for (d, &gv) in row[start..start + r.len()].iter_mut().zip(&grow[r]) {
                         *d += wv * gv;
@@ -307,7 +309,7 @@ impl Plane {
         for (ky, oy, iy) in self.rows() {
             let (row, grow) = (&x[iy * self.w..(iy + 1) * self.w], &g[oy * self.ow..(oy + 1) * self.ow]);
             for kx in 0..k {
-                let (r, start) = self.columns(kx);
+                let Some((r, start)) = self.columns(kx) else { continue };
                 dw[ky * k + kx] += dot(&grow[r], &row[start..], self.stride);
             }
         }
@@ -806,6 +808,11 @@ mod tests {
             compare_conv(2, 8, 8, hw, k, stride, 2, false, true); // 4 per group, forced
         }
         compare_conv(2, 6, 12, [6, 5], 3, 1, 3, false, true); // 2 in, 4 out per group
+                                                              // Planes smaller than the kernel (the last stages of a small input).
+        compare_conv(2, 4, 4, [2, 2], 7, 1, 4, false, false);
+        compare_conv(2, 4, 4, [2, 3], 7, 1, 4, false, false);
+        compare_conv(2, 4, 4, [1, 2], 5, 1, 2, false, false);
+        compare_conv(2, 4, 4, [3, 2], 7, 2, 4, false, false);
     }
 
     #[test]

@@ -220,8 +220,9 @@ fn dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
     }
 }
 
-/// Geometry of one convolution between planes: input h×w, output oh×ow.
-#[derive(Clone, Copy)]
+/// Geometry of one convolution between planes: input h×w, output oh×ow,
+/// with each tap's valid rows and columns worked out once (the divisions
+/// would otherwise cost more than a row's arithmetic).
 struct Plane {
     h: usize,
     w: usize,
@@ -229,13 +230,27 @@ struct Plane {
     ow: usize,
     k: usize,
     stride: usize,
+    /// Per tap row `ky`: its output rows.
+    rows: Vec<std::ops::Range<usize>>,
+    /// Per tap column `kx`: its output columns and first input column;
+    /// `None` where it lands in the padding only (a plane narrower than the kernel).
+    columns: Vec<Option<(std::ops::Range<usize>, usize)>>,
     pad: usize,
 }
 
 impl Plane {
     fn new(h: usize, w: usize, k: usize, stride: usize, pad: usize) -> Plane {
         assert!(h + 2 * pad >= k && w + 2 * pad >= k, "a {k}×{k} kernel on a {h}×{w} plane padded by {pad}");
-        Plane { h, w, oh: (h + 2 * pad - k) / stride + 1, ow: (w + 2 * pad - k) / stride + 1, k, stride, pad }
+        let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
+        let rows = (0..k).map(|ky| valid(ky, stride, pad, h, oh)).collect();
+        let columns = (0..k)
+            .map(|kx| {
+                let r = valid(kx, stride, pad, w, ow);
+                let start = r.start * stride + kx - pad;
+                (!r.is_empty()).then_some((r, start))
+            })
+            .collect();
+        Plane { h, w, oh, ow, k, stride, rows, columns, pad }
     }
 
     fn input(&self) -> usize {
@@ -246,19 +261,16 @@ impl Plane {
         self.oh * self.ow
     }
 
-    /// The taps that land inside the input: (tap, output row/column range, first input index).
+    /// The taps rows that land inside the input: (tap row, output row, input row).
     fn rows(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        (0..self.k).flat_map(move |ky| {
-            valid(ky, self.stride, self.pad, self.h, self.oh).map(move |oy| (ky, oy, oy * self.stride + ky - self.pad))
-        })
+        self.rows
+            .iter()
+            .enumerate()
+            .flat_map(move |(ky, r)| r.clone().map(move |oy| (ky, oy, oy * self.stride + ky - self.pad)))
     }
 
-    /// Tap `kx`'s output columns and its first input column; `None` where it
-    /// lands in the padding only (a plane narrower than the kernel).
     fn columns(&self, kx: usize) -> Option<(std::ops::Range<usize>, usize)> {
-        let r = valid(kx, self.stride, self.pad, self.w, self.ow);
-        let start = r.start * self.stride + kx - self.pad;
-        (!r.is_empty()).then_some((r, start))
+        self.columns[kx].clone()
     }
 
     /// Adds one input plane's contribution to an output plane: `y += Σ taps w·x(shifted)`.

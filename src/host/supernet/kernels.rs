@@ -41,8 +41,9 @@ const CHUNK: usize = 1 << 15;
 /// The most channels per group (in or out) the direct grouped kernels take.
 /// Their work per output grows with it where burn's im2col and matrix
 /// product amortise it: measured forward + backward of one 16-image layer
-/// (144 channels at 32×24, 7×7; 1 thread), burn / ours: 1 channel per group
-/// 139 / 75 ms, 2: 311 / 150, 4: 278 / 282, 8: 342 / 548, 16: 360 / 1 098.
+/// (144 channels at 32×24, 7×7; 1 thread; before the taps' ranges were
+/// worked out once), burn / ours: 1 channel per group 139 / 75 ms, 2: 311 /
+/// 150, 4: 278 / 282, 8: 342 / 548, 16: 360 / 1 098.
 const DIRECT_CHANNELS_PER_GROUP: usize = 2;
 
 /// The training kernels (see the module doc). Convolution arguments are

@@ -6,19 +6,21 @@
 //!   tensor ops, `x·clamp(x+3, 0, 6)/6` is seven passes over the activations
 //!   forward (the clamp is two comparisons and two masked fills) and as many
 //!   backward. Here: one pass each way (the derivative from the saved input).
-//! - **Depthwise convolution** (one channel per group): burn computes its
-//!   weight gradient group by group, each an im2col of the whole batch as a
-//!   convolution with the output gradient as kernel — k² copies of the input
-//!   per channel — and its input gradient as a transposed convolution. Here
-//!   both are direct loops over the planes (forward stays Flex's own
-//!   depthwise path).
+//! - **Grouped convolutions with 1–2 channels per group** (depthwise, and
+//!   the deconvolution head's groups): burn computes the weight gradient group
+//!   by group, each an im2col of the whole batch as a convolution with the
+//!   output gradient as kernel — k² copies of the input per channel — and the
+//!   input gradient as a transposed convolution. Here forward, input and
+//!   weight gradient are direct loops over planes; a transposed convolution
+//!   is the same three loops with the roles swapped. With more channels per
+//!   group burn's im2col and matrix product win ([`DIRECT_CHANNELS_PER_GROUP`]).
 //! - **Pointwise convolution** (1×1, stride 1, one group, no bias): forward
 //!   stays Flex's, the gradients are the two matrix products they are
 //!   (Wᵀ·g per image; Σₙ g·xᵀ) instead of a transposed convolution and a
 //!   convolution over swapped axes.
 //!
-//! Other backends (CUDA) keep burn's ops: [`hard_swish`], [`hard_sigmoid`] and
-//! [`conv2d`] choose by the tensor's device. The tests below hold every
+//! Other backends (CUDA) keep burn's ops: [`hard_swish`], [`hard_sigmoid`],
+//! [`conv2d`] and [`conv_transpose2d`] choose by the tensor's device. The tests below hold every
 //! kernel to burn's own ops, forward and backward.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -820,8 +822,9 @@ mod tests {
             compare_conv(2, 8, 8, hw, k, stride, 4, false, false); // 2 channels per group
             compare_conv(2, 8, 8, hw, k, stride, 2, false, true); // 4 per group, forced
         }
-        compare_conv(2, 6, 12, [6, 5], 3, 1, 3, false, true); // 2 in, 4 out per group
-                                                              // Planes smaller than the kernel (the last stages of a small input).
+        // 2 in, 4 out per group.
+        compare_conv(2, 6, 12, [6, 5], 3, 1, 3, false, true);
+        // Planes smaller than the kernel (the last stages of a small input).
         compare_conv(2, 4, 4, [2, 2], 7, 1, 4, false, false);
         compare_conv(2, 4, 4, [2, 3], 7, 1, 4, false, false);
         compare_conv(2, 4, 4, [1, 2], 5, 1, 2, false, false);

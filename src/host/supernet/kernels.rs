@@ -643,6 +643,12 @@ pub fn hard_sigmoid(x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// Whether a convolution with `groups` groups of `in_per_group` → `out_per_group`
+/// channels takes the direct grouped kernels ([`DIRECT_CHANNELS_PER_GROUP`]).
+fn takes_direct(groups: usize, in_per_group: usize, out_per_group: usize) -> bool {
+    groups > 1 && in_per_group.max(out_per_group) <= DIRECT_CHANNELS_PER_GROUP
+}
+
 /// `conv2d` with symmetric `stride`/`pad`: the grouped and pointwise kernels
 /// above where they apply on Flex, burn's op otherwise.
 pub fn conv2d(
@@ -655,21 +661,16 @@ pub fn conv2d(
 ) -> Tensor<4> {
     let [cout, cin_g, k, _] = w.dims();
     if bias.is_none() && on_flex(&x) {
-        let direct = groups > 1 && cin_g.max(cout / groups) <= DIRECT_CHANNELS_PER_GROUP;
-        let (x, w) = (x.into_dispatch(), w.into_dispatch());
-        let y = if direct {
-            <Dispatch as TrainKernels>::grouped_conv(x, w, stride, pad, groups)
-        } else if k == 1 && stride == 1 && pad == 0 {
-            <Dispatch as TrainKernels>::pointwise_conv(x, w)
-        } else {
-            return module::conv2d(
-                Tensor::from_dispatch(x),
-                Tensor::from_dispatch(w),
-                None,
-                options(stride, pad, groups),
-            );
-        };
-        return Tensor::from_dispatch(y);
+        if takes_direct(groups, cin_g, cout / groups) {
+            let y = <Dispatch as TrainKernels>::grouped_conv(x.into_dispatch(), w.into_dispatch(), stride, pad, groups);
+            return Tensor::from_dispatch(y);
+        }
+        if k == 1 && stride == 1 && pad == 0 && groups == 1 {
+            return Tensor::from_dispatch(<Dispatch as TrainKernels>::pointwise_conv(
+                x.into_dispatch(),
+                w.into_dispatch(),
+            ));
+        }
     }
     module::conv2d(x, w, bias, options(stride, pad, groups))
 }
@@ -685,22 +686,19 @@ pub fn conv_transpose2d(
     groups: usize,
 ) -> Tensor<4> {
     let [cin, cout_g, _, _] = w.dims();
-    if bias.is_none() && groups > 1 && (cin / groups).max(cout_g) <= DIRECT_CHANNELS_PER_GROUP && on_flex(&x) {
-        let y = <Dispatch as TrainKernels>::grouped_conv_transpose(
-            x.into_dispatch(),
-            w.into_dispatch(),
-            stride,
-            pad,
-            groups,
-        );
-        return Tensor::from_dispatch(y);
+    if bias.is_none() && takes_direct(groups, cin / groups, cout_g) && on_flex(&x) {
+        let (x, w) = (x.into_dispatch(), w.into_dispatch());
+        return Tensor::from_dispatch(<Dispatch as TrainKernels>::grouped_conv_transpose(x, w, stride, pad, groups));
     }
-    let options = ConvTransposeOptions::new([stride; 2], [pad; 2], [0, 0], [1, 1], groups);
-    module::conv_transpose2d(x, w, bias, options)
+    module::conv_transpose2d(x, w, bias, transpose_options(stride, pad, groups))
 }
 
 fn options(stride: usize, pad: usize, groups: usize) -> ConvOptions<2> {
     ConvOptions::new([stride; 2], [pad; 2], [1, 1], groups)
+}
+
+fn transpose_options(stride: usize, pad: usize, groups: usize) -> ConvTransposeOptions<2> {
+    ConvTransposeOptions::new([stride; 2], [pad; 2], [0, 0], [1, 1], groups)
 }
 
 #[cfg(test)]
@@ -789,12 +787,9 @@ mod tests {
                 (true, false) => conv2d(x.clone(), w.clone(), None, stride, pad, groups),
                 (true, true) => conv_transpose2d(x.clone(), w.clone(), None, stride, pad, groups),
                 (false, false) => module::conv2d(x.clone(), w.clone(), None, options(stride, pad, groups)),
-                (false, true) => module::conv_transpose2d(
-                    x.clone(),
-                    w.clone(),
-                    None,
-                    ConvTransposeOptions::new([stride; 2], [pad; 2], [0, 0], [1, 1], groups),
-                ),
+                (false, true) => {
+                    module::conv_transpose2d(x.clone(), w.clone(), None, transpose_options(stride, pad, groups))
+                }
             };
             let grads = (y.clone() * g.clone()).sum().backward();
             let out = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
@@ -848,9 +843,10 @@ mod tests {
 
     #[test]
     fn other_convolutions_stay_burns() {
-        // Strided 1×1, full 3×3, 8 channels per group, an ungrouped transposed
-        // conv: burn's op, same results.
+        // Strided 1×1, grouped 1×1 (not the pointwise kernel), full 3×3, 8
+        // channels per group, an ungrouped transposed conv: burn's op, same results.
         compare_conv(2, 4, 6, [7, 5], 1, 2, 1, false, false);
+        compare_conv(2, 8, 8, [5, 4], 1, 1, 2, false, false);
         compare_conv(2, 3, 8, [8, 6], 3, 2, 1, false, false);
         compare_conv(2, 16, 16, [6, 6], 3, 1, 2, false, false);
         compare_conv(2, 3, 5, [4, 4], 4, 2, 1, true, false);

@@ -6,14 +6,16 @@
 //!   tensor ops, `x·clamp(x+3, 0, 6)/6` is seven passes over the activations
 //!   forward (the clamp is two comparisons and two masked fills) and as many
 //!   backward. Here: one pass each way (the derivative from the saved input).
-//! - **Grouped convolutions with 1–2 channels per group** (depthwise, and
-//!   the deconvolution head's groups): burn computes the weight gradient group
-//!   by group, each an im2col of the whole batch as a convolution with the
-//!   output gradient as kernel — k² copies of the input per channel — and the
-//!   input gradient as a transposed convolution. Here forward, input and
-//!   weight gradient are direct loops over planes; a transposed convolution
-//!   is the same three loops with the roles swapped. With more channels per
-//!   group burn's im2col and matrix product win ([`DIRECT_CHANNELS_PER_GROUP`]).
+//! - **Grouped convolutions** (depthwise, the max subnet's 16 channels per
+//!   group, the deconvolution head): burn computes them as an im2col and a
+//!   matrix product per group — k² copies of the input — and the weight
+//!   gradient group by group as a convolution over the whole batch with the
+//!   output gradient as kernel. Here they run on the runtime's own grouped
+//!   kernels (vectorised over the output row or over 16 output channels):
+//!   forward as at inference, the input gradient as the transposed
+//!   convolution it is (stride-1 phases), the weight gradient as dot products
+//!   over the same phase planes. A transposed convolution is the same three
+//!   with the roles swapped.
 //! - **Pointwise convolution** (1×1, stride 1, one group, no bias): forward
 //!   stays Flex's, the gradients are the two matrix products they are
 //!   (Wᵀ·g per image; Σₙ g·xᵀ) instead of a transposed convolution and a
@@ -37,16 +39,12 @@ use burn::tensor::{DType, Shape, Tensor};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::runtime::grouped_conv::kernel::{convolve_groups, pack_kernel, Clamp, ConvGeometry};
+use crate::runtime::grouped_conv::weight_grad::weight_gradient_groups;
+use crate::runtime::grouped_conv::{phases, spread, Phase};
+
 /// Element-wise passes split into chunks of this many values across threads.
 const CHUNK: usize = 1 << 15;
-
-/// The most channels per group (in or out) the direct grouped kernels take.
-/// Their work per output grows with it where burn's im2col and matrix
-/// product amortise it: measured forward + backward of one 16-image layer
-/// (144 channels at 32×24, 7×7; 1 thread; before the taps' ranges were
-/// worked out once), burn / ours: 1 channel per group 139 / 75 ms, 2: 311 /
-/// 150, 4: 278 / 282, 8: 342 / 548, 16: 360 / 1 098.
-const DIRECT_CHANNELS_PER_GROUP: usize = 2;
 
 /// The training kernels (see the module doc). Convolution arguments are
 /// NCHW; `stride`/`pad` are the same on both axes.
@@ -198,136 +196,69 @@ fn map_grad(
     grad
 }
 
-/// Output positions `o` (of `out` along one axis) whose input `o·stride + tap − pad` lies in `0..len`.
-fn valid(tap: usize, stride: usize, pad: usize, len: usize, out: usize) -> std::ops::Range<usize> {
-    let lo = pad.saturating_sub(tap).div_ceil(stride);
-    let hi = if len + pad > tap { ((len + pad - tap - 1) / stride + 1).min(out) } else { 0 };
-    lo..hi.max(lo)
-}
-
-/// Σ a[i]·b[i·stride], eight partial sums (so that it vectorises for stride 1).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
-    if stride == 1 {
-        let mut acc = [0f32; 8];
-        let (ca, cb) = (a.chunks_exact(8), b[..a.len()].chunks_exact(8));
-        let (ra, rb) = (ca.remainder(), cb.remainder());
-        for (x, y) in ca.zip(cb) {
-            for l in 0..8 {
-                acc[l] += x[l] * y[l];
-            }
-        }
-        acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
-    } else {
-        a.iter().enumerate().map(|(i, x)| x * b[i * stride]).sum()
+/// The runtime kernel's description of a convolution of `n` images of `hw`
+/// planes by a `k`×`k` kernel.
+fn geometry(n: usize, c: Groups, hw: [usize; 2], k: usize, stride: usize, pad: usize) -> ConvGeometry {
+    assert!(hw.iter().all(|&l| l + 2 * pad >= k), "a {k}×{k} kernel on a {hw:?} plane padded by {pad}");
+    ConvGeometry {
+        batch: n,
+        in_channels: c.cin,
+        out_channels: c.cout,
+        groups: c.groups,
+        input: hw,
+        kernel: [k; 2],
+        stride: [stride; 2],
+        pad_before: [pad; 2],
+        output: hw.map(|l| (l + 2 * pad - k) / stride + 1),
     }
 }
 
-/// Geometry of one convolution between planes: input h×w, output oh×ow,
-/// with each tap's valid rows and columns worked out once (the divisions
-/// would otherwise cost more than a row's arithmetic).
-struct Plane {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    k: usize,
-    stride: usize,
-    /// Per tap row `ky`: its output rows.
-    rows: Vec<std::ops::Range<usize>>,
-    /// Per tap column `kx`: its output columns and first input column;
-    /// `None` where it lands in the padding only (a plane narrower than the kernel).
-    columns: Vec<Option<(std::ops::Range<usize>, usize)>>,
-    pad: usize,
+/// The transposed convolution that maps the output gradient of `geo` to its input's.
+fn transposed_geometry(geo: &ConvGeometry) -> ConvGeometry {
+    ConvGeometry {
+        in_channels: geo.out_channels,
+        out_channels: geo.in_channels,
+        input: geo.output,
+        output: geo.input,
+        ..geo.clone()
+    }
 }
 
-impl Plane {
-    fn new(h: usize, w: usize, k: usize, stride: usize, pad: usize) -> Plane {
-        assert!(h + 2 * pad >= k && w + 2 * pad >= k, "a {k}×{k} kernel on a {h}×{w} plane padded by {pad}");
-        let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
-        let rows = (0..k).map(|ky| valid(ky, stride, pad, h, oh)).collect();
-        let columns = (0..k)
-            .map(|kx| {
-                let r = valid(kx, stride, pad, w, ow);
-                let start = r.start * stride + kx - pad;
-                (!r.is_empty()).then_some((r, start))
-            })
-            .collect();
-        Plane { h, w, oh, ow, k, stride, rows, columns, pad }
-    }
-
-    fn input(&self) -> usize {
-        self.h * self.w
-    }
-
-    fn output(&self) -> usize {
-        self.oh * self.ow
-    }
-
-    /// The taps rows that land inside the input: (tap row, output row, input row).
-    fn rows(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        self.rows
-            .iter()
-            .enumerate()
-            .flat_map(move |(ky, r)| r.clone().map(move |oy| (ky, oy, oy * self.stride + ky - self.pad)))
-    }
-
-    fn columns(&self, kx: usize) -> Option<(std::ops::Range<usize>, usize)> {
-        self.columns[kx].clone()
-    }
-
-    /// Adds one input plane's contribution to an output plane: `y += Σ taps w·x(shifted)`.
-    fn gather(&self, y: &mut [f32], x: &[f32], wk: &[f32]) {
-        let (k, s) = (self.k, self.stride);
-        for (ky, oy, iy) in self.rows() {
-            let (yrow, xrow) = (&mut y[oy * self.ow..(oy + 1) * self.ow], &x[iy * self.w..(iy + 1) * self.w]);
-            for kx in 0..k {
-                let wv = wk[ky * k + kx];
-                let Some((r, start)) = self.columns(kx) else { continue };
-                if s == 1 {
-                    for (o, &v) in yrow[r.clone()].iter_mut().zip(&xrow[start..start + r.len()]) {
-                        *o += wv * v;
-                    }
-                } else {
-                    for (i, o) in yrow[r].iter_mut().enumerate() {
-                        *o += wv * xrow[start + i * s];
-                    }
-                }
-            }
+/// A convolution's OIHW weights as the kernel of its transposed convolution
+/// ([`phases`]' `[out][in_per_group][kh][kw]`, out = the convolution's input channel).
+fn regroup(c: Groups, k: usize, w: &[f32]) -> Vec<f32> {
+    let (kk, cin_g, cout_g) = (k * k, c.cin_g(), c.cout_g());
+    let mut out = Vec::with_capacity(w.len());
+    for i in 0..c.cin {
+        let (group, il) = (i / cin_g, i % cin_g);
+        for ol in 0..cout_g {
+            let o = group * cout_g + ol;
+            out.extend_from_slice(&w[(o * cin_g + il) * kk..][..kk]);
         }
     }
+    out
+}
 
-    /// Adds one output plane's gradient to an input plane's: `dx += Σ taps w·g` (scatter form).
-    fn scatter(&self, dx: &mut [f32], g: &[f32], wk: &[f32]) {
-        let (k, s) = (self.k, self.stride);
-        for (ky, oy, iy) in self.rows() {
-            let (row, grow) = (&mut dx[iy * self.w..(iy + 1) * self.w], &g[oy * self.ow..(oy + 1) * self.ow]);
-            for kx in 0..k {
-                let wv = wk[ky * k + kx];
-                let Some((r, start)) = self.columns(kx) else { continue };
-                if s == 1 {
-                    for (d, &gv) in row[start..start + r.len()].iter_mut().zip(&grow[r]) {
-                        *d += wv * gv;
-                    }
-                } else {
-                    for (i, &gv) in grow[r].iter().enumerate() {
-                        row[start + i * s] += wv * gv;
-                    }
-                }
-            }
-        }
+/// The grouped convolution `geo` of `x` by OIHW `weight` into `out`, on the
+/// runtime's kernel, the (image, group) pairs split across rayon's threads.
+fn convolve(geo: &ConvGeometry, x: &[f32], weight: &[f32], out: &mut [f32]) {
+    let (taps, packed, bias) = (geo.tap_offsets(), pack_kernel(geo, weight), vec![0.0; geo.out_channels]);
+    let group_len = geo.out_per_group() * geo.output[0] * geo.output[1];
+    out.par_chunks_mut(group_len).enumerate().for_each(|(first, chunk)| {
+        convolve_groups(geo, &taps, x, &packed, &bias, Clamp::NONE, first, chunk);
+    });
+}
+
+/// The transposed convolution `geo`, given as its `phases`, of `x` into `out`.
+fn transposed(phases: &[Phase], geo: &ConvGeometry, x: &[f32], out: &mut [f32]) {
+    if let [phase] = phases {
+        // Stride 1: the one phase is the whole output.
+        return convolve(&phase.geo, x, &phase.kernel, out);
     }
-
-    /// Adds the weight gradient of one (output, input) plane pair: `dw[tap] += Σ g·x(shifted)`.
-    fn correlate(&self, dw: &mut [f32], g: &[f32], x: &[f32]) {
-        let k = self.k;
-        for (ky, oy, iy) in self.rows() {
-            let (row, grow) = (&x[iy * self.w..(iy + 1) * self.w], &g[oy * self.ow..(oy + 1) * self.ow]);
-            for kx in 0..k {
-                let Some((r, start)) = self.columns(kx) else { continue };
-                dw[ky * k + kx] += dot(&grow[r], &row[start..], self.stride);
-            }
-        }
+    for (i, phase) in phases.iter().enumerate() {
+        let mut buf = vec![0.0; phase.geo.output_len()];
+        convolve(&phase.geo, x, &phase.kernel, &mut buf);
+        spread(geo.stride, geo.output, i, phase.geo.output, &buf, out);
     }
 }
 
@@ -374,18 +305,11 @@ impl TrainKernels for Flex {
     ) -> FloatTensor<Self> {
         let (x, weight) = (dense(x, "grouped_conv"), dense(weight, "grouped_conv"));
         let ([n, cin, h, w], [cout, _, k, _]) = (dims4(&x), dims4(&weight));
-        let (p, c) = (Plane::new(h, w, k, stride, pad), Groups::new(cin, cout, groups));
+        let c = Groups::new(cin, cout, groups);
         assert_eq!(dims4(&weight), [cout, c.cin_g(), k, k], "grouped_conv weight shape");
-        let (xv, wv, kk) = (values(&x), values(&weight), k * k);
-        let mut y = FlexTensor::zeros(Shape::new([n, cout, p.oh, p.ow]), DType::F32);
-        y.storage_mut::<f32>().par_chunks_mut(p.output()).enumerate().for_each(|(j, plane)| {
-            let (img, o) = (j / cout, j % cout);
-            for il in 0..c.cin_g() {
-                let i = img * cin + o / c.cout_g() * c.cin_g() + il;
-                let taps = (o * c.cin_g() + il) * kk;
-                p.gather(plane, &xv[i * p.input()..(i + 1) * p.input()], &wv[taps..taps + kk]);
-            }
-        });
+        let geo = geometry(n, c, [h, w], k, stride, pad);
+        let mut y = FlexTensor::empty(Shape::new([n, cout, geo.output[0], geo.output[1]]), DType::F32);
+        convolve(&geo, values(&x), values(&weight), y.storage_mut());
         y
     }
     fn grouped_conv_x_backward(
@@ -399,20 +323,14 @@ impl TrainKernels for Flex {
     ) -> FloatTensor<Self> {
         let (weight, grad) = (dense(weight, "grouped_conv_x_backward"), dense(grad, "grouped_conv_x_backward"));
         let ([n, cout, oh, ow], [_, cin_g, k, _]) = (dims4(&grad), dims4(&weight));
-        let (p, c) = (Plane::new(height, width, k, stride, pad), Groups::new(cin_g * groups, cout, groups));
-        assert_eq!([oh, ow], [p.oh, p.ow], "grouped_conv_x_backward: gradient plane");
-        let (g, wv, kk) = (values(&grad), values(&weight), k * k);
-        let mut dx = FlexTensor::zeros(Shape::new([n, c.cin, height, width]), DType::F32);
-        dx.storage_mut::<f32>().par_chunks_mut(p.input()).enumerate().for_each(|(j, plane)| {
-            let (img, i) = (j / c.cin, j % c.cin);
-            let (group, il) = (i / cin_g, i % cin_g);
-            for ol in 0..c.cout_g() {
-                let o = group * c.cout_g() + ol;
-                let taps = (o * cin_g + il) * kk;
-                let go = (img * cout + o) * p.output();
-                p.scatter(plane, &g[go..go + p.output()], &wv[taps..taps + kk]);
-            }
-        });
+        let c = Groups::new(cin_g * groups, cout, groups);
+        let geo = geometry(n, c, [height, width], k, stride, pad);
+        assert_eq!([oh, ow], geo.output, "grouped_conv_x_backward: gradient plane");
+        let back = transposed_geometry(&geo);
+        let phases = phases(&back, &regroup(c, k, values(&weight)))
+            .unwrap_or_else(|e| panic!("grouped_conv_x_backward of {geo:?} (not one `takes_grouped` takes): {e}"));
+        let mut dx = FlexTensor::empty(Shape::new([n, c.cin, height, width]), DType::F32);
+        transposed(&phases, &back, values(&grad), dx.storage_mut());
         dx
     }
     fn grouped_conv_weight_backward(
@@ -425,19 +343,13 @@ impl TrainKernels for Flex {
     ) -> FloatTensor<Self> {
         let (x, grad) = (dense(x, "grouped_conv_weight_backward"), dense(grad, "grouped_conv_weight_backward"));
         let ([n, cin, h, w], [_, cout, oh, ow]) = (dims4(&x), dims4(&grad));
-        let (p, c) = (Plane::new(h, w, k, stride, pad), Groups::new(cin, cout, groups));
-        assert_eq!([oh, ow], [p.oh, p.ow], "grouped_conv_weight_backward: gradient plane");
-        let (g, xv, kk) = (values(&grad), values(&x), k * k);
-        let mut dw = FlexTensor::zeros(Shape::new([cout, c.cin_g(), k, k]), DType::F32);
-        dw.storage_mut::<f32>().par_chunks_mut(c.cin_g() * kk).enumerate().for_each(|(o, taps)| {
-            let first = o / c.cout_g() * c.cin_g();
-            for img in 0..n {
-                let go = (img * cout + o) * p.output();
-                for (il, t) in taps.chunks_mut(kk).enumerate() {
-                    let xi = (img * cin + first + il) * p.input();
-                    p.correlate(t, &g[go..go + p.output()], &xv[xi..xi + p.input()]);
-                }
-            }
+        let c = Groups::new(cin, cout, groups);
+        let geo = geometry(n, c, [h, w], k, stride, pad);
+        assert_eq!([oh, ow], geo.output, "grouped_conv_weight_backward: gradient plane");
+        let (taps, xv, g) = (geo.tap_offsets(), values(&x), values(&grad));
+        let mut dw = FlexTensor::empty(Shape::new([cout, c.cin_g(), k, k]), DType::F32);
+        dw.storage_mut::<f32>().par_chunks_mut(c.cout_g() * taps.len()).enumerate().for_each(|(group, dw)| {
+            weight_gradient_groups(&geo, &taps, xv, g, group, dw);
         });
         dw
     }
@@ -643,10 +555,12 @@ pub fn hard_sigmoid(x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// Whether a convolution with `groups` groups of `in_per_group` → `out_per_group`
-/// channels takes the direct grouped kernels ([`DIRECT_CHANNELS_PER_GROUP`]).
-fn takes_direct(groups: usize, in_per_group: usize, out_per_group: usize) -> bool {
-    groups > 1 && in_per_group.max(out_per_group) <= DIRECT_CHANNELS_PER_GROUP
+/// Whether the grouped kernels take a convolution with `groups` groups, a
+/// `k`×`k` kernel and an `hw` input: more than one group, and an input
+/// gradient that splits into stride-1 phases that each have taps and outputs
+/// ([`phases`]). Every grouped convolution of the search spaces does.
+fn takes_grouped(groups: usize, k: usize, stride: usize, pad: usize, hw: [usize; 2]) -> bool {
+    groups > 1 && pad + stride <= k && hw.iter().all(|&l| l >= stride && l + 2 * pad >= k)
 }
 
 /// `conv2d` with symmetric `stride`/`pad`: the grouped and pointwise kernels
@@ -659,9 +573,10 @@ pub fn conv2d(
     pad: usize,
     groups: usize,
 ) -> Tensor<4> {
-    let [cout, cin_g, k, _] = w.dims();
+    let [_, _, k, _] = w.dims();
+    let [_, _, h, width] = x.dims();
     if bias.is_none() && on_flex(&x) {
-        if takes_direct(groups, cin_g, cout / groups) {
+        if takes_grouped(groups, k, stride, pad, [h, width]) {
             let y = <Dispatch as TrainKernels>::grouped_conv(x.into_dispatch(), w.into_dispatch(), stride, pad, groups);
             return Tensor::from_dispatch(y);
         }
@@ -685,8 +600,11 @@ pub fn conv_transpose2d(
     pad: usize,
     groups: usize,
 ) -> Tensor<4> {
-    let [cin, cout_g, _, _] = w.dims();
-    if bias.is_none() && takes_direct(groups, cin / groups, cout_g) && on_flex(&x) {
+    // The convolution it inverts runs from this one's output to its input.
+    let [_, _, k, _] = w.dims();
+    let [_, _, h, width] = x.dims();
+    let out = |l: usize| ((l.max(1) - 1) * stride + k).saturating_sub(2 * pad);
+    if bias.is_none() && takes_grouped(groups, k, stride, pad, [out(h), out(width)]) && on_flex(&x) {
         let (x, w) = (x.into_dispatch(), w.into_dispatch());
         return Tensor::from_dispatch(<Dispatch as TrainKernels>::grouped_conv_transpose(x, w, stride, pad, groups));
     }
@@ -756,7 +674,7 @@ mod tests {
     }
 
     /// Output and both gradients of [`conv2d`] (or [`conv_transpose2d`]; with
-    /// `forced`, the direct grouped kernels) against burn's own op.
+    /// `forced`, the trait's grouped op itself) against burn's own op.
     /// `cin`/`cout`: the op's input/output channels.
     #[allow(clippy::too_many_arguments)]
     fn compare_conv(
@@ -815,24 +733,30 @@ mod tests {
         {
             compare_conv(2, 6, 6, hw, k, stride, 6, false, false); // depthwise
             compare_conv(2, 8, 8, hw, k, stride, 4, false, false); // 2 channels per group
-            compare_conv(2, 8, 8, hw, k, stride, 2, false, true); // 4 per group, forced
+            compare_conv(2, 8, 8, hw, k, stride, 2, false, true); // 4 per group, the trait's op
+            compare_conv(2, 32, 32, hw, k, stride, 2, false, false); // 16: the max subnet's
         }
-        // 2 in, 4 out per group.
+        // 2 in, 4 out per group; 8 per group; a grouped 1×1.
         compare_conv(2, 6, 12, [6, 5], 3, 1, 3, false, true);
+        compare_conv(2, 16, 16, [6, 6], 3, 1, 2, false, false);
+        compare_conv(2, 8, 8, [5, 4], 1, 1, 2, false, false);
         // Planes smaller than the kernel (the last stages of a small input).
         compare_conv(2, 4, 4, [2, 2], 7, 1, 4, false, false);
         compare_conv(2, 4, 4, [2, 3], 7, 1, 4, false, false);
         compare_conv(2, 4, 4, [1, 2], 5, 1, 2, false, false);
         compare_conv(2, 4, 4, [3, 2], 7, 2, 4, false, false);
+        compare_conv(2, 32, 32, [4, 3], 7, 2, 2, false, false);
     }
 
     #[test]
     fn grouped_transposed_convolutions_match_burn_forward_and_backward() {
-        // The deconvolution head's shape: 4×4, stride 2, pad 1.
+        // The deconvolution head's shape: 4×4, stride 2, pad 1; its first
+        // layer's 5 → 8 per group.
         compare_conv(2, 8, 8, [4, 3], 4, 2, 8, true, false);
         compare_conv(2, 8, 8, [4, 3], 4, 2, 4, true, false);
         compare_conv(2, 8, 16, [5, 4], 4, 2, 4, true, true);
         compare_conv(2, 6, 4, [3, 3], 4, 2, 2, true, true);
+        compare_conv(2, 10, 16, [4, 3], 4, 2, 2, true, false);
     }
 
     #[test]
@@ -843,32 +767,14 @@ mod tests {
 
     #[test]
     fn other_convolutions_stay_burns() {
-        // Strided 1×1, grouped 1×1 (not the pointwise kernel), full 3×3, 8
-        // channels per group, an ungrouped transposed conv: burn's op, same results.
+        // Strided 1×1 (grouped: its input gradient has phases without taps,
+        // so `takes_grouped` leaves it), full 3×3, an ungrouped transposed
+        // conv: burn's op, same results.
+        assert!(!takes_grouped(2, 1, 2, 0, [7, 5]));
         compare_conv(2, 4, 6, [7, 5], 1, 2, 1, false, false);
-        compare_conv(2, 8, 8, [5, 4], 1, 1, 2, false, false);
+        compare_conv(2, 4, 6, [7, 5], 1, 2, 2, false, false);
         compare_conv(2, 3, 8, [8, 6], 3, 2, 1, false, false);
-        compare_conv(2, 16, 16, [6, 6], 3, 1, 2, false, false);
         compare_conv(2, 3, 5, [4, 4], 4, 2, 1, true, false);
-    }
-
-    #[test]
-    fn valid_output_ranges_stay_inside_the_input() {
-        // Every output position whose tap lands inside the input, and no other.
-        for (len, k, stride) in [(7, 3, 1), (8, 5, 2), (5, 7, 1), (6, 7, 2), (1, 3, 1)] {
-            let pad = k / 2;
-            let out = (len + 2 * pad - k) / stride + 1;
-            for tap in 0..k {
-                let expected: Vec<usize> = (0..out)
-                    .filter(|&o| (0..len as isize).contains(&((o * stride + tap) as isize - pad as isize)))
-                    .collect();
-                assert_eq!(
-                    valid(tap, stride, pad, len, out).collect::<Vec<_>>(),
-                    expected,
-                    "len {len} k {k} s {stride} tap {tap}"
-                );
-            }
-        }
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! [`GroupedConv`]'s kernel, and the output interleaves their planes. tract
 //! lowers a grouped `Deconv` to an outer product followed by a scatter-add
 //! (`DepthwiseDeconv`, `DeconvSum`), several times slower on our heads.
+//! Training uses the same phases ([`phases`], [`spread`]) for the input
+//! gradient of a grouped convolution, which is a transposed convolution.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -17,6 +19,92 @@ use tract_onnx::tract_core::ops::cnn::Deconv;
 
 use super::kernel::{Clamp, ConvGeometry};
 use super::{covered, eval_f32, GroupedConv};
+
+/// One output phase of a transposed convolution: a stride-1 grouped
+/// convolution, its geometry and OIHW sub-kernel, whose outputs are the
+/// positions `[s_h·i + r_h, s_w·j + r_w]` of phase `(r_h, r_w)`.
+pub struct Phase {
+    pub geo: ConvGeometry,
+    pub kernel: Vec<f32>,
+}
+
+/// The phases of the transposed convolution `geo` (`pad_before` and `output`
+/// as for a transposed convolution), row-major over `(r_h, r_w)`. `kernel` is
+/// `[out][in_per_group][kh][kw]` (ONNX's `[in][out_per_group][kh][kw]`
+/// regrouped).
+pub fn phases(geo: &ConvGeometry, kernel: &[f32]) -> Result<Vec<Phase>, String> {
+    let (ipg, out_ch) = (geo.in_per_group(), geo.out_channels);
+    let [kh, kw] = geo.kernel;
+    let [sh, sw] = geo.stride;
+    if kernel.len() != out_ch * ipg * kh * kw {
+        return Err(format!("kernel has {} values, expected {}", kernel.len(), out_ch * ipg * kh * kw));
+    }
+    // Per axis and phase: the first input offset `d_min` and the taps, in
+    // the order the correlation reads them (input offset ascending).
+    let axis = |k: usize, s: usize, pad: usize, r: usize| -> Result<(usize, Vec<usize>), String> {
+        let taps: Vec<usize> = (0..k).rev().filter(|t| (r + pad + s * k - t) % s == 0).collect();
+        let d_min = taps.first().map_or(0, |&t| (r + pad) as isize - t as isize) / s as isize;
+        if d_min > 0 {
+            return Err(format!("padding {pad} above kernel {k} − stride {s}"));
+        }
+        Ok(((-d_min) as usize, taps))
+    };
+    let mut phases = Vec::with_capacity(sh * sw);
+    for rh in 0..sh {
+        for rw in 0..sw {
+            let (ph, rows) = axis(kh, sh, geo.pad_before[0], rh)?;
+            let (pw, cols) = axis(kw, sw, geo.pad_before[1], rw)?;
+            let out = [geo.output[0].saturating_sub(rh).div_ceil(sh), geo.output[1].saturating_sub(rw).div_ceil(sw)];
+            if rows.is_empty() || cols.is_empty() || out.contains(&0) {
+                return Err(format!("phase ({rh}, {rw}) has no taps or no outputs"));
+            }
+            let mut sub = Vec::with_capacity(out_ch * ipg * rows.len() * cols.len());
+            for o in 0..out_ch {
+                for i in 0..ipg {
+                    for &t in &rows {
+                        for &u in &cols {
+                            sub.push(kernel[((o * ipg + i) * kh + t) * kw + u]);
+                        }
+                    }
+                }
+            }
+            let geo = ConvGeometry {
+                kernel: [rows.len(), cols.len()],
+                stride: [1, 1],
+                pad_before: [ph, pw],
+                output: out,
+                ..geo.clone()
+            };
+            phases.push(Phase { geo, kernel: sub });
+        }
+    }
+    Ok(phases)
+}
+
+/// Spreads the output planes `src` of phase `p` (of a transposed convolution
+/// with `stride` and `output` planes) into their positions of `out`.
+pub fn spread(
+    stride: [usize; 2],
+    output: [usize; 2],
+    p: usize,
+    phase_output: [usize; 2],
+    src: &[f32],
+    out: &mut [f32],
+) {
+    let [sh, sw] = stride;
+    let [oh, ow] = output;
+    let (rh, rw) = (p / sw, p % sw);
+    let [ph, pw] = phase_output;
+    for (plane, src) in src.chunks_exact(ph * pw).enumerate() {
+        let dst = &mut out[plane * oh * ow..][..oh * ow];
+        for (i, row) in src.chunks_exact(pw).enumerate() {
+            let dst_row = &mut dst[(sh * i + rh) * ow..][..ow];
+            for (j, &v) in row.iter().enumerate() {
+                dst_row[sw * j + rw] = v;
+            }
+        }
+    }
+}
 
 /// A grouped 2-D transposed convolution over an f32 NCHW input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,58 +126,16 @@ impl GroupedDeconv {
     /// `[out][in_per_group][kh][kw]` (ONNX's `[in][out_per_group][kh][kw]`
     /// regrouped), `bias` one per output channel.
     pub fn new(geo: &ConvGeometry, kernel: &[f32], bias: &[f32], batch_axis: bool) -> Result<GroupedDeconv, String> {
-        let (ipg, out_ch) = (geo.in_per_group(), geo.out_channels);
-        let [kh, kw] = geo.kernel;
-        let [sh, sw] = geo.stride;
-        if kernel.len() != out_ch * ipg * kh * kw {
-            return Err(format!("kernel has {} values, expected {}", kernel.len(), out_ch * ipg * kh * kw));
-        }
-        // Per axis and phase: the first input offset `d_min` and the taps, in
-        // the order the correlation reads them (input offset ascending).
-        let axis = |k: usize, s: usize, pad: usize, r: usize| -> Result<(usize, Vec<usize>), String> {
-            let taps: Vec<usize> = (0..k).rev().filter(|t| (r + pad + s * k - t) % s == 0).collect();
-            let d_min = taps.first().map_or(0, |&t| (r + pad) as isize - t as isize) / s as isize;
-            if d_min > 0 {
-                return Err(format!("padding {pad} above kernel {k} − stride {s}"));
-            }
-            Ok(((-d_min) as usize, taps))
-        };
-        let mut phases = Vec::with_capacity(sh * sw);
-        for rh in 0..sh {
-            for rw in 0..sw {
-                let (ph, rows) = axis(kh, sh, geo.pad_before[0], rh)?;
-                let (pw, cols) = axis(kw, sw, geo.pad_before[1], rw)?;
-                let out =
-                    [geo.output[0].saturating_sub(rh).div_ceil(sh), geo.output[1].saturating_sub(rw).div_ceil(sw)];
-                if rows.is_empty() || cols.is_empty() || out.contains(&0) {
-                    return Err(format!("phase ({rh}, {rw}) has no taps or no outputs"));
-                }
-                let mut sub = Vec::with_capacity(out_ch * ipg * rows.len() * cols.len());
-                for o in 0..out_ch {
-                    for i in 0..ipg {
-                        for &t in &rows {
-                            for &u in &cols {
-                                sub.push(kernel[((o * ipg + i) * kh + t) * kw + u]);
-                            }
-                        }
-                    }
-                }
-                let phase = ConvGeometry {
-                    kernel: [rows.len(), cols.len()],
-                    stride: [1, 1],
-                    pad_before: [ph, pw],
-                    output: out,
-                    ..geo.clone()
-                };
-                phases.push(GroupedConv::new(phase, sub, bias.to_vec(), true).map_err(|e| e.to_string())?);
-            }
-        }
+        let phases = phases(geo, kernel)?
+            .into_iter()
+            .map(|p| GroupedConv::new(p.geo, p.kernel, bias.to_vec(), true).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
         Ok(GroupedDeconv {
             phases,
             stride: geo.stride,
             output: geo.output,
             batch: geo.batch,
-            channels: out_ch,
+            channels: geo.out_channels,
             batch_axis,
         })
     }
@@ -154,23 +200,11 @@ thread_local! {
 impl GroupedDeconv {
     /// Each phase convolved into `scratch`, then spread into its positions of `out`.
     fn interleave(&self, x: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) -> TractResult<()> {
-        let [sh, sw] = self.stride;
-        let [oh, ow] = self.output;
         for (p, phase) in self.phases.iter().enumerate() {
-            let (rh, rw) = (p / sw, p % sw);
             let g = phase.geometry();
             scratch.resize(g.output_len(), 0.0);
             phase.convolve(x, scratch)?;
-            let [ph, pw] = g.output;
-            for (plane, src) in scratch.chunks_exact(ph * pw).enumerate() {
-                let dst = &mut out[plane * oh * ow..][..oh * ow];
-                for (i, row) in src.chunks_exact(pw).enumerate() {
-                    let dst_row = &mut dst[(sh * i + rh) * ow..][..ow];
-                    for (j, &v) in row.iter().enumerate() {
-                        dst_row[sw * j + rw] = v;
-                    }
-                }
-            }
+            spread(self.stride, self.output, p, g.output, scratch, out);
         }
         Ok(())
     }

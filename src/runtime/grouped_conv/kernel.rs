@@ -61,7 +61,7 @@ impl ConvGeometry {
     }
 
     /// Phase-plane width `L`: the output width plus the kernel's reach.
-    fn phase_cols(&self) -> usize {
+    pub(super) fn phase_cols(&self) -> usize {
         self.output[1] - 1 + self.kernel[1].div_ceil(self.stride[1])
     }
 
@@ -70,14 +70,14 @@ impl ConvGeometry {
     }
 
     /// Outputs of one plane in the `L`-wide layout.
-    fn extended_len(&self) -> usize {
+    pub(super) fn extended_len(&self) -> usize {
         self.output[0] * self.phase_cols()
     }
 
     /// Elements of the scratch holding one group's phase planes, with room
     /// for the last block's overrun: the block's padding past the plane's
     /// outputs and the kernel's reach past the last phase plane's end.
-    fn scratch_len(&self) -> usize {
+    pub(super) fn scratch_len(&self) -> usize {
         self.in_per_group() * self.stride[0] * self.stride[1] * self.phase_plane_len() + MAX_BLOCK + self.kernel[1]
     }
 
@@ -243,7 +243,13 @@ thread_local! {
 
 /// Copies a group's input planes, zero-padded, into its phase planes; `line`
 /// is scratch for one padded input row.
-fn fill_phase_planes(isa: Isa, geo: &ConvGeometry, planes: &[f32], scratch: &mut [f32], line: &mut Vec<f32>) {
+pub(super) fn fill_phase_planes(
+    isa: Isa,
+    geo: &ConvGeometry,
+    planes: &[f32],
+    scratch: &mut [f32],
+    line: &mut Vec<f32>,
+) {
     if geo.stride[1] != 2 {
         return fill_phase_planes_scalar(geo, planes, scratch);
     }
@@ -444,7 +450,7 @@ impl Isa {
     /// Accumulators (f32) that fit in half the vector registers, leaving the
     /// rest for loads and broadcasts: 16 of AVX-512's 32 zmm, 8 of AVX2's 16
     /// ymm, 16 of NEON's 32 q, 8 of SSE2's 16 xmm.
-    fn accumulators(self) -> usize {
+    pub(super) fn accumulators(self) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => 256,
@@ -472,7 +478,7 @@ impl Isa {
     }
 
     /// f32 lanes of one vector.
-    fn lanes(self) -> usize {
+    pub(super) fn lanes(self) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => 16,

@@ -22,11 +22,17 @@
 //!
 //! With a multithreaded executor the groups (pointwise: tiles of output
 //! channels) are split across its threads.
+//!
+//! The supernet's training (host builds) runs its grouped convolutions on
+//! the same kernels: forward as here, the input gradient as a transposed
+//! convolution ([`phases`]), the weight gradient in [`weight_grad`].
 
 mod deconv;
 pub mod kernel;
 mod pointwise;
 mod pointwise_kernel;
+#[cfg(feature = "host")]
+pub mod weight_grad;
 
 use std::sync::Arc;
 
@@ -37,7 +43,7 @@ use tract_onnx::tract_core::ops::cnn::{Deconv, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::tract_linalg::multithread::par_chunks_mut;
 
-pub use deconv::GroupedDeconv;
+pub use deconv::{phases, spread, GroupedDeconv, Phase};
 use kernel::{active_isa, convolve_groups, Clamp, ConvGeometry};
 pub use pointwise::PointwiseConv;
 

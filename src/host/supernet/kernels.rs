@@ -639,7 +639,7 @@ mod tests {
             let y = f(input);
             let grads = (y.clone() * w).sum().backward();
             let gx = x.grad(&grads).expect("a gradient reaches the input");
-            (y.into_data().to_vec::<f32>().unwrap(), gx.into_data().to_vec::<f32>().unwrap())
+            (y.into_data().try_to_vec::<f32>().unwrap(), gx.into_data().try_to_vec::<f32>().unwrap())
         };
         let (y, g) = run(fused);
         let (y_ref, g_ref) = run(reference);
@@ -710,7 +710,7 @@ mod tests {
                 }
             };
             let grads = (y.clone() * g.clone()).sum().backward();
-            let out = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
+            let out = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
             [out(y), out(x.grad(&grads).unwrap()), out(w.grad(&grads).unwrap())]
         };
         let (ours, theirs) = (run(true), run(false));
@@ -780,9 +780,9 @@ mod tests {
     #[test]
     fn fused_ops_run_without_autodiff() {
         let x = Tensor::<4>::from_floats([[[[-4.0, -3.0, 0.0, 1.5, 3.0, 4.0]]]], &Device::flex());
-        let y = hard_swish(x.clone()).into_data().to_vec::<f32>().unwrap();
+        let y = hard_swish(x.clone()).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(y, vec![0.0, 0.0, 0.0, 1.125, 3.0, 4.0]);
-        let s = hard_sigmoid(x).into_data().to_vec::<f32>().unwrap();
+        let s = hard_sigmoid(x).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(s, vec![0.0, 0.0, 0.5, 0.75, 1.0, 1.0]);
     }
 }

@@ -9,11 +9,11 @@
 //! product of length `oh·L`: `dw[o][t] = Σ_n ⟨g_n[o], phase_n[taps[t]..]⟩`.
 //! The dots are taken for a block of `C` channels × 4 taps at a time, the
 //! partial sums in vector registers, so that each vector of the gradient and
-//! of the phase planes is loaded once per block; the partial sums stay
+//! of the phase planes is loaded once per block. The partial sums stay
 //! vectors across images (in memory between them) and their lanes are summed
-//! once per group, which on small planes (a few vectors per dot) would
-//! otherwise cost more than the dots. The dropped columns cost `(k − 1)/L` of the work, as
-//! in the forward kernel's column layout.
+//! once per group: per image, on small planes (a few vectors per dot), that
+//! sum cost more than the dots. The dropped columns cost `(L − W)/L` of the
+//! work, as in the forward kernel's column layout.
 
 use super::kernel::simd::{self, Vector};
 use super::kernel::{active_isa, fill_phase_planes, ConvGeometry, Isa};

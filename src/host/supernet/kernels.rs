@@ -197,14 +197,22 @@ fn map_grad(
 }
 
 /// The runtime kernel's description of a convolution of `n` images of `hw`
-/// planes by a `k`×`k` kernel.
-fn geometry(n: usize, c: Groups, hw: [usize; 2], k: usize, stride: usize, pad: usize) -> ConvGeometry {
+/// planes, `[cin, cout, groups]` channels, by a `k`×`k` kernel.
+fn geometry(
+    n: usize,
+    [cin, cout, groups]: [usize; 3],
+    hw: [usize; 2],
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> ConvGeometry {
+    assert!(groups > 0 && cin % groups == 0 && cout % groups == 0, "{groups} groups of {cin} → {cout} channels");
     assert!(hw.iter().all(|&l| l + 2 * pad >= k), "a {k}×{k} kernel on a {hw:?} plane padded by {pad}");
     ConvGeometry {
         batch: n,
-        in_channels: c.cin,
-        out_channels: c.cout,
-        groups: c.groups,
+        in_channels: cin,
+        out_channels: cout,
+        groups,
         input: hw,
         kernel: [k; 2],
         stride: [stride; 2],
@@ -224,12 +232,13 @@ fn transposed_geometry(geo: &ConvGeometry) -> ConvGeometry {
     }
 }
 
-/// A convolution's OIHW weights as the kernel of its transposed convolution
-/// ([`phases`]' `[out][in_per_group][kh][kw]`, out = the convolution's input channel).
-fn regroup(c: Groups, k: usize, w: &[f32]) -> Vec<f32> {
-    let (kk, cin_g, cout_g) = (k * k, c.cin_g(), c.cout_g());
+/// The OIHW weights of the convolution `geo` as the kernel of its transposed
+/// convolution ([`phases`]' `[out][in_per_group][kh][kw]`, out = the
+/// convolution's input channel).
+fn regroup(geo: &ConvGeometry, w: &[f32]) -> Vec<f32> {
+    let (kk, cin_g, cout_g) = (geo.kernel[0] * geo.kernel[1], geo.in_per_group(), geo.out_per_group());
     let mut out = Vec::with_capacity(w.len());
-    for i in 0..c.cin {
+    for i in 0..geo.in_channels {
         let (group, il) = (i / cin_g, i % cin_g);
         for ol in 0..cout_g {
             let o = group * cout_g + ol;
@@ -262,27 +271,6 @@ fn transposed(phases: &[Phase], geo: &ConvGeometry, x: &[f32], out: &mut [f32]) 
     }
 }
 
-/// Channels of a grouped convolution: `cin`/`cout` in all, per group `cin / groups`, `cout / groups`.
-#[derive(Clone, Copy)]
-struct Groups {
-    cin: usize,
-    cout: usize,
-    groups: usize,
-}
-
-impl Groups {
-    fn new(cin: usize, cout: usize, groups: usize) -> Groups {
-        assert!(groups > 0 && cin % groups == 0 && cout % groups == 0, "{groups} groups of {cin} → {cout} channels");
-        Groups { cin, cout, groups }
-    }
-    fn cin_g(&self) -> usize {
-        self.cin / self.groups
-    }
-    fn cout_g(&self) -> usize {
-        self.cout / self.groups
-    }
-}
-
 impl TrainKernels for Flex {
     fn hswish(x: FloatTensor<Self>) -> FloatTensor<Self> {
         map(x, hswish_at, "hswish")
@@ -305,9 +293,8 @@ impl TrainKernels for Flex {
     ) -> FloatTensor<Self> {
         let (x, weight) = (dense(x, "grouped_conv"), dense(weight, "grouped_conv"));
         let ([n, cin, h, w], [cout, _, k, _]) = (dims4(&x), dims4(&weight));
-        let c = Groups::new(cin, cout, groups);
-        assert_eq!(dims4(&weight), [cout, c.cin_g(), k, k], "grouped_conv weight shape");
-        let geo = geometry(n, c, [h, w], k, stride, pad);
+        let geo = geometry(n, [cin, cout, groups], [h, w], k, stride, pad);
+        assert_eq!(dims4(&weight), [cout, geo.in_per_group(), k, k], "grouped_conv weight shape");
         let mut y = FlexTensor::empty(Shape::new([n, cout, geo.output[0], geo.output[1]]), DType::F32);
         convolve(&geo, values(&x), values(&weight), y.storage_mut());
         y
@@ -323,13 +310,12 @@ impl TrainKernels for Flex {
     ) -> FloatTensor<Self> {
         let (weight, grad) = (dense(weight, "grouped_conv_x_backward"), dense(grad, "grouped_conv_x_backward"));
         let ([n, cout, oh, ow], [_, cin_g, k, _]) = (dims4(&grad), dims4(&weight));
-        let c = Groups::new(cin_g * groups, cout, groups);
-        let geo = geometry(n, c, [height, width], k, stride, pad);
+        let geo = geometry(n, [cin_g * groups, cout, groups], [height, width], k, stride, pad);
         assert_eq!([oh, ow], geo.output, "grouped_conv_x_backward: gradient plane");
         let back = transposed_geometry(&geo);
-        let phases = phases(&back, &regroup(c, k, values(&weight)))
+        let phases = phases(&back, &regroup(&geo, values(&weight)))
             .unwrap_or_else(|e| panic!("grouped_conv_x_backward of {geo:?} (not one `takes_grouped` takes): {e}"));
-        let mut dx = FlexTensor::empty(Shape::new([n, c.cin, height, width]), DType::F32);
+        let mut dx = FlexTensor::empty(Shape::new([n, geo.in_channels, height, width]), DType::F32);
         transposed(&phases, &back, values(&grad), dx.storage_mut());
         dx
     }
@@ -343,12 +329,11 @@ impl TrainKernels for Flex {
     ) -> FloatTensor<Self> {
         let (x, grad) = (dense(x, "grouped_conv_weight_backward"), dense(grad, "grouped_conv_weight_backward"));
         let ([n, cin, h, w], [_, cout, oh, ow]) = (dims4(&x), dims4(&grad));
-        let c = Groups::new(cin, cout, groups);
-        let geo = geometry(n, c, [h, w], k, stride, pad);
+        let geo = geometry(n, [cin, cout, groups], [h, w], k, stride, pad);
         assert_eq!([oh, ow], geo.output, "grouped_conv_weight_backward: gradient plane");
         let (taps, xv, g) = (geo.tap_offsets(), values(&x), values(&grad));
-        let mut dw = FlexTensor::empty(Shape::new([cout, c.cin_g(), k, k]), DType::F32);
-        dw.storage_mut::<f32>().par_chunks_mut(c.cout_g() * taps.len()).enumerate().for_each(|(group, dw)| {
+        let mut dw = FlexTensor::empty(Shape::new([cout, geo.in_per_group(), k, k]), DType::F32);
+        dw.storage_mut::<f32>().par_chunks_mut(geo.out_per_group() * taps.len()).enumerate().for_each(|(group, dw)| {
             weight_gradient_groups(&geo, &taps, xv, g, group, dw);
         });
         dw

@@ -450,7 +450,7 @@ impl Isa {
     /// Accumulators (f32) that fit in half the vector registers, leaving the
     /// rest for loads and broadcasts: 16 of AVX-512's 32 zmm, 8 of AVX2's 16
     /// ymm, 16 of NEON's 32 q, 8 of SSE2's 16 xmm.
-    pub(super) fn accumulators(self) -> usize {
+    fn accumulators(self) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => 256,

@@ -321,6 +321,16 @@ fn initial_weights_go_into_the_supernet_and_a_bad_file_is_refused() {
     assert_eq!(big.shape, vec![144, 16, 7, 7]);
     assert_eq!(big.elastic_slice(&[144, 1, 3, 3]).unwrap().data, dw);
     assert_eq!(big.data.iter().filter(|v| **v != 0.0).count(), dw.iter().filter(|v| **v != 0.0).count());
+    assert_eq!(c.header.data_start, 0, "a run from a weights file starts the batch stream");
+    // Two steps of 4 crops, then a run from that checkpoint: its batches go on
+    // from the 8th sample of the stream instead of replaying the first run's.
+    ok(common::vipnas_command().args(small_run(&out, &["--init", s(&init), "--stop-after", "2"])).output().unwrap());
+    let next = dir.join("next");
+    let ck = out.join("checkpoint.vnck");
+    let o =
+        ok(common::vipnas_command().args(small_run(&next, &["--init", s(&ck), "--stop-after", "0"])).output().unwrap());
+    assert!(o.contains("batches go on from sample 8 of seed 0's stream (epoch 0)"), "{o}");
+    assert_eq!(Checkpoint::read_header(&next.join("checkpoint.vnck")).unwrap().data_start, 8);
     // A tensor the supernet lacks: refused before training, naming file and tensor.
     weights_file(&init, &[("stage9.block0.dw.weight", vec![1], vec![1.0])]);
     let o = common::vipnas_command().args(small_run(&dir.join("bad"), &["--init", s(&init)])).output().unwrap();

@@ -261,7 +261,7 @@ pub fn train_temporal(
     let schedule = LrSchedule { base: cfg.lr, warmup: LrSchedule::default_warmup(cfg.steps), steps: cfg.steps };
     let (b, h, w) = (cfg.batch, cfg.input.height as usize, cfg.input.width as usize);
     let prior = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [b, KEYPOINTS, h / 4, w / 4]), &device);
-    let plan = BatchPlan { samples: pairs.len(), batch: b, seed: cfg.seed };
+    let plan = BatchPlan { samples: pairs.len(), batch: b, seed: cfg.seed, start: 0 };
     let mut epoch_order = None;
     let mut frame = Frame::default();
     let bar = progress_bar(progress, 0, cfg.steps);

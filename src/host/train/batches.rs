@@ -1,8 +1,11 @@
 //! Batches in a fixed order: epoch `e` visits the samples in a permutation
 //! drawn from (seed, e); the sample at global position `p` is augmented with
-//! a generator seeded by (seed, p). A batch is therefore a function of the
-//! seed and the step alone — the same with any number of threads and after
-//! a resume. Batches are prepared (decode, augment, targets, and a dense
+//! a generator seeded by (seed, p). Step `s` of a run takes the positions
+//! from `start + s·batch` on, where `start` is where the run of its initial
+//! checkpoint left off (0 for a fresh run): a run continued from a checkpoint
+//! goes on along the stream instead of replaying the crops its weights were
+//! trained on. A batch is therefore a function of the seed, the start and the
+//! step alone — the same with any number of threads and after a resume. Batches are prepared (decode, augment, targets, and a dense
 //! teacher's heatmaps where there is one) in parallel on a background thread,
 //! a few steps ahead of training.
 
@@ -45,6 +48,8 @@ pub struct BatchPlan {
     pub samples: usize,
     pub batch: usize,
     pub seed: u64,
+    /// The stream position of step 0's first sample.
+    pub start: u64,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -66,7 +71,7 @@ impl BatchPlan {
     pub fn slots(&self, step: u64, cache: &mut Option<(u64, Vec<usize>)>) -> Vec<(usize, u64)> {
         (0..self.batch as u64)
             .map(|j| {
-                let p = step * self.batch as u64 + j;
+                let p = self.start + step * self.batch as u64 + j;
                 let epoch = p / self.samples as u64;
                 if cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
                     *cache = Some((epoch, self.permutation(epoch)));
@@ -222,7 +227,7 @@ mod tests {
 
     #[test]
     fn every_epoch_visits_each_sample_once_in_a_seeded_order() {
-        let plan = BatchPlan { samples: 10, batch: 4, seed: 7 };
+        let plan = BatchPlan { samples: 10, batch: 4, seed: 7, start: 0 };
         let mut cache = None;
         let visited: Vec<usize> = (0..5).flat_map(|s| plan.slots(s, &mut cache)).map(|(i, _)| i).collect();
         let mut first: Vec<usize> = visited[..10].to_vec();
@@ -234,6 +239,20 @@ mod tests {
         assert_eq!(plan.slots(3, &mut None), plan.slots(3, &mut cache));
         let other = BatchPlan { seed: 8, ..plan.clone() };
         assert_ne!(other.slots(0, &mut None), plan.slots(0, &mut None));
+    }
+
+    #[test]
+    fn a_run_continued_from_a_checkpoint_goes_on_along_the_stream() {
+        // The first run: 3 steps of 4 (12 positions); the second starts where it left
+        // off, with another batch size, and sees what one long run would have seen.
+        let first = BatchPlan { samples: 10, batch: 4, seed: 7, start: 0 };
+        let next = BatchPlan { batch: 6, start: 12, ..first.clone() };
+        let (mut a, mut b) = (None, None);
+        let long: Vec<(usize, u64)> = (0..9).flat_map(|s| first.slots(s, &mut a)).collect();
+        let went_on: Vec<(usize, u64)> = (0..4).flat_map(|s| next.slots(s, &mut b)).collect();
+        assert_eq!(went_on, long[12..36]);
+        let replayed: Vec<(usize, u64)> = (0..2).flat_map(|s| first.slots(s, &mut None)).collect();
+        assert!(went_on[..8].iter().zip(&replayed).all(|(x, y)| x.1 != y.1), "no crop of the first run comes again");
     }
 
     /// The bundled clip with `bad` of its 50 frames overwritten by bytes that do not decode.
@@ -253,7 +272,7 @@ mod tests {
 
     fn one_epoch(set: Arc<TrainSet>) -> Result<usize> {
         let spec = InputSpec::for_subnet(crate::arch::InputSize::new(64, 64).unwrap());
-        let plan = BatchPlan { samples: 50, batch: 5, seed: 1 };
+        let plan = BatchPlan { samples: 50, batch: 5, seed: 1, start: 0 };
         let rx = prefetch(set, spec, Augment::default(), Helpers::default(), plan, (0, 10), 2);
         let mut labelled = 0;
         for step in 0..10 {

@@ -2,7 +2,7 @@
 //! stopped — the supernet's tensors (running statistics included), Adam's
 //! moments, the step, and the run's configuration (the batch order and the
 //! subnets of a step follow from the seed and the step, so no generator state
-//! is stored).
+//! is stored; the header says where in the batch stream the run started).
 //!
 //! Layout of `checkpoint.vnck`: the magic line `VIPNAS-CHECKPOINT\n`, a
 //! little-endian u64 header length, a JSON [`Header`], then the payload: for
@@ -50,6 +50,13 @@ pub struct Header {
     pub config: TrainConfig,
     /// Steps completed.
     pub step: u64,
+    /// Where this run's batches start in its seed's stream of samples (see
+    /// [`super::batches`]): where the run of its `--init` checkpoint left off,
+    /// so that a run continued from a checkpoint trains on crops its initial
+    /// weights have not seen (0 for a run from scratch or a weights file, and in
+    /// checkpoints written before this field).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub data_start: u64,
     pub tensors: Vec<TensorEntry>,
     pub payload_bytes: u64,
     pub payload_fnv1a64: String,
@@ -238,6 +245,7 @@ mod tests {
             created_by: "vipnas test".into(),
             config,
             step: 7,
+            data_start: 40,
             tensors,
             payload_bytes: 0,
             payload_fnv1a64: String::new(),

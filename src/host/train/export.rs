@@ -69,7 +69,7 @@ impl Exporter {
         let set = Arc::new(TrainSet::load(&coco, &images)?);
         let spec = InputSpec::for_subnet(config.input);
         let n_batches = calib.images.div_ceil(config.batch).max(1) as u64;
-        let plan = BatchPlan { samples: set.samples.len(), batch: config.batch, seed: config.seed };
+        let plan = BatchPlan { samples: set.samples.len(), batch: config.batch, seed: config.seed, start: 0 };
         let rx = batches::prefetch(set, spec, Augment::NONE, batches::Helpers::default(), plan, (0, n_batches), 2);
         let (b, h, w) = (config.batch, config.input.height as usize, config.input.width as usize);
         let mut xs = Vec::new();

@@ -94,6 +94,10 @@ fn checkpoint_header(path: &Path, h: &CheckpointHeader, left: usize) -> Result<W
 pub struct InitWeights {
     pub header: WeightsHeader,
     pub weights: Weights,
+    /// For a training checkpoint, the position in its batch stream where its run
+    /// stopped (its start plus the samples of its steps), where a run continued
+    /// from it starts ([`super::batches`]); 0 for a weights file.
+    pub data_end: u64,
 }
 
 impl InitWeights {
@@ -105,7 +109,9 @@ impl InitWeights {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read weights file {}", path.display()))?;
         if Checkpoint::is_one(&bytes) {
             let c = Checkpoint::parse(&bytes).with_context(|| format!("checkpoint {}", path.display()))?;
-            return Ok(InitWeights { header: checkpoint_header(path, &c.header, MAX_CHAIN)?, weights: c.weights });
+            let h = &c.header;
+            let data_end = h.data_start + h.step * h.config.batch as u64;
+            return Ok(InitWeights { header: checkpoint_header(path, h, MAX_CHAIN)?, weights: c.weights, data_end });
         }
         Self::parse(&bytes).with_context(|| format!("weights file {}", path.display()))
     }
@@ -164,7 +170,7 @@ impl InitWeights {
             );
         }
         ensure!(floats.next().is_none() && payload.len() % 4 == 0, "payload longer than the header's tensors");
-        Ok(InitWeights { header, weights })
+        Ok(InitWeights { header, weights, data_end: 0 })
     }
 
     /// Puts these weights into `into` (supernet-shaped, of `layout`); returns
@@ -255,6 +261,7 @@ mod tests {
             created_by: "vipnas test".into(),
             config,
             step: 1500,
+            data_start: 800,
             tensors,
             payload_bytes: 0,
             payload_fnv1a64: String::new(),
@@ -266,6 +273,7 @@ mod tests {
         let mut into = layout.training_weights(0);
         assert_eq!(w.apply(&layout, &mut into).unwrap().0, layout.params.len(), "every tensor, running statistics too");
         assert_eq!(into, trained);
+        assert_eq!(w.data_end, 800 + 1500 * 16, "a run from it goes on where this one's batches stopped");
         let h = InitWeights::read_header(&path).unwrap();
         assert_eq!(h, w.header);
         assert!(h.source.contains("step 1500 of 1500") && h.source.ends_with("initialised from test"), "{}", h.source);

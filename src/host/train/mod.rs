@@ -218,7 +218,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
     let layout = SupernetLayout::of(config.space, config.input)?;
     let device = opts.device.autodiff();
     let ckpt_path = out.join(CHECKPOINT);
-    let (mut sn, mut adam, start, mut history) = if ckpt_path.exists() {
+    let (mut sn, mut adam, start, mut history, data_start) = if ckpt_path.exists() {
         let c = Checkpoint::load(&ckpt_path)?;
         c.check_layout(&layout).with_context(|| format!("checkpoint {}", ckpt_path.display()))?;
         ensure!(
@@ -231,32 +231,43 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
         let adam = restore_adam(&c, &sn, &device)?;
         let history = read_losses(&out.join(LOSSES), c.header.step)?;
         log::info!("resuming {} at step {}", out.display(), c.header.step);
-        (sn, adam, c.header.step, history)
+        (sn, adam, c.header.step, history, c.header.data_start)
     } else {
         let mut weights = layout.training_weights(config.seed);
+        let mut data_start = 0;
         if let Some(path) = &config.init {
             let init = init::InitWeights::load(path)?;
             let (tensors, scalars) =
                 init.apply(&layout, &mut weights).with_context(|| format!("weights file {}", path.display()))?;
-            let line = format!(
+            let mut lines = vec![format!(
                 "initial weights: {tensors} tensors ({scalars} values) from {} ({}, {})",
                 path.display(),
                 init.header.source,
                 init.header.licence
-            );
-            log::info!("{line}");
-            if opts.progress {
-                println!("{line}");
+            )];
+            data_start = init.data_end;
+            if data_start > 0 {
+                lines.push(format!(
+                    "batches go on from sample {data_start} of seed {}'s stream (epoch {}), where that run stopped",
+                    config.seed,
+                    data_start / set.samples.len() as u64
+                ));
+            }
+            for line in lines {
+                log::info!("{line}");
+                if opts.progress {
+                    println!("{line}");
+                }
             }
         }
         let sn = Supernet::from_weights(layout.clone(), &weights, &device)?;
         let adam = Adam::new(AdamConfig::default(), &sn);
-        (sn, adam, 0, Vec::new())
+        (sn, adam, 0, Vec::new(), data_start)
     };
     let end = opts.stop_after.map_or(config.steps, |n| (start + n).min(config.steps));
     let schedule = LrSchedule { base: config.lr, warmup: config.warmup, steps: config.steps };
     let spec = InputSpec::for_subnet(config.input);
-    let plan = BatchPlan { samples: set.samples.len(), batch: config.batch, seed: config.seed };
+    let plan = BatchPlan { samples: set.samples.len(), batch: config.batch, seed: config.seed, start: data_start };
     let aug = match (config.augment, config.photometric) {
         (false, _) => Augment::NONE,
         (true, true) => Augment::default(),
@@ -304,7 +315,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
         // SIGINT/SIGTERM: the step in flight finishes, then a checkpoint.
         let stop = crate::shutdown::requested();
         if done % opts.checkpoint_every.max(1) == 0 || done == end || stop.is_some() {
-            save(config, &sn, &adam, done, out, &history)?;
+            save(config, &sn, &adam, (done, data_start), out, &history)?;
             let last = &history[history.len() - 1];
             report(
                 &bar,
@@ -325,7 +336,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
     }
     if start == end && !ckpt_path.exists() {
         // `--stop-after 0` on a new run: the initial (untrained) checkpoint.
-        save(config, &sn, &adam, start, out, &history)?;
+        save(config, &sn, &adam, (start, data_start), out, &history)?;
     }
     bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
@@ -381,7 +392,16 @@ fn host_vec(t: burn::tensor::Tensor<4>) -> Result<Vec<f32>> {
 }
 
 /// Writes the checkpoint, the loss table and the loss curve.
-fn save(config: &TrainConfig, sn: &Supernet, adam: &Adam, step: u64, out: &Path, history: &[LossRow]) -> Result<()> {
+/// `at`: the steps done and where the run's batches started in the stream.
+fn save(
+    config: &TrainConfig,
+    sn: &Supernet,
+    adam: &Adam,
+    at: (u64, u64),
+    out: &Path,
+    history: &[LossRow],
+) -> Result<()> {
+    let (step, data_start) = at;
     let weights = sn.to_weights()?;
     let mut moments = std::collections::BTreeMap::new();
     let mut updates = std::collections::BTreeMap::new();
@@ -405,6 +425,7 @@ fn save(config: &TrainConfig, sn: &Supernet, adam: &Adam, step: u64, out: &Path,
         created_by: format!("vipnas {}", env!("CARGO_PKG_VERSION")),
         config: config.clone(),
         step,
+        data_start,
         tensors,
         payload_bytes: 0,
         payload_fnv1a64: String::new(),

@@ -103,6 +103,20 @@ fn a_short_run_learns_poses_that_hold_on_later_frames() {
     let o =
         ok(vipnas(&["run", "--model", s(&dir.join("max-run")), "--source", &format!("dir:{CLIP}"), "--frames", "5"]));
     assert!(o.contains("frames=5"), "{o}");
+    // `eval --refine`: quarter-bin by default for a spatial net; DARK moves its keypoints.
+    let results = |refine: Option<&str>| {
+        let path = dir.join(format!("results-{}.json", refine.unwrap_or("default")));
+        let model = dir.join("max-run");
+        let mut args = vec!["eval", "--model", s(&model), "--coco", s(&val), "--images", CLIP];
+        args.extend(["--roi", "gt", "--results", s(&path)]);
+        args.extend(refine.map(|r| ["--refine", r]).iter().flatten());
+        ok(vipnas(&args));
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&path).unwrap()).unwrap()
+    };
+    let (default, quarter, dark) = (results(None), results(Some("quarter")), results(Some("dark")));
+    assert_eq!(default, quarter);
+    assert_eq!(dark.as_array().unwrap().len(), quarter.as_array().unwrap().len());
+    assert_ne!(dark, quarter, "DARK decoded the same keypoints as the quarter step");
 }
 
 /// The checkpoint with `"format_version": 2` in its header.

@@ -8,6 +8,7 @@ use clap::Args;
 
 use vipnas::host::coco::CocoDataset;
 use vipnas::host::eval::{coco_stats, format_stats, pck, predict_with, write_results, RoiMode};
+use vipnas::runtime::decode::Refine;
 use vipnas::runtime::track::TrackConfig;
 use vipnas::runtime::Estimator;
 
@@ -42,6 +43,10 @@ pub struct EvalArgs {
     spatial_only: bool,
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Heatmap sub-pixel refinement for every net [default: quarter for
+    /// spatial nets, dark for temporal nets].
+    #[arg(long, value_enum)]
+    refine: Option<Refine>,
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -49,7 +54,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
     if a.primary_only {
         gt = gt.primary_only();
     }
-    let est = Estimator::load(&a.model, a.threads, TrackConfig::default(), a.spatial_only, None)?;
+    let mut est = Estimator::load(&a.model, a.threads, TrackConfig::default(), a.spatial_only, None)?;
+    if let Some(refine) = a.refine {
+        est.set_refine(refine);
+    }
     let p = predict_with(est, &gt, &a.images, a.roi)?;
     if let Some(path) = &a.results {
         write_results(path, &p.results)?;

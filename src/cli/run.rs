@@ -118,8 +118,7 @@ pub fn run_cmd(a: RunArgs) -> Result<()> {
         est.start_key_worker(key).with_context(|| format!("--async-key: {}", a.model.display()))?;
     }
     if let Some(refine) = a.refine {
-        est.model.refine = refine;
-        est.temporal.iter_mut().for_each(|t| t.refine = refine);
+        est.set_refine(refine);
     }
     let board_name = board.as_ref().map_or("host", |b| b.name.as_str());
     for warning in est.budget_warnings(board_name, budget) {

@@ -56,6 +56,12 @@ pub struct Step {
 }
 
 impl Estimator {
+    /// Decodes every net's heatmaps with `refine` (`--refine` of `run` and `eval`).
+    pub fn set_refine(&mut self, refine: super::decode::Refine) {
+        self.model.refine = refine;
+        self.temporal.iter_mut().for_each(|t| t.refine = refine);
+    }
+
     /// The key net on every frame.
     pub fn new(model: PoseModel, track: TrackConfig) -> Estimator {
         Estimator {

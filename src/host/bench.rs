@@ -194,7 +194,7 @@ pub fn pipeline_stages(bundle: &Path, clip: &Path, threads: usize) -> Result<Sta
         TractEngine::from_path_with(&bundle.join(&m.spatial), &shape, &EngineOptions::new(datum, threads))?;
     let mut input = InputTensor::for_spec(&m.input);
     let mut out = vec![0.0; engine.output_shape().iter().product()];
-    let mut tracker = Tracker::new(TrackConfig::default());
+    let mut tracker = Tracker::new(TrackConfig::default().for_output(m.output.kind));
     let aspect = m.input.width as f32 / m.input.height as f32;
     let (mut frame, mut pose, mut kps) = (Frame::default(), Pose::default(), [[0.0f32; 3]; 17]);
     let mut src = DirSource::open(clip)?;

@@ -166,7 +166,7 @@ pub fn label(
 ) -> Result<(CocoDataset, LabelStats)> {
     let files = DirSource::open(dir)?.files().to_vec();
     let followed = !opts.starts.is_empty() || detector.is_some();
-    let cfg = TrackConfig { hold_on_loss: followed, ..TrackConfig::default() };
+    let cfg = TrackConfig { hold_on_loss: followed, ..TrackConfig::default() }.for_output(model.manifest.output.kind);
     let new_track = |detected| Track { tracker: Tracker::new(cfg), detected, misses: 0, annotations: 0 };
     let mut tracks: Vec<Track> = if followed { Vec::new() } else { vec![new_track(false)] };
     let aspect = model.aspect();

@@ -62,8 +62,10 @@ impl Estimator {
         self.temporal.iter_mut().for_each(|t| t.refine = refine);
     }
 
-    /// The key net on every frame.
+    /// The key net on every frame; the tracker's thresholds follow its kind of
+    /// output ([`TrackConfig::for_output`]).
     pub fn new(model: PoseModel, track: TrackConfig) -> Estimator {
+        let track = track.for_output(model.manifest.output.kind);
         Estimator {
             model,
             temporal: Vec::new(),

@@ -404,7 +404,7 @@ fn the_max_subnet_trains_alone_first_and_a_run_with_helper_models_resumes_exactl
     ];
     let (whole, parts) = (dir.join("whole"), dir.join("parts"));
     let out = ok(common::vipnas_command().args(small_run(&whole, &extra)).output().unwrap());
-    assert!(out.contains("each through 3 subnets"), "{out}");
+    assert!(out.contains("the max subnet alone for 3 steps, then each through 3 subnets"), "{out}");
     // Steps 0–2 train the max subnet alone: the others' columns are NaN, then numbers.
     let tsv = std::fs::read_to_string(whole.join("losses.tsv")).unwrap();
     let rows: Vec<Vec<&str>> = tsv.lines().skip(1).map(|l| l.split('\t').collect()).collect();
@@ -420,7 +420,7 @@ fn the_max_subnet_trains_alone_first_and_a_run_with_helper_models_resumes_exactl
     first.extend(["--stop-after".to_string(), "4".to_string()]);
     ok(common::vipnas_command().args(first).output().unwrap());
     let out = ok(common::vipnas_command().args(small_run(&parts, &extra)).output().unwrap());
-    assert!(out.contains("(resumed at 4)"), "{out}");
+    assert!(out.contains("(resumed at 4)") && out.contains("/s, each through 3 subnets)"), "{out}");
     let (a, b) =
         (std::fs::read(whole.join("checkpoint.vnck")).unwrap(), std::fs::read(parts.join("checkpoint.vnck")).unwrap());
     assert!(a == b, "the resumed run's final checkpoint differs from the uninterrupted run's");

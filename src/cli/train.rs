@@ -157,13 +157,20 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let s = train(&config, &a.out, &opts)?;
     let fmt = |v: &[f64]| v.iter().map(|l| format!("{l:.3e}")).collect::<Vec<_>>().join(" ");
+    // Steps of this call in the max-alone phase.
+    let alone = s.step.min(config.max_alone).saturating_sub(s.step - s.steps_now);
+    let sandwich = format!("each through {} subnets", 2 + config.randoms);
+    let through = match alone {
+        0 => sandwich,
+        n if n == s.steps_now => "the max subnet alone".to_string(),
+        n => format!("the max subnet alone for {n} steps, then {sandwich}"),
+    };
     outln!(
-        "trained {} steps{} in {:.0} s ({:.2} images/s, each through {} subnets); now at step {}/{}",
+        "trained {} steps{} in {:.0} s ({:.2} images/s, {through}); now at step {}/{}",
         s.steps_now,
         s.resumed_from.map_or(String::new(), |f| format!(" (resumed at {f})")),
         s.seconds,
         s.images_per_s,
-        2 + config.randoms,
         s.step,
         config.steps
     );

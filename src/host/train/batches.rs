@@ -5,9 +5,10 @@
 //! checkpoint left off (0 for a fresh run): a run continued from a checkpoint
 //! goes on along the stream instead of replaying the crops its weights were
 //! trained on. A batch is therefore a function of the seed, the start and the
-//! step alone — the same with any number of threads and after a resume. Batches are prepared (decode, augment, targets, and a dense
-//! teacher's heatmaps where there is one) in parallel on a background thread,
-//! a few steps ahead of training.
+//! step alone — the same with any number of threads and after a resume.
+//! Batches are prepared (decode, augment, targets, and a dense teacher's
+//! heatmaps where there is one) in parallel on a background thread, a few
+//! steps ahead of training.
 
 use std::collections::BTreeSet;
 use std::sync::mpsc::{sync_channel, Receiver};

@@ -345,6 +345,27 @@ fn initial_weights_go_into_the_supernet_and_a_bad_file_is_refused() {
         ok(common::vipnas_command().args(small_run(&next, &["--init", s(&ck), "--stop-after", "0"])).output().unwrap());
     assert!(o.contains("batches go on from sample 8 of seed 0's stream (epoch 0)"), "{o}");
     assert_eq!(Checkpoint::read_header(&next.join("checkpoint.vnck")).unwrap().data_start, 8);
+    // Its weights-only copy (what the repository keeps) does the same, stands
+    // without the pretrained file, and cannot be resumed as a run.
+    let lean = dir.join("lean");
+    let o = ok(vipnas(&["export", "--checkpoint", s(&ck), "--weights-only", "--out", s(&lean)]));
+    assert!(o.contains("supernet at step 2, weights only, f16"), "{o}");
+    let lean = lean.join("supernet.vnck");
+    assert!(std::fs::metadata(&lean).unwrap().len() * 5 < std::fs::metadata(&ck).unwrap().len(), "a sixth or so");
+    let full = Checkpoint::load(&ck).unwrap();
+    let half = Checkpoint::load(&lean).unwrap();
+    assert!(half.moments.is_empty() && half.header.data_start == full.header.data_start);
+    std::fs::remove_file(&init).unwrap();
+    let again = dir.join("again");
+    let o = ok(common::vipnas_command()
+        .args(small_run(&again, &["--init", s(&lean), "--stop-after", "0"]))
+        .output()
+        .unwrap());
+    assert!(o.contains("batches go on from sample 8 of seed 0's stream"), "{o}");
+    assert!(o.contains("initialised from a test (weights only, as f16"), "{o}");
+    std::fs::copy(&lean, again.join("checkpoint.vnck")).unwrap();
+    let o = common::vipnas_command().args(small_run(&again, &["--init", s(&lean)])).output().unwrap();
+    fails_with(o, "is weights only (no optimiser state) and cannot be resumed: continue from it with --init");
     // A tensor the supernet lacks: refused before training, naming file and tensor.
     weights_file(&init, &[("stage9.block0.dw.weight", vec![1], vec![1.0])]);
     let o = common::vipnas_command().args(small_run(&dir.join("bad"), &["--init", s(&init)])).output().unwrap();

@@ -21,7 +21,8 @@ use super::subnet_args::SubnetArgs;
 #[command(after_help = "Examples:
   vipnas export --checkpoint runs/mbv3/checkpoint.vnck --sample max --out models/mbv3-max
   vipnas export --checkpoint runs/mbv3/checkpoint.vnck --subnet searched.json --out models/pi4
-  vipnas export --space mbv3 --sample random --seed 1 --out /tmp/b")]
+  vipnas export --space mbv3 --sample random --seed 1 --out /tmp/b
+  vipnas export --checkpoint runs/mbv3/checkpoint.vnck --weights-only --out models/mbv3-supernet")]
 pub struct ExportArgs {
     #[command(flatten)]
     pick: SubnetArgs,
@@ -43,6 +44,11 @@ pub struct ExportArgs {
     /// Seed of the random weights (without --checkpoint).
     #[arg(long, default_value_t = 0, conflicts_with = "checkpoint")]
     weight_seed: u64,
+    /// Write the whole trained supernet without the optimiser's state, in half
+    /// floats (`DIR/supernet.vnck`, a sixth of the checkpoint): what `train
+    /// --init`, `export --checkpoint` and `search --checkpoint` read; not resumable.
+    #[arg(long, requires = "checkpoint", conflicts_with_all = ["subnet", "sample", "published", "board", "calib_coco"])]
+    weights_only: bool,
     /// Bundle name (defaults to the output directory's name).
     #[arg(long)]
     name: Option<String>,
@@ -107,6 +113,9 @@ pub fn run(mut a: ExportArgs) -> Result<()> {
 fn from_checkpoint(a: &mut ExportArgs, ckpt: &std::path::Path, name: &str) -> Result<()> {
     use vipnas::host::train::checkpoint::Checkpoint;
     use vipnas::host::train::export::{BundleNotes, Calibration, Exporter};
+    if a.weights_only {
+        return weights_only(ckpt, &a.out);
+    }
     let config = Checkpoint::read_header(ckpt)?.config;
     if let Some(input) = a.pick.input {
         anyhow::ensure!(
@@ -132,6 +141,26 @@ fn from_checkpoint(a: &mut ExportArgs, ckpt: &std::path::Path, name: &str) -> Re
         config.input,
         cost.gflops(),
         cost.mparams()
+    );
+    Ok(())
+}
+
+/// `--weights-only`: the checkpoint without Adam's moments, as f16, provenance resolved.
+#[cfg(feature = "host")]
+fn weights_only(ckpt: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    use vipnas::host::train::checkpoint::Checkpoint;
+    let c = Checkpoint::load(ckpt)?;
+    let provenance = vipnas::host::train::init::provenance(ckpt, &c.header)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join("supernet.vnck");
+    let (step, space) = (c.header.step, c.header.config.space);
+    c.weights_only(provenance).save(&path)?;
+    let mb = |p: &std::path::Path| std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1e6);
+    outln!(
+        "wrote {} ({space} supernet at step {step}, weights only, f16: {:.1} MB of the checkpoint's {:.1} MB)",
+        path.display(),
+        mb(&path),
+        mb(ckpt)
     );
     Ok(())
 }

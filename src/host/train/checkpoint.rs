@@ -11,6 +11,15 @@
 //! FNV-1a 64 hash of the payload, so a truncated or damaged file is refused.
 //! Written through a temporary file and a rename: a kill mid-write leaves the
 //! previous checkpoint intact.
+//!
+//! A *weights-only* checkpoint ([`Checkpoint::weights_only`], `vipnas export
+//! --weights-only`) is the same layout without Adam's moments, its values
+//! stored as IEEE half floats (`"precision": "f16"` in the header) and its
+//! provenance resolved when it was written: a sixth of the checkpoint's size,
+//! small enough to keep in the repository, and all that `--init`, `export` and
+//! `search` read. Rounding to f16 is an approximation (relative error ≤ 2⁻¹¹,
+//! values beyond ±65 504 refused); it cannot be resumed, only continued with
+//! `--init` (Adam starts afresh).
 
 use std::path::Path;
 
@@ -57,9 +66,49 @@ pub struct Header {
     /// checkpoints written before this field).
     #[serde(default, skip_serializing_if = "super::is_zero")]
     pub data_start: u64,
+    /// How the payload's values are stored (f32 unless weights-only).
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+    /// A weights-only checkpoint's provenance, resolved when it was written, so
+    /// that it stands alone (the run's `--init` need not exist where it is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
     pub tensors: Vec<TensorEntry>,
     pub payload_bytes: u64,
     pub payload_fnv1a64: String,
+}
+
+/// How a checkpoint's payload stores its values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// IEEE half floats: weights-only checkpoints.
+    F16,
+}
+
+impl Precision {
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    fn bytes(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+}
+
+/// Where a weights-only checkpoint's weights came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The run and the weights it started from, in turn.
+    pub source: String,
+    /// The terms of the weights it started from and of the training data.
+    pub licence: String,
 }
 
 /// A checkpoint in memory.
@@ -105,6 +154,16 @@ fn push_f32s(out: &mut Vec<u8>, v: &[f32]) {
     }
 }
 
+/// The largest finite half float.
+const F16_MAX: f32 = 65_504.0;
+
+fn push_f16s(out: &mut Vec<u8>, v: &[f32]) {
+    out.reserve(v.len() * 2);
+    for x in v {
+        out.extend_from_slice(&half::f16::from_f32(*x).to_le_bytes());
+    }
+}
+
 impl Checkpoint {
     /// Writes the checkpoint atomically.
     pub fn save(&mut self, path: &Path) -> Result<()> {
@@ -118,8 +177,16 @@ impl Checkpoint {
                 t.shape,
                 e.shape
             );
-            push_f32s(&mut payload, &t.data);
+            match self.header.precision {
+                Precision::F32 => push_f32s(&mut payload, &t.data),
+                Precision::F16 => {
+                    let big = t.data.iter().find(|v| !(v.abs() <= F16_MAX));
+                    ensure!(big.is_none(), "checkpoint: `{}` holds {}, beyond a half float", e.name, big.unwrap());
+                    push_f16s(&mut payload, &t.data)
+                }
+            }
             if e.moments {
+                ensure!(self.header.precision == Precision::F32, "checkpoint: Adam's moments are kept as f32 only");
                 let (m, v) =
                     self.moments.get(&e.name).with_context(|| format!("checkpoint: no moments for `{}`", e.name))?;
                 push_f32s(&mut payload, m);
@@ -183,7 +250,11 @@ impl Checkpoint {
             format!("{:016x}", fnv1a64(payload)) == header.payload_fnv1a64,
             "damaged: the payload's hash differs from the header's"
         );
-        let mut floats = payload.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()));
+        let precision = header.precision;
+        let mut floats = payload.chunks_exact(precision.bytes()).map(|c| match precision {
+            Precision::F32 => f32::from_le_bytes(c.try_into().unwrap()),
+            Precision::F16 => half::f16::from_le_bytes(c.try_into().unwrap()).to_f32(),
+        });
         let mut take = |len: usize| -> Vec<f32> { floats.by_ref().take(len).collect() };
         let (mut weights, mut moments) = (Weights::default(), std::collections::BTreeMap::new());
         for e in &header.tensors {
@@ -199,6 +270,24 @@ impl Checkpoint {
             }
         }
         Ok(Checkpoint { header, weights, moments })
+    }
+
+    /// Whether this is a weights-only checkpoint (no optimiser state).
+    pub fn is_weights_only(header: &Header) -> bool {
+        header.provenance.is_some()
+    }
+
+    /// This checkpoint as a weights-only one (see the module doc): no moments,
+    /// half floats, and `provenance` (what its run's chain of `--init`s says)
+    /// recorded in the header.
+    pub fn weights_only(mut self, provenance: Provenance) -> Checkpoint {
+        self.moments.clear();
+        for e in &mut self.header.tensors {
+            e.moments = false;
+        }
+        self.header.precision = Precision::F16;
+        self.header.provenance = Some(provenance);
+        self
     }
 
     /// Checks that this checkpoint holds the supernet `layout` describes:
@@ -246,6 +335,8 @@ mod tests {
             config,
             step: 7,
             data_start: 40,
+            precision: Default::default(),
+            provenance: None,
             tensors,
             payload_bytes: 0,
             payload_fnv1a64: String::new(),
@@ -264,6 +355,40 @@ mod tests {
         assert_eq!(Checkpoint::load(&path).unwrap(), c);
         assert_eq!(Checkpoint::read_header(&path).unwrap(), c.header);
         assert!(!path.with_extension("partial").exists(), "written through a temporary file");
+    }
+
+    #[test]
+    fn a_weights_only_checkpoint_keeps_the_weights_in_half_floats_and_drops_the_moments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("w.vnck");
+        let c = small();
+        let provenance = Provenance { source: "run r".into(), licence: "terms".into() };
+        let mut w = c.clone().weights_only(provenance.clone());
+        w.save(&path).unwrap();
+        assert_eq!(w.header.payload_bytes, 2 * 4, "two bytes a value, no moments");
+        let back = Checkpoint::load(&path).unwrap();
+        assert!(back.moments.is_empty() && back.header.tensors.iter().all(|e| !e.moments));
+        assert!(Checkpoint::is_weights_only(&back.header) && !Checkpoint::is_weights_only(&c.header));
+        assert_eq!(back.header.precision, Precision::F16);
+        assert_eq!(back.header.provenance, Some(provenance));
+        assert_eq!(back.weights.tensors["a.weight"].data, vec![1.0, -2.5], "exact where f16 is");
+        let mean = back.weights.tensors["a.bn.running_mean"].data[0];
+        assert_eq!(mean, 0.25);
+        // 1/3 is not a half float: rounded to the nearest one (relative error ≤ 2⁻¹¹).
+        w.weights.tensors.get_mut("a.weight").unwrap().data[0] = 1.0 / 3.0;
+        w.save(&path).unwrap();
+        let before = Checkpoint::load(&path).unwrap();
+        let third = before.weights.tensors["a.weight"].data[0];
+        assert!(third != 1.0 / 3.0 && ((third - 1.0 / 3.0) * 3.0).abs() <= 1.0 / 2048.0, "{third}");
+
+        w.weights.tensors.get_mut("a.weight").unwrap().data[1] = 1e5;
+        let e = w.save(&path).unwrap_err().to_string();
+        assert_eq!(e, "checkpoint: `a.weight` holds 100000, beyond a half float");
+        let mut mixed = c.clone();
+        mixed.header.precision = Precision::F16;
+        let e = mixed.save(&path).unwrap_err().to_string();
+        assert_eq!(e, "checkpoint: Adam's moments are kept as f32 only");
+        assert_eq!(Checkpoint::load(&path).unwrap(), before, "a refused write leaves the file as it was");
     }
 
     #[test]

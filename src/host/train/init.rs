@@ -70,10 +70,15 @@ fn checkpoint_header(path: &Path, h: &CheckpointHeader, left: usize) -> Result<W
         path.display()
     );
     let c = &h.config;
-    let mut source =
-        format!("vipnas training run {} (step {} of {}, {})", path.display(), h.step, c.steps, h.created_by);
-    let mut licence = "the training data's terms".to_string();
-    if let Some(init) = &c.init {
+    let (mut source, mut licence) = match &h.provenance {
+        // Weights-only: resolved when it was written (its --init may be elsewhere).
+        Some(p) => (format!("{} (weights only, as f16: {})", p.source, path.display()), p.licence.clone()),
+        None => (
+            format!("vipnas training run {} (step {} of {}, {})", path.display(), h.step, c.steps, h.created_by),
+            "the training data's terms".to_string(),
+        ),
+    };
+    if let (None, Some(init)) = (&h.provenance, &c.init) {
         let before = InitWeights::read_header_within(init, left - 1)
             .with_context(|| format!("the checkpoint's --init {}", init.display()))?;
         source += &format!(", initialised from {}", before.source);
@@ -87,6 +92,13 @@ fn checkpoint_header(path: &Path, h: &CheckpointHeader, left: usize) -> Result<W
         mapping: "every supernet tensor as trained, running statistics included".into(),
         tensors: h.tensors.iter().map(|t| WeightsEntry { name: t.name.clone(), shape: t.shape.clone() }).collect(),
     })
+}
+
+/// Where training checkpoint `path`'s weights came from, its chain of `--init`s
+/// followed: what a weights-only copy of it records.
+pub fn provenance(path: &Path, header: &CheckpointHeader) -> Result<checkpoint::Provenance> {
+    let h = checkpoint_header(path, header, MAX_CHAIN)?;
+    Ok(checkpoint::Provenance { source: h.source, licence: h.licence })
 }
 
 /// A weights file in memory.
@@ -262,6 +274,8 @@ mod tests {
             config,
             step: 1500,
             data_start: 800,
+            precision: Default::default(),
+            provenance: None,
             tensors,
             payload_bytes: 0,
             payload_fnv1a64: String::new(),
@@ -278,6 +292,22 @@ mod tests {
         assert_eq!(h, w.header);
         assert!(h.source.contains("step 1500 of 1500") && h.source.ends_with("initialised from test"), "{}", h.source);
         assert_eq!(h.licence, "none", "the pretrained weights' licence carries over");
+
+        // Its weights-only copy stands alone: provenance kept, its --init no longer read.
+        let lean = tmp.path().join("supernet.vnck");
+        let c = Checkpoint::load(&path).unwrap();
+        c.clone().weights_only(provenance(&path, &c.header).unwrap()).save(&lean).unwrap();
+        std::fs::remove_file(tmp.path().join("lite0.vnw")).unwrap();
+        assert!(InitWeights::load(&path).is_err(), "the full checkpoint follows its --init");
+        let l = InitWeights::load(&lean).unwrap();
+        assert!(l.header.source.starts_with(&h.source), "{}", l.header.source);
+        assert!(l.header.source.contains("weights only, as f16"), "{}", l.header.source);
+        assert_eq!((l.header.licence.as_str(), l.data_end), ("none", w.data_end));
+        for (name, t) in &trained.tensors {
+            let near =
+                t.data.iter().zip(&l.weights.tensors[name].data).all(|(a, b)| (a - b).abs() <= a.abs() / 2048.0 + 1e-7);
+            assert!(near, "`{name}` within f16 rounding");
+        }
 
         // A run started from itself: refused, not followed for ever.
         let mut looped = Checkpoint::load(&path).unwrap();

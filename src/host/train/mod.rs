@@ -220,6 +220,11 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
     let ckpt_path = out.join(CHECKPOINT);
     let (mut sn, mut adam, start, mut history, data_start) = if ckpt_path.exists() {
         let c = Checkpoint::load(&ckpt_path)?;
+        ensure!(
+            !Checkpoint::is_weights_only(&c.header),
+            "{} is weights only (no optimiser state) and cannot be resumed: continue from it with --init and another --out",
+            ckpt_path.display()
+        );
         c.check_layout(&layout).with_context(|| format!("checkpoint {}", ckpt_path.display()))?;
         ensure!(
             &c.header.config == config,
@@ -426,6 +431,8 @@ fn save(
         config: config.clone(),
         step,
         data_start,
+        precision: Default::default(),
+        provenance: None,
         tensors,
         payload_bytes: 0,
         payload_fnv1a64: String::new(),

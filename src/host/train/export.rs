@@ -52,8 +52,9 @@ pub struct Exporter {
     sn: Supernet,
     calib: Vec<Tensor<4>>,
     calib_coco: PathBuf,
-    /// The header of the run's initial weights file (for provenance), read once.
-    init: Option<super::init::WeightsHeader>,
+    /// Where the supernet's weights came from (for provenance), read once:
+    /// the run's initial weights file, or what a weights-only copy recorded.
+    origin: Option<String>,
 }
 
 impl Exporter {
@@ -77,8 +78,23 @@ impl Exporter {
             let hb = batches::next(&rx, step)?;
             xs.push(Tensor::<4>::from_data(TensorData::new(hb.x, [b, 3, h, w]), &device));
         }
-        let init = config.init.as_deref().map(super::init::InitWeights::read_header).transpose()?;
-        Ok(Exporter { ckpt_path: ckpt_path.to_path_buf(), checkpoint: c.header, sn, calib: xs, calib_coco: coco, init })
+        let origin = match (&c.header.provenance, &config.init) {
+            // Weights only: its --init need not exist here.
+            (Some(p), _) => Some(format!("weights only (f16) of {} ({})", p.source, p.licence)),
+            (None, Some(init)) => {
+                let h = super::init::InitWeights::read_header(init)?;
+                Some(format!("supernet initialised from {} ({})", h.source, h.licence))
+            }
+            (None, None) => None,
+        };
+        Ok(Exporter {
+            ckpt_path: ckpt_path.to_path_buf(),
+            checkpoint: c.header,
+            sn,
+            calib: xs,
+            calib_coco: coco,
+            origin,
+        })
     }
 
     /// Exports `subnet` into bundle `out`: BatchNorm recalibrated, tensors
@@ -111,8 +127,8 @@ impl Exporter {
             n * config.batch,
             self.calib_coco.display()
         );
-        if let Some(h) = &self.init {
-            provenance += &format!("; supernet initialised from {} ({})", h.source, h.licence);
+        if let Some(origin) = &self.origin {
+            provenance += &format!("; {origin}");
         }
         if !notes.provenance.is_empty() {
             provenance += &format!("; {}", notes.provenance);

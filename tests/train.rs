@@ -1,7 +1,8 @@
 //! `vipnas train` and `vipnas export --checkpoint` end to end on the bundled
 //! clip: a short run learns (loss falls, PCK on held-out frames beats the
-//! untrained supernet by a margin), a killed run resumes bit-exactly, and bad
-//! checkpoints or mismatched settings are refused by name.
+//! untrained supernet by a margin), a killed run resumes bit-exactly, bad
+//! checkpoints or mismatched settings are refused by name, and the supernet the
+//! repository keeps still loads and is trained.
 //!
 //! The held-out frames are the clip's last 15 (of 50, 60 fps): the same
 //! runner on the same treadmill, later in time — a weak hold-out; the real
@@ -117,6 +118,38 @@ fn a_short_run_learns_poses_that_hold_on_later_frames() {
     assert_eq!(default, quarter);
     assert_eq!(dark.as_array().unwrap().len(), quarter.as_array().unwrap().len());
     assert_ne!(dark, quarter, "DARK decoded the same keypoints as the quarter step");
+}
+
+/// The trained supernet the repository keeps (`models/mbv3-supernet`, weights
+/// only) still fits this vipnas — a changed supernet layout would strand it —
+/// and is trained: on the bundled clip, a camera view it never saw, its max
+/// subnet places keypoints where the same subnet with random weights does not.
+/// (BatchNorm is recalibrated on the clip's own crops: image statistics, no labels.)
+#[test]
+fn the_kept_supernet_fits_this_vipnas_and_its_max_subnet_finds_poses_on_an_unseen_view() {
+    let dir = common::scratch("train-kept");
+    let kept = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mbv3-supernet/supernet.vnck");
+    let clip = format!("{CLIP}.json");
+    let (trained, random) = (dir.join("trained"), dir.join("random"));
+    let mut args = vec!["export", "--checkpoint", s(&kept), "--sample", "max", "--calib-coco", &clip];
+    args.extend(["--calib-dir", CLIP, "--calib-images", "64", "--out", s(&trained)]);
+    ok(vipnas(&args));
+    let header = Checkpoint::read_header(&kept).unwrap();
+    let input = header.config.input.to_string();
+    ok(vipnas(&["export", "--space", "mbv3", "--sample", "max", "--input", &input, "--out", s(&random)]));
+    let gt = CocoDataset::load(Path::new(&clip)).unwrap();
+    let pcks: Vec<f64> = [&random, &trained]
+        .iter()
+        .map(|b| {
+            let p = predict(PoseModel::load(b, 1).unwrap(), &gt, Path::new(CLIP), RoiMode::GtBox).unwrap();
+            pck(&gt, &p.results, &[0.2]).overall[0]
+        })
+        .collect();
+    println!(
+        "kept supernet (step {}), max subnet, PCK@0.2: random weights {:.3}, trained {:.3}",
+        header.step, pcks[0], pcks[1]
+    );
+    assert!(pcks[1] > 0.5 && pcks[1] > pcks[0] + 0.3, "trained {} vs random {}", pcks[1], pcks[0]);
 }
 
 /// The checkpoint with `"format_version": 2` in its header.
@@ -363,6 +396,10 @@ fn initial_weights_go_into_the_supernet_and_a_bad_file_is_refused() {
         .unwrap());
     assert!(o.contains("batches go on from sample 8 of seed 0's stream"), "{o}");
     assert!(o.contains("initialised from a test (weights only, as f16"), "{o}");
+    let bundle = dir.join("lean-min");
+    ok(vipnas(&["export", "--checkpoint", s(&lean), "--sample", "min", "--out", s(&bundle)]));
+    let manifest = std::fs::read_to_string(bundle.join("manifest.json")).unwrap();
+    assert!(manifest.contains("weights only (f16) of vipnas training run"), "{manifest}");
     std::fs::copy(&lean, again.join("checkpoint.vnck")).unwrap();
     let o = common::vipnas_command().args(small_run(&again, &["--init", s(&lean)])).output().unwrap();
     fails_with(o, "is weights only (no optimiser state) and cannot be resumed: continue from it with --init");

@@ -78,6 +78,13 @@ pub struct Header {
     pub payload_fnv1a64: String,
 }
 
+impl Header {
+    /// Whether this is a weights-only checkpoint (no optimiser state).
+    pub fn is_weights_only(&self) -> bool {
+        self.provenance.is_some()
+    }
+}
+
 /// How a checkpoint's payload stores its values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,9 +161,6 @@ fn push_f32s(out: &mut Vec<u8>, v: &[f32]) {
     }
 }
 
-/// The largest finite half float.
-const F16_MAX: f32 = 65_504.0;
-
 fn push_f16s(out: &mut Vec<u8>, v: &[f32]) {
     out.reserve(v.len() * 2);
     for x in v {
@@ -180,7 +184,8 @@ impl Checkpoint {
             match self.header.precision {
                 Precision::F32 => push_f32s(&mut payload, &t.data),
                 Precision::F16 => {
-                    let big = t.data.iter().find(|v| !(v.abs() <= F16_MAX));
+                    let max = half::f16::MAX.to_f32();
+                    let big = t.data.iter().find(|v| !(v.abs() <= max));
                     ensure!(big.is_none(), "checkpoint: `{}` holds {}, beyond a half float", e.name, big.unwrap());
                     push_f16s(&mut payload, &t.data)
                 }
@@ -270,11 +275,6 @@ impl Checkpoint {
             }
         }
         Ok(Checkpoint { header, weights, moments })
-    }
-
-    /// Whether this is a weights-only checkpoint (no optimiser state).
-    pub fn is_weights_only(header: &Header) -> bool {
-        header.provenance.is_some()
     }
 
     /// This checkpoint as a weights-only one (see the module doc): no moments,
@@ -368,7 +368,7 @@ mod tests {
         assert_eq!(w.header.payload_bytes, 2 * 4, "two bytes a value, no moments");
         let back = Checkpoint::load(&path).unwrap();
         assert!(back.moments.is_empty() && back.header.tensors.iter().all(|e| !e.moments));
-        assert!(Checkpoint::is_weights_only(&back.header) && !Checkpoint::is_weights_only(&c.header));
+        assert!(back.header.is_weights_only() && !c.header.is_weights_only());
         assert_eq!(back.header.precision, Precision::F16);
         assert_eq!(back.header.provenance, Some(provenance));
         assert_eq!(back.weights.tensors["a.weight"].data, vec![1.0, -2.5], "exact where f16 is");

@@ -221,7 +221,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &TrainOptions) -> Result<Tr
     let (mut sn, mut adam, start, mut history, data_start) = if ckpt_path.exists() {
         let c = Checkpoint::load(&ckpt_path)?;
         ensure!(
-            !Checkpoint::is_weights_only(&c.header),
+            !c.header.is_weights_only(),
             "{} is weights only (no optimiser state) and cannot be resumed: continue from it with --init and another --out",
             ckpt_path.display()
         );
